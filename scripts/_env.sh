@@ -1,0 +1,23 @@
+# Shared by scripts/test and scripts/demo: a project virtualenv, created on first use, and
+# the environment that keeps mDNS and servers on loopback on development and CI machines.
+VENV="${MICRO_VENV:-.venv}"
+PY="$VENV/bin/python"
+export MICRO_MDNS_INTERFACES="${MICRO_MDNS_INTERFACES:-127.0.0.1}"
+export MICRO_SERVER_ADDRESS="${MICRO_SERVER_ADDRESS:-127.0.0.1:0}"
+export PYTHONDONTWRITEBYTECODE=1
+
+bootstrap() {
+    local extras="$1"
+    local stamp="$VENV/.micro-installed-$extras"
+    if [ ! -x "$PY" ]; then
+        echo "== creating $VENV" >&2
+        python3 -m venv "$VENV"
+    fi
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        echo "== installing micro[$extras] into $VENV" >&2
+        "$PY" -m pip install --quiet --disable-pip-version-check -e ".[$extras]" 2>&1 \
+            | grep -v "^WARNING: Location" >&2 || true
+        "$PY" -c "import micro" || { echo "install failed" >&2; exit 1; }
+        touch "$stamp"
+    fi
+}

@@ -1,0 +1,234 @@
+"""The one error tree of micro, and go-micro's wire error.
+
+Every error that crosses the wire is a :class:`MicroError`: ``{id, code, detail, status}``
+encoded as JSON exactly as go-micro's ``errors.Error`` (``status`` is the HTTP reason phrase
+of ``code``). Driver exceptions are translated at each backend boundary and never leak.
+
+::
+
+    MicroError (Exception)                  code, id, detail, status; to_json(), parse()
+    ├── BadRequest                 400
+    │   └── CodecError             400      a body that cannot be decoded or validated
+    ├── Unauthorized               401
+    ├── Forbidden                  403
+    ├── NotFound                   404
+    │   └── ServiceNotFound        404      the registry knows no such service
+    ├── MethodNotAllowed           405
+    ├── Timeout (also TimeoutError) 408     a deadline passed (client or server side)
+    ├── Conflict                   409
+    ├── PayloadTooLarge            413
+    └── InternalServerError        500
+        ├── ConnectError           500      dial or connection failure (retried by clients)
+        │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
+        ├── NoneAvailable          500      the selector has no node left to try
+        └── RegistryError          500      the registry backend failed
+
+``parse`` turns wire text back into the matching class (by code); text that is not JSON
+becomes a ``MicroError`` with code 0, as go-micro's ``errors.Parse`` does.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import msgspec
+
+__all__ = [
+    "BadRequest",
+    "CodecError",
+    "Conflict",
+    "ConnectError",
+    "ConnectionClosed",
+    "Forbidden",
+    "InternalServerError",
+    "MethodNotAllowed",
+    "MicroError",
+    "NoneAvailable",
+    "NotFound",
+    "PayloadTooLarge",
+    "RegistryError",
+    "ServiceNotFound",
+    "Timeout",
+    "Unauthorized",
+    "bad_request",
+    "conflict",
+    "forbidden",
+    "internal",
+    "method_not_allowed",
+    "not_found",
+    "timeout",
+    "unauthorized",
+]
+
+
+class _Wire(msgspec.Struct):
+    id: str = ""
+    code: int = 0
+    detail: str = ""
+    status: str = ""
+
+
+_wire_encoder = msgspec.json.Encoder()
+_wire_decoder = msgspec.json.Decoder(_Wire)
+
+
+def status_text(code: int) -> str:
+    """The HTTP reason phrase for ``code`` ("" when it is not an HTTP status)."""
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
+class MicroError(Exception):
+    """An error with go-micro's wire shape ``{id, code, detail, status}``.
+
+    Args:
+        detail: human-readable description.
+        id: the error id, conventionally the service or component name.
+        code: overrides the class's code (an HTTP status, or 0 for unknown).
+        status: overrides the reason phrase derived from ``code``.
+    """
+
+    code: int = 500
+    _by_code: ClassVar[dict[int, type[MicroError]]] = {}
+
+    def __init__(
+        self, detail: str = "", *, id: str = "", code: int | None = None, status: str | None = None
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.id = id
+        self.detail = detail
+        self.status = status if status is not None else status_text(self.code)
+        super().__init__(detail)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the first class declared for a code is the one parse() returns
+        MicroError._by_code.setdefault(cls.code, cls)
+
+    def __str__(self) -> str:
+        return self.to_json()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code}, id={self.id!r}, detail={self.detail!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MicroError):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = Exception.__hash__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "code": self.code, "detail": self.detail, "status": self.status}
+
+    def to_json(self) -> str:
+        """The error as go-micro writes it (and puts in the ``Micro-Error`` header)."""
+        wire = _Wire(id=self.id, code=self.code, detail=self.detail, status=self.status)
+        return _wire_encoder.encode(wire).decode()
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> MicroError:
+        """Decode wire text into the class for its code; non-JSON text gets code 0."""
+        try:
+            wire = _wire_decoder.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            detail = text.decode(errors="replace") if isinstance(text, bytes) else text
+            return MicroError(detail, code=0, status="")
+        target = MicroError._by_code.get(wire.code, MicroError)
+        return target(wire.detail, id=wire.id, code=wire.code, status=wire.status)
+
+
+class BadRequest(MicroError):
+    code = 400
+
+
+class Unauthorized(MicroError):
+    code = 401
+
+
+class Forbidden(MicroError):
+    code = 403
+
+
+class NotFound(MicroError):
+    code = 404
+
+
+class MethodNotAllowed(MicroError):
+    code = 405
+
+
+class Timeout(MicroError, TimeoutError):
+    code = 408
+
+
+class Conflict(MicroError):
+    code = 409
+
+
+class PayloadTooLarge(MicroError):
+    code = 413
+
+
+class InternalServerError(MicroError):
+    code = 500
+
+
+class CodecError(BadRequest):
+    """A body that cannot be encoded, decoded or validated."""
+
+
+class ServiceNotFound(NotFound):
+    """The registry knows no service of that name."""
+
+
+class ConnectError(InternalServerError):
+    """Dialing or talking to a node failed; clients retry these."""
+
+
+class ConnectionClosed(ConnectError):
+    """The peer closed the connection before the exchange ended."""
+
+
+class NoneAvailable(InternalServerError):
+    """The selector has no node left to try for a service."""
+
+
+class RegistryError(InternalServerError):
+    """The registry backend failed (unreachable, refused, malformed data)."""
+
+
+def bad_request(id: str, detail: str) -> BadRequest:
+    return BadRequest(detail, id=id)
+
+
+def unauthorized(id: str, detail: str) -> Unauthorized:
+    return Unauthorized(detail, id=id)
+
+
+def forbidden(id: str, detail: str) -> Forbidden:
+    return Forbidden(detail, id=id)
+
+
+def not_found(id: str, detail: str) -> NotFound:
+    return NotFound(detail, id=id)
+
+
+def method_not_allowed(id: str, detail: str) -> MethodNotAllowed:
+    return MethodNotAllowed(detail, id=id)
+
+
+def timeout(id: str, detail: str) -> Timeout:
+    return Timeout(detail, id=id)
+
+
+def conflict(id: str, detail: str) -> Conflict:
+    return Conflict(detail, id=id)
+
+
+def internal(id: str, detail: str) -> InternalServerError:
+    return InternalServerError(detail, id=id)
