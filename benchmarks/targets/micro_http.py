@@ -1,0 +1,74 @@
+"""``micro``: micro's own HTTP transport (go-micro "mucp" over HTTP/1.1), the system under test.
+
+Written against the intended public API (ARCHITECTURE.md section 3)::
+
+    service = micro.Service("bench.greeter", address="127.0.0.1:0", registry="memory")
+    service.handle(Greeter())
+    await service.start()            # then service.server.address is the bound address
+    ...
+    await service.stop()
+
+    client = micro.Client(registry="memory")
+    await client.call("bench.greeter", "Greeter.SayHello", {"name": "John"}, address=ADDR)
+    await client.close()
+
+If ``import micro`` fails, the runner skips this target and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import micro
+from msgspec import Struct
+
+from benchmarks.harness import REQUEST, Client, Target
+
+SERVICE = "bench.greeter"
+ENDPOINT = "Greeter.SayHello"
+
+
+class HelloRequest(Struct):
+    name: str
+
+
+class HelloResponse(Struct):
+    msg: str
+
+
+class Greeter:
+    async def say_hello(self, req: HelloRequest) -> HelloResponse:
+        return HelloResponse(msg=f"Hello {req.name}")
+
+
+def format_address(address: Any) -> str:
+    """``host:port`` from a string or a ``(host, port)`` tuple."""
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+async def open_server() -> tuple[str, Callable[[], Awaitable[None]]]:
+    service = micro.Service(SERVICE, address="127.0.0.1:0", registry="memory")
+    service.handle(Greeter())
+    await service.start()
+    return format_address(service.server.address), service.stop
+
+
+class MicroTarget(Target):
+    name = "micro"
+    title = "micro HTTP transport (mucp over HTTP/1.1)"
+    server_module = __name__
+    import_probe = "micro"
+
+    async def make_client(self, address: str) -> Client:
+        client = micro.Client(registry="memory")
+
+        async def call() -> Any:
+            return await client.call(SERVICE, ENDPOINT, REQUEST, address=address)
+
+        return Client(call=call, close=client.close)
+
+
+TARGET = MicroTarget()
