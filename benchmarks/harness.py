@@ -163,7 +163,8 @@ class ServerProcess:
         return self
 
     def _wait_ready(self, timeout: float) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         buffer = b""
         deadline = time.monotonic() + timeout
@@ -179,10 +180,9 @@ class ServerProcess:
                         return line[len(READY_PREFIX) :].strip()
             elif self.proc.poll() is not None:
                 break
-        raise RuntimeError(
-            f"{self.name} server did not report ready within {timeout:.0f} s "
-            f"(exit code {self.proc.poll()}); log tail:\n{self.log_tail()}"
-        )
+        code = self.proc.poll()
+        why = f"exited with code {code}" if code is not None else f"not ready in {timeout:.0f} s"
+        raise RuntimeError(f"{self.name} server {why}; log tail:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -323,8 +323,8 @@ class Target:
     title: ClassVar[str]
     #: Module with ``async def open_server() -> (address, async stop)``, run by benchmarks.serve.
     server_module: ClassVar[str | None] = None
-    #: Module whose import time is reported (``None``: not reported).
-    import_probe: ClassVar[str | None] = None
+    #: label -> Python code whose import time is reported (fresh interpreter each run).
+    import_probes: ClassVar[dict[str, str]] = {}
     #: What drives the event loop, if not asyncio (shown in the report).
     loop_note: ClassVar[str | None] = None
 

@@ -7,7 +7,7 @@ if __package__ in (None, ""):
     # Run as a file: make the repository root importable so ``benchmarks`` resolves.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.cli import main  # noqa: E402
+from benchmarks.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -88,8 +88,26 @@ def client(args: argparse.Namespace) -> None:
     finally:
         for proxy in proxies:
             proxy.stop()
+        delete_reply_queues(args.amqp, proxies)
     json.dump({"check": check, "latencies": latencies, "elapsed": elapsed}, sys.stdout)
     sys.stdout.flush()
+
+
+def delete_reply_queues(amqp: str, proxies: list) -> None:
+    """Reply queues would otherwise linger for nameko's 5-minute ``x-expires``."""
+    import kombu
+
+    names = []
+    for proxy in proxies:
+        queue = getattr(getattr(proxy, "_reply_listener", None), "queue", None)
+        if queue is not None:
+            names.append(queue.name)
+    try:
+        with kombu.Connection(amqp, connect_timeout=2) as conn:
+            for name in names:
+                conn.default_channel.queue_delete(name)
+    except Exception as exc:  # tidying up must not lose the measurement
+        print(f"could not delete reply queues: {exc}", file=sys.stderr)
 
 
 def main() -> None:

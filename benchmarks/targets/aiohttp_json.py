@@ -31,7 +31,7 @@ class AiohttpTarget(Target):
     name = "aiohttp"
     title = "aiohttp.web JSON endpoint + ClientSession"
     server_module = __name__
-    import_probe = "aiohttp.web"
+    import_probes = {"aiohttp": "import aiohttp.web"}
 
     async def make_client(self, address: str) -> Client:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))

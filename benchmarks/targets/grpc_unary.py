@@ -54,7 +54,7 @@ async def open_server() -> tuple[str, Callable[[], Awaitable[None]]]:
     pb2, pb2_grpc = import_stubs(os.environ[STUBS_ENV])
 
     class Greeter(pb2_grpc.GreeterServicer):
-        async def SayHello(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        async def SayHello(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
             return pb2.HelloReply(msg=f"Hello {request.name}")
 
     server = grpc.aio.server()
@@ -72,7 +72,7 @@ class GrpcTarget(Target):
     name = "grpc"
     title = "grpcio asyncio server + grpc.aio unary call"
     server_module = __name__
-    import_probe = "grpc"
+    import_probes = {"grpc": "import grpc"}
 
     def __init__(self) -> None:
         self.stubs_dir: Path | None = None

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import micro
 from msgspec import Struct
 
-from benchmarks.harness import REQUEST, Client, Target
+import micro
+from benchmarks.harness import REQUEST, Client, Options, Target
 
 SERVICE = "bench.greeter"
 ENDPOINT = "Greeter.SayHello"
@@ -60,7 +60,17 @@ class MicroTarget(Target):
     name = "micro"
     title = "micro HTTP transport (mucp over HTTP/1.1)"
     server_module = __name__
-    import_probe = "micro"
+    import_probes = {
+        "micro": "import micro",
+        "micro (Service+Client)": "import micro; micro.Service; micro.Client",
+    }
+
+    def unavailable(self, options: Options) -> str | None:
+        try:  # Service and Client are imported lazily by ``micro.__getattr__``
+            micro.Service, micro.Client  # noqa: B018
+        except (ImportError, AttributeError) as exc:
+            return f"micro's API is not ready: {type(exc).__name__}: {exc}"
+        return None
 
     async def make_client(self, address: str) -> Client:
         client = micro.Client(registry="memory")

@@ -117,3 +117,8 @@ def create(kind: str, name: str | None = None, **options: Any) -> Any:
         return _shared_memory[kind]
     cls = resolve(kind, chosen)
     return cls(**{k: v for k, v in options.items() if v not in (None, "", [], ())})
+
+
+def is_shared(backend: object) -> bool:
+    """True for the per-process memory backends that :func:`create` hands out by name."""
+    return any(backend is shared for shared in _shared_memory.values())

@@ -46,34 +46,49 @@ class Codec(abc.ABC):
 
 
 _codecs: dict[str, Codec] = {}
+_builtin_loaded = False
 
 
 def register(codec: Codec, *aliases: str) -> None:
-    """Make ``codec`` serve its content type (and ``aliases``)."""
+    """Make ``codec`` serve its content type (and ``aliases``), replacing any built-in one."""
+    _ensure_builtin()
     for content_type in (codec.content_type, *aliases):
-        _codecs[content_type] = codec
+        _codecs[content_type.lower()] = codec
 
 
-def _load_builtin() -> None:
+def _ensure_builtin() -> None:
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True
     from micro.codec import bytes as bytes_codec
     from micro.codec import json as json_codec
     from micro.codec import msgpack as msgpack_codec
     from micro.codec import proto as proto_codec
 
-    register(json_codec.JsonCodec())
-    register(msgpack_codec.MsgpackCodec(), "application/x-msgpack")
-    register(proto_codec.ProtoCodec(), "application/x-protobuf")
-    register(bytes_codec.BytesCodec())
+    builtin: list[tuple[Codec, tuple[str, ...]]] = [
+        (json_codec.JsonCodec(), ()),
+        (msgpack_codec.MsgpackCodec(), ("application/x-msgpack",)),
+        (proto_codec.ProtoCodec(), ("application/x-protobuf",)),
+        (bytes_codec.BytesCodec(), ()),
+    ]
+    for codec, aliases in builtin:
+        for content_type in (codec.content_type, *aliases):
+            _codecs.setdefault(content_type, codec)
 
 
 def lookup(content_type: str) -> Codec:
     """The codec for a ``Content-Type`` value (parameters such as charset are ignored).
 
+    An empty value means :data:`DEFAULT_CONTENT_TYPE`.
+
     Raises:
         CodecError: no codec serves that content type (the message lists the known ones).
     """
-    if not _codecs:
-        _load_builtin()
+    codec = _codecs.get(content_type)  # the common case: a bare, known content type
+    if codec is not None:
+        return codec
+    _ensure_builtin()
     key = content_type.partition(";")[0].strip().lower() or DEFAULT_CONTENT_TYPE
     codec = _codecs.get(key)
     if codec is None:
@@ -84,6 +99,5 @@ def lookup(content_type: str) -> Codec:
 
 def supported() -> list[str]:
     """The content types with a codec."""
-    if not _codecs:
-        _load_builtin()
+    _ensure_builtin()
     return sorted(_codecs)

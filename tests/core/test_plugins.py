@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from micro import plugins
+from micro.registry.memory import MemoryRegistry
+
+
+def test_unknown_backend_lists_known_names() -> None:
+    with pytest.raises(plugins.PluginNotFound) as info:
+        plugins.resolve("registry", "zookeepr")
+    assert "unknown registry 'zookeepr'" in info.value.detail
+    assert "memory" in info.value.detail
+    assert "mdns" in info.value.detail
+
+
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(plugins.TABLE["registry"], "ghost", ("micro_no_such_mod:Ghost", "ghost"))
+    with pytest.raises(plugins.PluginNotFound) as info:
+        plugins.resolve("registry", "ghost")
+    assert "pip install 'micro[ghost]'" in info.value.detail
+
+
+def test_create_reads_env_and_shares_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MICRO_REGISTRY", "memory")
+    first = plugins.create("registry")
+    assert isinstance(first, MemoryRegistry)
+    assert plugins.create("registry", "memory") is first
+
+
+def test_code_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MICRO_TRANSPORT", "nope")
+    transport = plugins.create("transport", "memory")
+    assert transport.name == "memory"
