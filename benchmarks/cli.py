@@ -173,6 +173,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    harness.make_src_importable()
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         return run(args)

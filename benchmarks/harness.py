@@ -64,16 +64,23 @@ class Options:
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for children: the repo root (and ``src/`` if present) importable."""
+    """The environment for children: the repo root importable, then ``$PYTHONPATH``, then
+    ``src/`` (so micro imports from a fresh clone; an installed or explicit one wins)."""
     env = os.environ.copy()
     paths = [str(REPO_ROOT)]
-    if SRC_DIR.is_dir():
-        paths.append(str(SRC_DIR))
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
+    if SRC_DIR.is_dir():
+        paths.append(str(SRC_DIR))
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.update(extra or {})
     return env
+
+
+def make_src_importable() -> None:
+    """In the runner itself: ``src/`` last on ``sys.path``, as for the children."""
+    if SRC_DIR.is_dir() and str(SRC_DIR) not in sys.path:
+        sys.path.append(str(SRC_DIR))
 
 
 def server_preexec(options: Options) -> Callable[[], None] | None:

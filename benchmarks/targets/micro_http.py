@@ -15,7 +15,8 @@ Written against the intended public API (ARCHITECTURE.md section 3)::
 If ``import micro`` fails, the runner skips this target and says why.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the handler's annotations stay real classes,
+# exactly as in the brief's example (micro should cope with string annotations too).
 
 from collections.abc import Awaitable, Callable
 from typing import Any

@@ -93,7 +93,8 @@ class MsgspecCodec(Codec):
         try:
             return self._encode(obj)
         except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as e:
-            raise CodecError(f"cannot encode {type(obj).__qualname__} as {self.format_name}: {e}")
+            name = type(obj).__qualname__
+            raise CodecError(f"cannot encode {name} as {self.format_name}: {e}") from None
 
     def decode(self, data: bytes, type: Any = Any) -> Any:
         try:
