@@ -291,7 +291,7 @@ class Service:
         """Start, wait for ``stop`` (or SIGTERM/SIGINT when handling signals), then stop."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)

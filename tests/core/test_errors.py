@@ -45,7 +45,9 @@ def test_parse_plain_text_gives_code_zero() -> None:
 
 
 def test_parse_unknown_code_keeps_code_and_status() -> None:
-    err = errors.MicroError.parse(b'{"id":"x","code":503,"detail":"busy","status":"Service Unavailable"}')
+    err = errors.MicroError.parse(
+        b'{"id":"x","code":503,"detail":"busy","status":"Service Unavailable"}'
+    )
     assert type(err) is errors.MicroError
     assert (err.code, err.status, err.detail) == (503, "Service Unavailable", "busy")
 
