@@ -7,7 +7,9 @@
 
 ``decode(data, type)`` validates against ``type``: a msgspec Struct, a dataclass, a TypedDict,
 a ``dict``, a pydantic model (when pydantic is installed) or a protobuf message class. A
-body that does not fit raises :class:`CodecError` (a 400), whose detail says where.
+body that does not fit raises :class:`CodecError` (a 400), whose detail says where. An empty
+body decodes as an empty object (``{}``), as go-micro clients send for an empty request.
+Endpoint schemas for the registry come from :mod:`micro.codec.schema`.
 """
 
 from __future__ import annotations

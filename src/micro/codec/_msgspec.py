@@ -93,7 +93,7 @@ class MsgspecCodec(Codec):
         try:
             return self._encode(obj)
         except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as e:
-            name = type(obj).__qualname__
+            name = type(obj).__name__
             raise CodecError(f"cannot encode {name} as {self.format_name}: {e}") from None
 
     def decode(self, data: bytes, type: Any = Any) -> Any:
@@ -103,7 +103,7 @@ class MsgspecCodec(Codec):
             decode = self._decoder(type)
         try:
             return decode(data)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             return self._recover(data, decode, exc)
 
     def _decoder(self, tp: Any) -> Decode:
@@ -125,6 +125,8 @@ class MsgspecCodec(Codec):
             raise CodecError(_validation_detail(exc)) from None
         if isinstance(exc, RecursionError):
             raise CodecError(f"malformed {self.format_name} body: nested too deeply") from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise CodecError(f"malformed {self.format_name} body: invalid UTF-8: {exc}") from None
         if not bytes(data).strip():
             try:
                 return decode(self._empty)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
+from typing import Self
 
 from micro.errors import NoneAvailable, ServiceNotFound
 from micro.registry import Node, Service
@@ -35,7 +36,7 @@ class Selector(abc.ABC):
     async def close(self) -> None:
         """Stop background work; never raises."""
 
-    async def __aenter__(self) -> Selector:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

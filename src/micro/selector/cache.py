@@ -1,0 +1,388 @@
+"""The default selector: a registry cache kept current by a watch, and a failure blacklist.
+
+:class:`RegistrySelector` answers ``select`` from memory. Per service name it caches the
+registry's answer for ``ttl`` seconds (1 minute, as go-micro's registry cache). The first
+lookup starts **one** ``registry.watch()`` over all services (one stream however many services
+the client calls, as go-micro's cache did; results for uncached services are ignored), and its
+create/update/delete results are applied to the cache, so a running client learns of new and
+removed nodes without asking the registry per call. The TTL refetch is only the safety net for
+missed results. If the watch fails or ends, it is restarted with backoff and every entry is
+refetched on its next use.
+
+When the registry fails (:class:`~micro.errors.RegistryError`) and a cached entry exists, the
+stale entry is served (a warning is logged once per outage and service) while a background task
+retries the registry with go-micro's backoff (10 ms, 100 ms, 1 s, ... capped at 30 s). An
+unknown service raises :class:`~micro.errors.ServiceNotFound`, as the registry does.
+
+:meth:`RegistrySelector.mark` keeps go-plugins' blacklist: ``failures`` (3) consecutive failures
+of a node skip it for ``blacklist_for`` (30 s); then it is tried again (half-open: one more
+failure skips it for another window, one success clears it). Only failures that say the node
+is unwell count: errors that are not :class:`~micro.errors.MicroError`, timeouts (408) and
+5xx; a 4xx answer proves the node alive and counts as a success.
+
+**Every node blacklisted:** the selector then offers all of them anyway (fails open), where
+go-plugins raised ``ErrNoneAvailable``. Refusing every call for 30 s turns a blip seen by
+all nodes into an outage and hides recovery; a dead node fails fast anyway (the same choice
+as Envoy's panic threshold). Nodes blacklisted while others are healthy are never offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from micro.errors import MicroError, NoneAvailable, RegistryError, ServiceNotFound
+from micro.registry import Node, Registry, Result, Service
+from micro.selector import Filter, Next, Selector
+from micro.selector.strategies import Strategy
+from micro.selector.strategies import strategy as strategy_named
+
+__all__ = ["RegistrySelector"]
+
+log = logging.getLogger("micro.selector")
+
+
+def _backoff(attempt: int) -> float:
+    """go-micro's registry-cache backoff: 10^attempt ms (attempt >= 1), capped at 30 s."""
+    return min(10.0 ** min(attempt, 6) / 1000.0, 30.0)
+
+
+def _is_failure(error: BaseException) -> bool:
+    if isinstance(error, MicroError):
+        return error.code >= 500 or error.code == 408
+    return True
+
+
+def _normalise(services: Sequence[Service]) -> list[Service]:
+    """Nodes sorted by id, versions by name: a stable order keeps round robin fair."""
+    out = [
+        msgspec.structs.replace(s, nodes=sorted(s.nodes, key=lambda n: n.id))
+        for s in services
+        if s.nodes
+    ]
+    return sorted(out, key=lambda s: s.version)
+
+
+def _merge(services: list[Service], result: Result) -> list[Service]:
+    """``services`` with one watch result applied (copy on write: Next keeps old lists)."""
+    changed = result.service
+    ids = {node.id for node in changed.nodes}
+    add = result.action != "delete"
+    out: list[Service] = []
+    placed = False
+    for service in services:
+        keep = [node for node in service.nodes if node.id not in ids]
+        if add and service.version == changed.version:
+            placed = True
+            out.append(
+                msgspec.structs.replace(
+                    service,
+                    nodes=keep + list(changed.nodes),
+                    endpoints=changed.endpoints or service.endpoints,
+                    metadata=changed.metadata or service.metadata,
+                )
+            )
+        elif len(keep) == len(service.nodes):
+            out.append(service)
+        elif keep:
+            out.append(msgspec.structs.replace(service, nodes=keep))
+    if add and not placed:
+        out.append(changed)
+    return _normalise(out)
+
+
+class _Entry:
+    __slots__ = ("expires", "nodes", "services", "stale")
+
+    def __init__(self, services: list[Service], expires: float, *, stale: bool = False) -> None:
+        self.services = services
+        self.nodes = tuple(node for service in services for node in service.nodes)
+        self.expires = expires
+        self.stale = stale  # the registry failed; a recovery task is retrying it
+
+
+class _Mark:
+    __slots__ = ("failures", "until")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+
+
+class RegistrySelector(Selector):
+    """Selects from a watched cache of ``registry``; skips failing nodes for a while.
+
+    Args:
+        registry: where services are looked up and watched.
+        strategy: a :class:`Strategy` or its name (``round_robin``, ``random``, ``hashed``).
+        ttl: seconds a cached lookup is trusted before it is fetched again (watch results
+            keep it current in between).
+        failures: consecutive failures after which a node is skipped.
+        blacklist_for: seconds a failing node is skipped before it is tried again.
+        clock: the monotonic time source (tests pass a fake one).
+
+    The watch starts with :meth:`start` or the first ``select``; :meth:`close` stops it.
+    After ``close`` the selector still answers (from the cache, then the registry) but
+    starts no background task until :meth:`start` is called again.
+    """
+
+    name = "registry"
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        strategy: Strategy | str = "round_robin",
+        ttl: float = 60.0,
+        failures: int = 3,
+        blacklist_for: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failures < 1:
+            raise ValueError("failures must be at least 1")
+        self.registry = registry
+        self.strategy = strategy_named(strategy) if isinstance(strategy, str) else strategy
+        self.ttl = ttl
+        self.failures = failures
+        self.blacklist_for = blacklist_for
+        self._clock = clock
+        self._cache: dict[str, _Entry] = {}
+        self._marks: dict[str, dict[str, _Mark]] = {}
+        self._inflight: dict[str, asyncio.Task[_Entry]] = {}
+        self._pending: dict[str, list[list[Result]]] = {}  # watch results during a fetch
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RegistrySelector({self.registry!r}, strategy={self.strategy!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._closed = False
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_loop(), name="micro-selector-watch")
+            await asyncio.sleep(0)  # let the watch subscribe before the first lookup returns
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [*self._inflight.values(), *self._recovering.values()]
+        if self._watch is not None:
+            tasks.append(self._watch)
+        self._watch = None
+        self._inflight.clear()
+        self._recovering.clear()
+        for entry in self._cache.values():
+            entry.stale = False  # nothing retries in the background any more
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- Selector --------------------------------------------------------------------------
+
+    async def select(
+        self,
+        service: str,
+        *,
+        filters: Sequence[Filter] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> Next:
+        entry = self._cache.get(service)
+        if entry is None or (entry.expires <= self._clock() and not entry.stale):
+            entry = await self._lookup(service)
+        nodes: Sequence[Node] = entry.nodes
+        if filters:
+            services = list(entry.services)
+            for keep in filters:
+                services = keep(services)
+            nodes = [node for s in services for node in s.nodes]
+        if not nodes:
+            raise NoneAvailable(f"service {service}: none available", id="go.micro.selector")
+        marks = self._marks.get(service)
+        if marks:
+            nodes = self._usable(nodes, marks)
+        return self.strategy(service, nodes, metadata)
+
+    def mark(self, service: str, node: Node, error: BaseException | None) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            return  # says nothing about the node
+        marks = self._marks.get(service)
+        if error is None or not _is_failure(error):
+            if marks and marks.pop(node.id, None) is not None and not marks:
+                del self._marks[service]
+            return
+        if marks is None:
+            marks = self._marks[service] = {}
+        state = marks.get(node.id)
+        if state is None:
+            state = marks[node.id] = _Mark()
+        state.failures += 1
+        if state.failures >= self.failures:
+            state.until = self._clock() + self.blacklist_for
+            if state.failures == self.failures:
+                log.info(
+                    "node %s of %s failed %d times: skipped for %.0f s",
+                    node.id,
+                    service,
+                    state.failures,
+                    self.blacklist_for,
+                )
+
+    def reset(self, service: str) -> None:
+        self._cache.pop(service, None)
+        self._marks.pop(service, None)
+        self.strategy.reset(service)
+        recovering = self._recovering.pop(service, None)
+        if recovering is not None:
+            recovering.cancel()
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _usable(self, nodes: Sequence[Node], marks: dict[str, _Mark]) -> Sequence[Node]:
+        now = self._clock()
+        usable = [n for n in nodes if (m := marks.get(n.id)) is None or m.until <= now]
+        return usable or nodes  # all skipped: fail open (module docstring)
+
+    async def _lookup(self, service: str) -> _Entry:
+        """Fetch ``service`` once however many callers wait for it."""
+        if self._closed:
+            return await self._fetch(service)
+        if self._watch is None:
+            await self.start()
+        task = self._inflight.get(service)
+        if task is None:
+            task = asyncio.create_task(self._fetch(service), name=f"micro-selector-get-{service}")
+            self._inflight[service] = task
+            task.add_done_callback(lambda done: self._fetched(service, done))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                raise RegistryError(
+                    "selector closed during lookup", id="go.micro.selector"
+                ) from None
+            raise
+
+    def _fetched(self, service: str, task: asyncio.Task[_Entry]) -> None:
+        if self._inflight.get(service) is task:
+            del self._inflight[service]
+        if not task.cancelled():
+            task.exception()  # retrieved here; the waiters get it too
+
+    async def _fetch(self, service: str) -> _Entry:
+        try:
+            return await self._snapshot(service)
+        except RegistryError as exc:
+            entry = self._cache.get(service)
+            if entry is None:
+                raise
+            self._go_stale(service, entry, exc)
+            return entry
+
+    async def _snapshot(self, service: str) -> _Entry:
+        """``get_service`` into the cache, replaying watch results that arrived meanwhile."""
+        buffer: list[Result] = []
+        self._pending.setdefault(service, []).append(buffer)
+        try:
+            services = await self.registry.get_service(service)
+        except ServiceNotFound:
+            self._cache.pop(service, None)
+            raise
+        finally:
+            buffers = self._pending.get(service, [])
+            if buffer in buffers:
+                buffers.remove(buffer)
+            if not buffers:
+                self._pending.pop(service, None)
+        entry = self._cache[service] = _Entry(_normalise(services), self._clock() + self.ttl)
+        for result in buffer:
+            self._apply(result)
+        if self._cache.get(service) is None:  # the replay deleted every node
+            raise ServiceNotFound(f"service {service}: not found", id="go.micro.registry")
+        return self._cache.get(service, entry)
+
+    def _go_stale(self, service: str, entry: _Entry, exc: RegistryError) -> None:
+        if entry.stale:
+            return
+        log.warning(
+            "registry failed looking up %s (%s); serving %d cached nodes until it answers",
+            service,
+            exc.detail or repr(exc),
+            len(entry.nodes),
+        )
+        if self._closed:
+            return  # no background retry: the next select past the TTL asks again
+        entry.stale = True
+        if service not in self._recovering:
+            task = asyncio.create_task(self._recover(service), name=f"micro-selector-{service}")
+            self._recovering[service] = task
+
+    async def _recover(self, service: str) -> None:
+        attempt = 1
+        try:
+            while service in self._cache:
+                await asyncio.sleep(_backoff(attempt))
+                try:
+                    await self._snapshot(service)
+                except ServiceNotFound:
+                    return
+                except Exception as exc:  # RegistryError, or a backend bug: keep retrying
+                    log.debug("registry still failing for %s: %r", service, exc)
+                    attempt += 1
+                    continue
+                log.info("registry answers again for %s", service)
+                return
+        finally:
+            if self._recovering.get(service) is asyncio.current_task():
+                del self._recovering[service]
+
+    # -- the watch -------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        attempt = 0
+        while True:
+            if attempt:
+                await asyncio.sleep(_backoff(attempt))
+                for entry in self._cache.values():
+                    entry.expires = float("-inf")  # results may have been missed: refetch
+            watch: Any = None
+            try:
+                watch = self.registry.watch(None)
+                async for result in watch:
+                    attempt = 0
+                    self._apply(result)
+                log.debug("registry watch ended; restarting it")
+            except Exception as exc:  # a backend bug must not stop cache updates for good
+                log.warning("registry watch failed (%r); restarting it", exc)
+            finally:
+                aclose = getattr(watch, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            attempt += 1
+
+    def _apply(self, result: Result) -> None:
+        name = result.service.name
+        for buffer in self._pending.get(name, ()):
+            buffer.append(result)
+        entry = self._cache.get(name)
+        if entry is None:
+            return
+        if result.action == "delete":
+            marks = self._marks.get(name)
+            if marks:
+                for node in result.service.nodes:
+                    marks.pop(node.id, None)
+                if not marks:
+                    del self._marks[name]
+        services = _merge(entry.services, result)
+        if services:
+            self._cache[name] = _Entry(services, entry.expires, stale=entry.stale)
+        else:
+            del self._cache[name]  # the registry now says "not found"; let it say so
