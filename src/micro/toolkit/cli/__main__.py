@@ -1,0 +1,3 @@
+from micro.toolkit.cli import main
+
+main()
