@@ -181,8 +181,8 @@ def _clean(raw: Any) -> Any:
         if "port" in out and "id" in out and "address" in out:
             port = out.pop("port")
             address = out["address"]
-            if isinstance(port, int) and port and not _has_port(address):
-                out["address"] = join_host_port(address, port)
+            if isinstance(port, int) and isinstance(address, str) and not _has_port(address):
+                out["address"] = join_host_port(address, port) if port else address
         return out
     if isinstance(raw, list):
         return [_clean(v) for v in raw]

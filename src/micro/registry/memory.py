@@ -26,8 +26,12 @@ class MemoryRegistry(Registry):
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], _Entry] = {}  # (service name, node id)
         self._watchers: set[tuple[str | None, asyncio.Queue[Result | None]]] = set()
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for _, queue in list(self._watchers):
             queue.put_nowait(None)
 
@@ -38,12 +42,15 @@ class MemoryRegistry(Registry):
             key = (service.name, node.id)
             old = self._live(key)
             self._entries[key] = _Entry(one, expires)
+            self._expire_later(key, ttl)
             if old is None or old.service != one:
                 self._notify(Result("create" if old is None else "update", one))
 
     async def deregister(self, service: Service) -> None:
         for node in service.nodes:
             entry = self._entries.pop((service.name, node.id), None)
+            if (timer := self._timers.pop((service.name, node.id), None)) is not None:
+                timer.cancel()
             if entry is not None:
                 self._notify(Result("delete", entry.service))
 
@@ -67,6 +74,14 @@ class MemoryRegistry(Registry):
         finally:
             self._watchers.discard(watcher)
 
+    def _expire_later(self, key: tuple[str, str], ttl: float | None) -> None:
+        """Watchers hear of a lapsed TTL when it lapses, not at the next read."""
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
+        if ttl:
+            loop = asyncio.get_running_loop()
+            self._timers[key] = loop.call_later(ttl + 0.001, self._live, key)
+
     def _notify(self, result: Result) -> None:
         for name, queue in self._watchers:
             if name is None or name == result.service.name:
@@ -76,6 +91,7 @@ class MemoryRegistry(Registry):
         entry = self._entries.get(key)
         if entry is not None and entry.expires is not None and entry.expires < time.monotonic():
             del self._entries[key]
+            self._timers.pop(key, None)
             self._notify(Result("delete", entry.service))
             return None
         return entry

@@ -1,0 +1,268 @@
+"""What this process has heard over mDNS, turned into go-micro nodes (sans-IO).
+
+Records go in with :meth:`MdnsCache.ingest` (one packet at a time, since an address record is
+paired with the SRV that arrived in the same packet, as Go's client does) and age out with
+:meth:`MdnsCache.expire`. Time is passed in, so tests drive it without sleeping. A record with
+TTL 0 is a goodbye and removes its record at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from micro.errors import RegistryError
+from micro.registry import Node, Service, join_host_port
+from micro.registry._mdns_txt import TxtPayload, decode_txt
+from micro.registry._mdns_wire import Addr, Ptr, Record, Srv, Txt
+
+__all__ = ["MdnsCache"]
+
+log = logging.getLogger("micro.registry.mdns")
+
+REFRESH_AT = (0.80, 0.90)  # fractions of a record's TTL at which interested caches re-query
+MAX_ENTRIES = 10_000  # a flood of distinct names cannot grow the cache without bound
+_UNSPECIFIED = {"0.0.0.0", "::"}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """The SRV and TXT heard for one instance name."""
+
+    name: str
+    srv: Srv | None = None
+    srv_at: float = 0.0
+    payload: TxtPayload | None = None
+    txt_expires: float | None = None  # None: no TXT heard (or it expired)
+    address: str | None = None  # from an address record in the SRV's packet
+    refreshes: int = 0  # refresh queries sent since the SRV last arrived
+
+    @property
+    def srv_expires(self) -> float:
+        return self.srv_at + self.srv.ttl if self.srv else 0.0
+
+    def refresh_at(self) -> float | None:
+        if self.srv is None or self.refreshes >= len(REFRESH_AT):
+            return None
+        return self.srv_at + REFRESH_AT[self.refreshes] * self.srv.ttl
+
+
+class MdnsCache:
+    """Instances, host addresses and listed service names, with expiry.
+
+    Args:
+        domains: the mDNS domains to accept (``micro``, ``local``); others are ignored.
+    """
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self._domains = {d.strip(".").lower() for d in domains}
+        self._entries: dict[str, _Entry] = {}
+        self._hosts: dict[str, dict[str, float]] = {}  # name -> ip -> expiry
+        self._wildcards: dict[str, tuple[str, float]] = {}  # instance -> (service, expiry)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def ingest(self, records: list[Record], now: float) -> set[str]:
+        """Apply one packet's records; returns the instance keys it touched (maybe unchanged)."""
+        touched: set[str] = set()
+        packet_addrs: dict[str, list[str]] = {}
+        for record in records:
+            if isinstance(record, Addr):
+                self._add_address(record, now, packet_addrs)
+            elif isinstance(record, Ptr):
+                self._add_pointer(record, now)
+            elif self._wildcard_service(record.name) is not None:
+                self._add_wildcard(record.name, record.ttl, now)
+            elif isinstance(record, Srv):
+                touched |= self._add_srv(record, now)
+            else:
+                touched |= self._add_txt(record, now)
+        for record in records:  # pair each SRV with the address sent beside it
+            entry = self._entries.get(_k(record.name)) if isinstance(record, Srv) else None
+            if entry is not None and entry.srv is record:
+                ip = _first_usable(packet_addrs.get(_k(record.target), []))
+                entry.address = ip or entry.address
+        touched |= self._using_hosts(set(packet_addrs))
+        self._drop_empty(touched)
+        return touched
+
+    def _add_address(self, record: Addr, now: float, packet: dict[str, list[str]]) -> None:
+        key = _k(record.name)
+        ips = self._hosts.setdefault(key, {})
+        if record.ttl:
+            ips[record.address] = now + record.ttl
+            packet.setdefault(key, []).append(record.address)
+        else:
+            ips.pop(record.address, None)
+            packet.setdefault(key, [])
+        if not ips:
+            del self._hosts[key]
+
+    def _add_pointer(self, record: Ptr, now: float) -> None:
+        if self._wildcard_service(record.alias) is not None and _k(record.alias).endswith(
+            _k(record.name)
+        ):
+            self._add_wildcard(record.alias, record.ttl, now)
+
+    def _add_wildcard(self, instance: str, ttl: int, now: float) -> None:
+        service = self._wildcard_service(instance)
+        if service is None:
+            return
+        if ttl:
+            self._wildcards[_k(instance)] = (service, now + ttl)
+        else:
+            self._wildcards.pop(_k(instance), None)
+
+    def _entry(self, name: str) -> _Entry | None:
+        key = _k(name)
+        entry = self._entries.get(key)
+        if entry is None and len(self._entries) < MAX_ENTRIES:
+            entry = self._entries[key] = _Entry(name)
+        return entry
+
+    def _add_srv(self, record: Srv, now: float) -> set[str]:
+        entry = self._entry(record.name)
+        if entry is None:
+            return set()
+        if record.ttl:
+            if entry.srv is None or _k(entry.srv.target) != _k(record.target):
+                entry.address = None
+            entry.srv, entry.srv_at, entry.refreshes = record, now, 0
+        else:
+            entry.srv, entry.address = None, None
+        return {_k(record.name)}
+
+    def _add_txt(self, record: Txt, now: float) -> set[str]:
+        entry = self._entry(record.name)
+        if entry is None:
+            return set()
+        if not record.ttl:
+            entry.payload, entry.txt_expires = None, None
+            return {_k(record.name)}
+        try:
+            entry.payload = decode_txt(record.strings)
+        except RegistryError as exc:
+            log.debug("ignoring TXT of %s: %s", record.name, exc.detail)
+            entry.payload = None
+        entry.txt_expires = now + record.ttl
+        return {_k(record.name)}
+
+    def _using_hosts(self, hosts: set[str]) -> set[str]:
+        if not hosts:
+            return set()
+        return {k for k, e in self._entries.items() if e.srv and _k(e.srv.target) in hosts}
+
+    def _drop_empty(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None and entry.srv is None and entry.txt_expires is None:
+                del self._entries[key]
+
+    # -- time ----------------------------------------------------------------------------
+
+    def expire(self, now: float) -> set[str]:
+        """Drop what outlived its TTL; returns the instance keys that may have changed."""
+        touched: set[str] = set()
+        for key, entry in self._entries.items():
+            if entry.srv is not None and entry.srv_expires <= now:
+                entry.srv, entry.address = None, None
+                touched.add(key)
+            if entry.txt_expires is not None and entry.txt_expires <= now:
+                entry.payload, entry.txt_expires = None, None
+                touched.add(key)
+        gone_hosts = set()
+        for host, ips in list(self._hosts.items()):
+            for ip, expires in list(ips.items()):
+                if expires <= now:
+                    del ips[ip]
+                    gone_hosts.add(host)
+            if not ips:
+                del self._hosts[host]
+        for key, (_, expires) in list(self._wildcards.items()):
+            if expires <= now:
+                del self._wildcards[key]
+        touched |= self._using_hosts(gone_hosts)
+        self._drop_empty(touched)
+        return touched
+
+    def next_deadline(self, interested: Callable[[str], bool]) -> float | None:
+        """When :meth:`expire` or :meth:`due_refresh` next has work (``None``: never)."""
+        times: list[float] = [exp for _, exp in self._wildcards.values()]
+        times += [exp for ips in self._hosts.values() for exp in ips.values()]
+        for entry in self._entries.values():
+            times += [entry.srv_expires] if entry.srv else []
+            times += [entry.txt_expires] if entry.txt_expires is not None else []
+            if entry.payload and interested(entry.payload.service):
+                times += [t] if (t := entry.refresh_at()) is not None else []
+        return min(times, default=None)
+
+    def due_refresh(self, now: float, interested: Callable[[str], bool]) -> set[str]:
+        """Service names (``S.D.``) to query because an interesting node is near expiry."""
+        names = set()
+        for entry in self._entries.values():
+            due = entry.refresh_at()
+            if due is None or due > now or entry.payload is None:
+                continue
+            if not interested(entry.payload.service):
+                continue
+            names.add(f"{entry.payload.service}.{_domain_of(entry.name)}.")
+            while (due := entry.refresh_at()) is not None and due <= now:
+                entry.refreshes += 1
+        return names
+
+    # -- output --------------------------------------------------------------------------
+
+    def view(self, key: str) -> Service | None:
+        """The one-node service that instance ``key`` describes, if complete."""
+        entry = self._entries.get(key)
+        if entry is None or entry.srv is None or entry.payload is None:
+            return None
+        payload = entry.payload
+        head, _, domain = entry.name.rstrip(".").rpartition(".")
+        suffix = "." + payload.service.lower()
+        if domain.lower() not in self._domains or not head.lower().endswith(suffix):
+            return None
+        node_id = head[: -len(suffix)]
+        host = entry.address or self._host_address(entry.srv.target)
+        if not node_id or host is None:
+            return None
+        node = Node(node_id, join_host_port(host, entry.srv.port), dict(payload.metadata))
+        return Service(payload.service, payload.version, {}, list(payload.endpoints), [node])
+
+    def views(self) -> dict[str, Service]:
+        """Every complete instance, by key."""
+        return {k: v for k in self._entries if (v := self.view(k)) is not None}
+
+    def names(self) -> set[str]:
+        """Service names known from nodes and from ``_services`` wildcard entries."""
+        names = {service for service, _ in self._wildcards.values()}
+        return names | {v.name for v in self.views().values()}
+
+    def _host_address(self, target: str) -> str | None:
+        ips = self._hosts.get(_k(target), {})
+        usable = [ip for ip in sorted(ips, key=ips.__getitem__) if ip not in _UNSPECIFIED]
+        if usable:
+            return usable[-1]
+        name = target.rstrip(".")
+        return name or None
+
+    def _wildcard_service(self, name: str) -> str | None:
+        """``S`` for ``S._services.D.`` in an accepted domain, else ``None``."""
+        head, _, domain = name.rstrip(".").rpartition(".")
+        service, _, kind = head.rpartition(".")
+        if kind.lower() != "_services" or domain.lower() not in self._domains or not service:
+            return None
+        return service
+
+
+def _k(name: str) -> str:
+    return name.lower()
+
+
+def _domain_of(name: str) -> str:
+    return name.rstrip(".").rpartition(".")[2]
+
+
+def _first_usable(ips: list[str]) -> str | None:
+    return next((ip for ip in ips if ip not in _UNSPECIFIED), None)

@@ -1,0 +1,487 @@
+"""The mDNS registry (the default): services on one machine or one LAN find each other.
+
+Wire-compatible with go-micro v1's mdns registry: one mDNS instance per node named
+``<node id>.<service>.<domain>.`` with SRV (port, host), A (the node's IPv4) and a TXT that
+carries ``hex(zlib(JSON))`` of the version, endpoints and node metadata, plus a
+``<service>._services.<domain>.`` wildcard entry per service so names can be listed (layout in
+:mod:`micro.registry._mdns_wire`). Go programs read what this publishes and vice versa.
+
+Differences from go-micro, on purpose:
+
+- Records carry the register TTL (``register(ttl=...)``, rounded up to whole seconds), so a
+  node whose process died without a goodbye vanishes within its TTL; ``ttl=None`` publishes
+  120 s records that are re-announced before they lapse.
+- A lookup sends one query and returns as soon as answers arrive (a few milliseconds on
+  one machine) instead of always waiting the full window; a name once looked up is then
+  served from the cache, which announcements, goodbyes, expiry and refresh queries keep
+  current. Unknown names cost one ``timeout`` window per call.
+- No probing: node ids are unique, so registration announces at once (twice, 1 s apart);
+  re-registering an unchanged node sends a single refresh announcement.
+- Service-level metadata is not carried (go-micro's TXT has no field for it).
+
+Sockets are confined to the interfaces given (or ``MICRO_MDNS_INTERFACES``, a comma list of
+IPv4 addresses; all interfaces when unset): see :mod:`micro.registry._mdns_net`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from zeroconf._dns import DNSRecord
+
+from micro.errors import RegistryError, ServiceNotFound
+from micro.registry import Node, Registry, Result, Service, group_by_version, split_host_port
+from micro.registry._mdns_cache import MdnsCache
+from micro.registry._mdns_net import MDNS_PORT, MdnsSockets, choose_interfaces
+from micro.registry._mdns_txt import TxtPayload, encode_txt, join_strings
+from micro.registry._mdns_wire import (
+    ANY,
+    PTR,
+    SRV,
+    TXT,
+    Packet,
+    Publication,
+    check_name,
+    is_dns_name,
+    is_ip,
+    local_hostname,
+    query_packets,
+    read_packet,
+    response_packets,
+    wildcard_records,
+)
+from micro.registry._mdns_wire import A as _A
+
+__all__ = ["MdnsRegistry"]
+
+log = logging.getLogger("micro.registry.mdns")
+
+DEFAULT_RECORD_TTL = 120  # go-micro's; used when register() gets no TTL
+MAX_TXT = 8400  # an mDNS packet carries at most 9000 bytes (RFC 6762 section 17)
+_SECOND_ANNOUNCEMENT = 1.0
+_OWN_ECHO_WINDOW = 5.0  # our own multicast comes back over loopback: ignore it this long
+
+
+@dataclass(slots=True)
+class _Published:
+    pub: Publication
+    ttl: int  # record TTL
+    expires: float | None  # loop time when the registration lapses (None: never)
+
+    def remaining(self, now: float) -> int:
+        if self.expires is None:
+            return self.ttl
+        return max(1, math.ceil(self.expires - now))
+
+
+class MdnsRegistry(Registry):
+    """go-micro compatible mDNS registry.
+
+    Args:
+        interfaces: IPv4 addresses of the interfaces to use; ``None`` reads
+            ``MICRO_MDNS_INTERFACES`` (comma list) and, when that is unset, uses every
+            non-loopback interface. Sockets are never opened on any other interface.
+        domain: the mDNS domain to publish in: ``micro`` (go-micro 1.10+) or ``local``
+            (go-micro up to 1.9). Lookups read both.
+        timeout: how long a lookup waits for a first answer, and how long
+            :meth:`list_services` collects (go-micro's default, 100 ms).
+        address: accepted for uniformity with other registries and ignored.
+
+    Raises:
+        RegistryError: from :meth:`start` when an interface is not on this machine or the
+            sockets cannot be bound.
+    """
+
+    name = "mdns"
+
+    def __init__(
+        self,
+        *,
+        interfaces: Sequence[str] | None = None,
+        domain: str = "micro",
+        timeout: float = 0.1,
+        address: str | None = None,
+    ) -> None:
+        self._interfaces = list(interfaces) if interfaces is not None else None
+        self._domain = domain.strip(".")
+        check_name(f"_services.{self._domain}.")
+        other = "local" if self._domain != "local" else "micro"
+        self._domains = (self._domain, other)
+        self._timeout = timeout
+        self._hostname = local_hostname()
+        self._cache = MdnsCache(self._domains)
+        self._views: dict[str, Service] = {}
+        self._published: dict[str, _Published] = {}
+        self._watchers: weakref.WeakSet[_Watcher] = weakref.WeakSet()
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._lookups: dict[str, asyncio.Future[None]] = {}
+        self._warm: set[str] = set()
+        self._sent: dict[bytes, float] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._net: MdnsSockets | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the sockets on the chosen interfaces (idempotent)."""
+        async with self._start_lock:
+            if self._closed:
+                raise RegistryError("mdns registry is closed", id="go.micro.registry")
+            if self._net is not None:
+                return
+            interfaces, pinned = choose_interfaces(self._interfaces)
+            net = MdnsSockets(interfaces, pinned, self._on_datagram)
+            await net.open()
+            self._loop, self._net = asyncio.get_running_loop(), net
+
+    async def close(self) -> None:
+        """Say goodbye for every node still registered, then release everything."""
+        if self._closed:
+            return
+        self._closed = True
+        entries = list(self._published.values())
+        self._published.clear()
+        try:
+            if entries:
+                self._goodbye(entries)
+        except Exception:
+            log.exception("mdns: goodbye on close failed")
+        for handle in [*self._timers.values(), self._tick_handle]:
+            if handle is not None:
+                handle.cancel()
+        for lookup in self._lookups.values():
+            lookup.cancel()
+        if self._net is not None:
+            self._net.close()
+        for watcher in list(self._watchers):
+            watcher.put(None)
+
+    # -- Registry ------------------------------------------------------------------------
+
+    async def register(self, service: Service, *, ttl: float | None = None) -> None:
+        """Publish the nodes; see :meth:`micro.registry.Registry.register`."""
+        await self.start()
+        pubs = [self._publication(service, node) for node in service.nodes]
+        now = self._now()
+        record_ttl = math.ceil(ttl) if ttl else DEFAULT_RECORD_TTL
+        for pub in pubs:
+            key = pub.instance.lower()
+            old = self._published.get(key)
+            entry = _Published(pub, max(1, record_ttl), now + ttl if ttl else None)
+            self._published[key] = entry
+            self._announce(entry, again=old is None or old.pub != pub)
+        self._reschedule()
+
+    async def deregister(self, service: Service) -> None:
+        """Send goodbyes for the nodes; unknown nodes are ignored."""
+        gone = []
+        for node in service.nodes:
+            key = f"{node.id}.{service.name}.{self._domain}.".lower()
+            if (entry := self._published.pop(key, None)) is not None:
+                gone.append(entry)
+                if (timer := self._timers.pop(key, None)) is not None:
+                    timer.cancel()
+        if gone and self._net is not None:
+            self._goodbye(gone)
+            self._reschedule()
+
+    async def get_service(self, name: str) -> list[Service]:
+        """The versions of ``name`` with their nodes; see the class notes on caching."""
+        await self.start()
+        found = self._services(name)
+        if (not found or name not in self._warm) and is_dns_name(f"{name}.{self._domain}."):
+            await self._lookup(name)
+            found = self._services(name)
+        if not found:
+            raise ServiceNotFound(f"service {name}: not found", id="go.micro.registry")
+        return group_by_version(found)
+
+    async def list_services(self) -> list[Service]:
+        """Every service name answering within ``timeout`` (full entries where known)."""
+        await self.start()
+        self._query([f"_services.{d}." for d in self._domains])
+        await asyncio.sleep(self._timeout)
+        names = self._cache.names()
+        out = [Service(n) for n in names if not self._services(n)]
+        out += group_by_version(v for v in self._views.values() if v.name in names)
+        return sorted(out, key=lambda s: (s.name, s.version))
+
+    def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+        """Changes from this call on; see :meth:`micro.registry.Registry.watch`."""
+        watcher = _Watcher(self, service)
+        if self._closed:
+            watcher.put(None)
+        else:
+            self._watchers.add(watcher)
+        return watcher
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def _publication(self, service: Service, node: Node) -> Publication:
+        """Validate one node and lay it out as records."""
+        try:
+            host, port = split_host_port(node.address)
+            address = host if is_ip(host) else None
+            target = f"{self._hostname}." if address else f"{host.rstrip('.')}."
+            payload = TxtPayload(
+                service.name, service.version, tuple(service.endpoints), dict(node.metadata)
+            )
+            pub = Publication(
+                service.name, self._domain, node.id, target, address, port, encode_txt(payload)
+            )
+            for name in (pub.instance, pub.service_type, target):
+                check_name(name)
+        except ValueError as exc:
+            raise RegistryError(f"cannot publish node {node.id!r}: {exc}") from exc
+        if len(join_strings(pub.txt)) > MAX_TXT:
+            raise RegistryError(f"service {service.name} is too large for an mDNS packet")
+        return pub
+
+    def _announce(self, entry: _Published, *, again: bool) -> None:
+        """Multicast the node's records now (and once more a second later when new)."""
+        pub, now = entry.pub, self._now()
+        records = pub.records(entry.remaining(now))
+        records += wildcard_records(pub.service, pub.domain, entry.remaining(now))
+        self._send_own(response_packets(records))
+        key = pub.instance.lower()
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
+        if again or entry.expires is None:
+            delay = _SECOND_ANNOUNCEMENT if again else 0.8 * entry.ttl
+            self._timers[key] = self._call_later(delay, self._reannounce, key, entry)
+
+    def _reannounce(self, key: str, entry: _Published) -> None:
+        self._timers.pop(key, None)
+        lapsing = entry.expires is not None and entry.expires <= self._now() + 0.05
+        if self._published.get(key) is entry and not self._closed and not lapsing:
+            self._announce(entry, again=False)
+
+    def _goodbye(self, entries: list[_Published]) -> None:
+        """Multicast TTL-0 records for ``entries`` (shared records only when unused)."""
+        remaining = [e.pub for e in self._published.values()]
+        records = []
+        for entry in entries:
+            pub = entry.pub
+            own = pub.records(0)
+            shared = any((p.target, p.address) == (pub.target, pub.address) for p in remaining)
+            records += own[:3] if shared else own
+            if not any((p.service, p.domain) == (pub.service, pub.domain) for p in remaining):
+                records += wildcard_records(pub.service, pub.domain, 0)
+        self._send_own(response_packets(list(dict.fromkeys(records))))
+
+    def _send_own(self, packets: list[bytes]) -> None:
+        """Multicast our records and apply them here at once (their echo is ignored)."""
+        if self._net is None:
+            return
+        self._remember(packets)
+        for packet in packets:
+            if (parsed := read_packet(packet)) is not None:
+                self._apply(self._cache.ingest(parsed.records, self._now()))
+        self._net.multicast(packets)
+
+    def _remember(self, packets: list[bytes]) -> None:
+        """Note packets we sent, so that their loopback echo is not read as news."""
+        now = self._now()
+        self._sent = {p: t for p, t in self._sent.items() if t > now}
+        self._sent.update(dict.fromkeys(packets, now + _OWN_ECHO_WINDOW))
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Answer queries about our nodes; cache everything else."""
+        if data in self._sent or self._closed:
+            return
+        try:
+            packet = read_packet(data)
+            if packet is None:
+                return
+            if packet.query:
+                self._answer(packet, addr)
+            else:
+                self._apply(self._cache.ingest(packet.records, self._now()))
+        except Exception:  # a bad packet must never take the registry down
+            log.exception("mdns: dropped a packet from %s", addr)
+
+    def _answer(self, packet: Packet, addr: tuple[str, int]) -> None:
+        assert self._net is not None
+        records = self._answers_for(packet)
+        if not records:
+            return
+        if addr[1] != MDNS_PORT:  # one-shot query: reply to the asker at once (RFC 6762 6.7)
+            packets = response_packets(records, query_id=packet.id, questions=packet.questions)
+            self._remember(packets)
+            self._net.unicast(packets, addr)
+        else:
+            packets = response_packets(records)
+            self._remember(packets)
+            self._net.multicast(packets)
+
+    def _answers_for(self, packet: Packet) -> list[DNSRecord]:
+        """Our records that answer the packet's questions (deduplicated)."""
+        now, out = self._now(), list[DNSRecord]()
+        live = [e for e in self._published.values() if e.expires is None or e.expires > now]
+        for q in packet.questions:
+            name = q.name.lower()
+            for entry in live:
+                pub, ttl = entry.pub, entry.remaining(now)
+                records = pub.records(ttl)
+                if q.type in (PTR, ANY) and name == pub.service_type.lower():
+                    out += records
+                elif q.type in (SRV, TXT, ANY) and name == pub.instance.lower():
+                    out += records[1:]
+                elif q.type in (_A, ANY) and name == pub.target.lower():
+                    out += records[3:]
+                wildcards = wildcard_records(pub.service, pub.domain, ttl)
+                if q.type in (PTR, ANY) and name == wildcards[0].name.lower():
+                    out += wildcards
+                elif q.type in (SRV, TXT, ANY) and name == wildcards[1].name.lower():
+                    out += wildcards[1:]
+        return list(dict.fromkeys(out))
+
+    def _apply(self, touched: set[str]) -> None:
+        """Turn cache changes into watch results and wake lookups waiting on them."""
+        for key in touched:
+            old, new = self._views.get(key), self._cache.view(key)
+            if new is not None:
+                self._views[key] = new
+                for event in self._waiters.get(new.name, ()):
+                    event.set()
+            else:
+                self._views.pop(key, None)
+            if old is None and new is not None:
+                self._emit(Result("create", new))
+            elif old is not None and new is None:
+                self._emit(Result("delete", old))
+            elif old is not None and new is not None and old != new:
+                self._emit(Result("update", new))
+        self._reschedule()
+
+    def _emit(self, result: Result) -> None:
+        for watcher in list(self._watchers):
+            if watcher.service in (None, result.service.name):
+                watcher.put(result)
+
+    # -- lookups and time ----------------------------------------------------------------
+
+    def _services(self, name: str) -> list[Service]:
+        return [v for v in self._views.values() if v.name == name]
+
+    async def _lookup(self, name: str) -> None:
+        """Query for ``name``, shared by concurrent callers; returns once answers are in."""
+        lookup = self._lookups.get(name)
+        if lookup is None:
+            lookup = self._lookups[name] = asyncio.ensure_future(self._run_lookup(name))
+            lookup.add_done_callback(lambda _: self._lookups.pop(name, None))
+        try:
+            await asyncio.shield(lookup)
+        except asyncio.CancelledError:
+            if lookup.cancelled() and self._closed:  # close() ended it, not our caller
+                raise RegistryError("mdns registry closed", id="go.micro.registry") from None
+            raise
+
+    async def _run_lookup(self, name: str) -> None:
+        answered = asyncio.Event()
+        self._waiters.setdefault(name, set()).add(answered)
+        try:
+            self._query([f"{name}.{d}." for d in self._domains])
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout):
+                    await answered.wait()
+                # answers are arriving: give the other responders a moment
+                await asyncio.sleep(self._timeout / 5)
+            self._warm.add(name)
+        finally:
+            waiters = self._waiters.get(name, set())
+            waiters.discard(answered)
+            if not waiters:
+                self._waiters.pop(name, None)
+
+    def _query(self, names: list[str]) -> None:
+        if self._net is not None:
+            self._net.query(query_packets(names))
+
+    def _interested(self, name: str) -> bool:
+        """Whether nodes of ``name`` are worth a refresh query before they lapse."""
+        return name in self._warm or any(w.service in (None, name) for w in self._watchers)
+
+    def _tick(self) -> None:
+        """Expire our lapsed registrations and stale cache entries; send refresh queries."""
+        self._tick_handle = None
+        if self._closed:
+            return
+        try:
+            now = self._now()
+            lapsed = [k for k, e in self._published.items() if e.expires and e.expires <= now]
+            if lapsed:
+                self._goodbye([self._published.pop(k) for k in lapsed])
+            self._apply(self._cache.expire(now))
+            if names := self._cache.due_refresh(now, self._interested):
+                self._query(sorted(names))
+        except Exception:
+            log.exception("mdns: housekeeping failed")
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        """Arm the timer for the next expiry or refresh."""
+        if self._closed or self._loop is None:
+            return
+        times = [e.expires for e in self._published.values() if e.expires is not None]
+        if (deadline := self._cache.next_deadline(self._interested)) is not None:
+            times.append(deadline)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        if times:
+            self._tick_handle = self._loop.call_at(min(times) + 0.001, self._tick)
+
+    def _call_later(
+        self, delay: float, callback: Callable[..., object], *args: object
+    ) -> asyncio.TimerHandle:
+        assert self._loop is not None
+        return self._loop.call_later(delay, callback, *args)
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+
+class _Watcher:
+    """The async iterator :meth:`MdnsRegistry.watch` returns; it subscribes when created."""
+
+    def __init__(self, registry: MdnsRegistry, service: str | None) -> None:
+        self._registry = registry
+        self.service = service
+        self._queue: asyncio.Queue[Result | None] = asyncio.Queue()
+        self._done = False
+
+    def __aiter__(self) -> _Watcher:
+        return self
+
+    async def __anext__(self) -> Result:
+        if self._done:
+            raise StopAsyncIteration
+        if self._queue.empty() and not self._registry._closed:
+            await self._registry.start()
+        result = await self._queue.get()
+        if result is None:
+            self._done = True
+            raise StopAsyncIteration
+        return result
+
+    def put(self, result: Result | None) -> None:
+        self._queue.put_nowait(result)
+
+    async def aclose(self) -> None:
+        """Stop watching; a pending ``__anext__`` ends too."""
+        self._registry._watchers.discard(self)
+        self._done = True
+        self.put(None)
