@@ -1,0 +1,421 @@
+"""Serving connections: route each message to its endpoint, call it, answer (docs/protocol.md).
+
+One loop per connection: receive a message, route it by ``Micro-Endpoint``, decode the body
+with the codec of its ``Content-Type``, call the handler through the wrappers (request
+metadata in context, the ``Timeout`` header as a deadline), encode and send the reply.
+
+Unary handlers run inline in the connection's task: no task per request. Deadlines share one
+timer (:class:`_Watchdog`) instead of an ``asyncio.timeout`` per call, which costs ~5 us on
+every request. A stream gets a handler task and a reader task, so that a client going away
+cancels its handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from micro import metadata as md
+from micro.codec import DEFAULT_CONTENT_TYPE, Codec, CodecError, lookup
+from micro.errors import (
+    BadRequest,
+    ConnectionClosed,
+    InternalServerError,
+    MicroError,
+    NotFound,
+    Timeout,
+)
+from micro.server import HandlerFunc, Request
+from micro.server._stream import ServerStream
+from micro.server.handler import NO_REQUEST, EndpointSpec
+from micro.transport import Message, Socket
+
+__all__ = ["SERVER_ID", "Conn", "Route", "Router"]
+
+log = logging.getLogger("micro.server")
+
+SERVER_ID = "go.micro.server"
+_GONE: Any = object()  # a stream's outcome when its client went away
+
+
+class Route:
+    __slots__ = ("call", "spec")
+
+    def __init__(self, spec: EndpointSpec, call: HandlerFunc) -> None:
+        self.spec = spec
+        self.call = call
+
+
+class Conn:
+    """One served connection and what stop() and the watchdog need to know about it."""
+
+    __slots__ = ("aborted", "busy", "deadline", "expired", "seconds", "sock", "task")
+
+    def __init__(self, sock: Socket, task: asyncio.Task[Any] | None) -> None:
+        self.sock = sock
+        self.task = task
+        self.busy = False
+        self.deadline = 0.0  # loop time the running call must end by; 0: none
+        self.seconds = 0.0  # the running call's Timeout
+        self.expired = False  # the watchdog cancelled the running call
+        self.aborted = False  # stop() cancelled the running call
+
+
+class _Watchdog:
+    """One timer for the deadlines of every call in flight, armed at the nearest one."""
+
+    def __init__(self, conns: set[Conn]) -> None:
+        self._conns = conns
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = 0.0
+
+    def arm(self, when: float, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is None or when < self._at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(when, self._fire, loop)
+            self._at = when
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        nearest = 0.0
+        for conn in self._conns:
+            deadline = conn.deadline
+            if not deadline:
+                continue
+            if deadline <= now and conn.task is not None:
+                conn.deadline = 0.0
+                conn.expired = True
+                conn.task.cancel()
+            elif not nearest or deadline < nearest:
+                nearest = deadline
+        if nearest:
+            self.arm(nearest, loop)
+
+
+class Router:
+    """Routes messages to endpoints and tracks the connections being served."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.routes: dict[str, Route] = {}
+        self.known: list[str] = []  # advertised endpoint names, for 404 details
+        self.conns: set[Conn] = set()
+        self.inflight = 0
+        self.drained = asyncio.Event()
+        self.draining = False
+        self._codecs: dict[str, Codec] = {}
+        self._watchdog = _Watchdog(self.conns)
+
+    # -- the connection loop ---------------------------------------------------------------
+
+    async def serve(self, sock: Socket) -> None:
+        """The transport's handler: serve ``sock`` until it closes or must close."""
+        conn = Conn(sock, asyncio.current_task())
+        self.conns.add(conn)
+        try:
+            while True:
+                try:
+                    msg = await sock.recv()
+                except (MicroError, OSError):  # closed, or not a message (already answered)
+                    return
+                if self.draining:
+                    reply = _reply(msg.header, _endpoint(msg.header), self.service)
+                    await self._send_error(sock, reply, shutting_down())
+                    return
+                conn.busy = True
+                self.inflight += 1
+                try:
+                    keep = await self._dispatch(conn, msg)
+                finally:
+                    conn.busy = False
+                    self.inflight -= 1
+                    if self.draining and not self.inflight:
+                        self.drained.set()
+                if not keep:
+                    return
+        except (MicroError, OSError):  # the reply could not be sent: the client went away
+            return
+        finally:
+            self.conns.discard(conn)
+            if not self.conns:
+                self._watchdog.cancel()
+
+    async def _dispatch(self, conn: Conn, msg: Message) -> bool:
+        """Serve one message; False when the connection must close after it."""
+        header = msg.header
+        endpoint = _endpoint(header)
+        service = header.get("Micro-Service") or header.get("X-Micro-Service") or ""
+        reply = _reply(header, endpoint, service or self.service)
+        content_type = reply["Content-Type"]
+        route = self.routes.get(endpoint)
+        codec = self._codecs.get(content_type) or self._codec(content_type)
+        if route is None or codec is None or (service and service != self.service):
+            error = self._route_error(endpoint, service, content_type)
+            await self._send_error(conn.sock, reply, error)
+            return True
+        if route.spec.kind != "unary":
+            return await self._stream(conn, msg, route, codec, reply)
+        try:
+            result = await self._call(conn, msg, route, codec, content_type)
+        except asyncio.CancelledError:
+            answer = self._cancelled(conn, route.spec)
+            if answer is None:
+                raise
+            await self._send_error(conn.sock, reply, answer)
+            return answer.code != 503
+        except Exception as exc:
+            await self._send_error(conn.sock, reply, self._failure(route.spec, exc))
+            return True
+        try:
+            body = codec.encode(result)
+        except CodecError as exc:
+            log.error("%s: %s", route.spec.name, exc.detail)
+            failed = InternalServerError(f"{route.spec.name}: {exc.detail}", id=self.service)
+            await self._send_error(conn.sock, reply, failed)
+            return True
+        await conn.sock.send(Message(reply, body))
+        return True
+
+    async def _call(
+        self, conn: Conn, msg: Message, route: Route, codec: Codec, content_type: str
+    ) -> Any:
+        request = self._request(msg, route.spec, codec, content_type)
+        timeout = msg.header.get("Timeout")
+        if not timeout:
+            return await route.call(request)
+        seconds = _seconds(timeout)
+        if seconds <= 0:
+            return await route.call(request)
+        loop = asyncio.get_running_loop()
+        conn.deadline = when = loop.time() + seconds
+        conn.seconds = seconds
+        self._watchdog.arm(when, loop)
+        try:
+            result = await route.call(request)
+        finally:
+            conn.deadline = 0.0
+        if conn.expired:  # the handler swallowed the watchdog's cancellation
+            if conn.task is not None:
+                conn.task.uncancel()
+            conn.expired = False
+            raise self._expired(route.spec, seconds)
+        return result
+
+    def _request(
+        self,
+        msg: Message,
+        spec: EndpointSpec,
+        codec: Codec,
+        content_type: str,
+        io: ServerStream | None = None,
+    ) -> Request:
+        if spec.kind == "bidi":
+            body: Any = io  # the first message's body is ignored, as in go-micro v1
+        elif spec.request_type is NO_REQUEST or (spec.optional and not msg.body.strip()):
+            body = None
+        else:
+            body = codec.decode(msg.body, spec.request_type)
+        md.set_incoming(msg.header)
+        return Request(
+            service=self.service,
+            endpoint=spec.name,
+            content_type=content_type,
+            header=msg.header,
+            metadata=md.get(),
+            body=body,
+            stream=io is not None,
+            io=io,
+        )
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def _stream(
+        self, conn: Conn, msg: Message, route: Route, codec: Codec, reply: dict[str, str]
+    ) -> bool:
+        """Run a stream to its end; the connection always closes after it."""
+        spec = route.spec
+        stream_id = msg.header.get("Micro-Stream") or msg.header.get("X-Micro-Stream")
+        if stream_id is not None:
+            reply["Micro-Stream"] = stream_id
+        stream = ServerStream(
+            conn.sock,
+            codec,
+            endpoint=spec.name,
+            service=self.service,
+            request_type=spec.request_type,
+            reply_header=reply,
+            reads=spec.kind == "bidi",
+        )
+        try:
+            request = self._request(msg, spec, codec, reply["Content-Type"], stream)
+        except Exception as exc:
+            await stream.end(self._failure(spec, exc))
+            return False
+        outcome = await self._run_stream(conn, route, request, stream)
+        if outcome is not _GONE:
+            await stream.end(outcome)
+        return False
+
+    async def _run_stream(
+        self, conn: Conn, route: Route, request: Request, stream: ServerStream
+    ) -> Any:
+        """The handler's outcome: None (done), its MicroError, or _GONE (the client left)."""
+        seconds = _seconds(request.header.get("Timeout") or "0")
+        handler = asyncio.create_task(_run(route.call, request))
+        reader = asyncio.create_task(stream.pump())
+        try:
+            done, _ = await asyncio.wait(
+                {handler, reader},
+                timeout=seconds if seconds > 0 else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            await _cancel(handler, reader)
+            answer = self._cancelled(conn, route.spec)
+            if answer is None:
+                raise
+            return answer
+        await _cancel(reader, handler)
+        if not done:
+            return self._expired(route.spec, seconds)
+        if reader in done or handler.cancelled():
+            return _GONE
+        exc = handler.exception()
+        if exc is None:
+            return None
+        if isinstance(exc, ConnectionClosed):
+            return _GONE
+        return self._failure(route.spec, exc)
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def abort(self) -> list[asyncio.Task[Any]]:
+        """Cancel every call in flight (they answer 503); returns the tasks cancelled."""
+        tasks = []
+        for conn in self.conns:
+            if conn.busy and conn.task is not None:
+                conn.aborted = True
+                conn.task.cancel()
+                tasks.append(conn.task)
+        return tasks
+
+    async def close_all(self) -> None:
+        """Close every connection and wait (briefly) for their loops to end."""
+        conns = list(self.conns)
+        for conn in conns:
+            await conn.sock.close()
+        current = asyncio.current_task()
+        tasks = [c.task for c in conns if c.task is not None and c.task is not current]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        self._watchdog.cancel()
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _codec(self, content_type: str) -> Codec | None:
+        try:
+            codec = lookup(content_type)
+        except CodecError:
+            return None
+        if len(self._codecs) < 64:
+            self._codecs[content_type] = codec
+        return codec
+
+    def _route_error(self, endpoint: str, service: str, content_type: str) -> MicroError:
+        if not endpoint:
+            return BadRequest("rpc: service/endpoint request ill-formed", id=SERVER_ID)
+        if service and service != self.service:
+            detail = f"service {service}: not found here (this is {self.service})"
+            return NotFound(detail, id=SERVER_ID)
+        if endpoint not in self.routes:
+            listed = ", ".join(self.known[:10]) + (", ..." if len(self.known) > 10 else "")
+            return NotFound(f"unknown endpoint {endpoint} (known: {listed})", id=SERVER_ID)
+        return BadRequest(f"Unsupported Content-Type: {content_type}", id=SERVER_ID)
+
+    def _failure(self, spec: EndpointSpec, exc: BaseException) -> MicroError:
+        """The wire error for what decoding or the handler raised."""
+        if isinstance(exc, MicroError):
+            if not exc.id:
+                exc.id = self.service
+            return exc
+        log.error("%s failed", spec.name, exc_info=exc)
+        return InternalServerError(f"{spec.name}: {type(exc).__name__}: {exc}", id=self.service)
+
+    def _cancelled(self, conn: Conn, spec: EndpointSpec) -> MicroError | None:
+        """The answer to a call that the watchdog or stop() cancelled; None if neither did."""
+        expired, aborted = conn.expired, conn.aborted
+        conn.expired = False
+        ours = int(expired) + int(aborted)
+        task = conn.task
+        if not ours or task is None:
+            return None
+        remaining = 0
+        for _ in range(ours):
+            remaining = task.uncancel()
+        if remaining:  # cancelled by someone else too: let it propagate
+            return None
+        if aborted:
+            return shutting_down()
+        return self._expired(spec, conn.seconds)
+
+    def _expired(self, spec: EndpointSpec, seconds: float) -> Timeout:
+        return Timeout(f"{spec.name}: deadline of {seconds:g}s exceeded", id=self.service)
+
+    @staticmethod
+    async def _send_error(sock: Socket, reply: dict[str, str], error: MicroError) -> None:
+        reply["Micro-Error"] = reply["X-Micro-Error"] = error.to_json()
+        await sock.send(Message(reply, b""))
+
+
+def shutting_down() -> MicroError:
+    return MicroError("server is shutting down", id=SERVER_ID, code=503)
+
+
+def _endpoint(header: dict[str, str]) -> str:
+    return (
+        header.get("Micro-Endpoint")
+        or header.get("Micro-Method")
+        or header.get("X-Micro-Endpoint")
+        or header.get("X-Micro-Method")
+        or ""
+    )
+
+
+def _reply(header: dict[str, str], endpoint: str, service: str) -> dict[str, str]:
+    """The reply's headers: the request's routing headers echoed."""
+    reply = {
+        "Content-Type": header.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+        "Micro-Service": service,
+        "Micro-Endpoint": endpoint,
+        "Micro-Method": endpoint,
+    }
+    request_id = header.get("Micro-Id") or header.get("X-Micro-Id")
+    if request_id is not None:
+        reply["Micro-Id"] = request_id
+    return reply
+
+
+def _seconds(timeout: str) -> float:
+    try:
+        return int(timeout) / 1e9
+    except ValueError:
+        return 0.0
+
+
+async def _run(call: HandlerFunc, request: Request) -> None:
+    await call(request)
+
+
+async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait for them to end (their outcome stays on the tasks)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)

@@ -1,0 +1,251 @@
+"""``RpcServer``: go-micro's "mucp" server over any :class:`~micro.transport.Transport`.
+
+This module holds the lifecycle: options, handlers, registration with TTL and re-registration,
+and the graceful stop. Serving the connections is :mod:`micro.server._router`'s job; the
+wire behaviour and the error table are in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from micro import plugins
+from micro.registry import Endpoint, Node, Registry, Service
+from micro.server import HandlerWrapper, Server
+from micro.server._addr import advertise_address
+from micro.server._endpoint import endpoint_record, inner_call
+from micro.server._router import SERVER_ID, Route, Router
+from micro.server.debug import Debug
+from micro.server.handler import introspect
+from micro.transport import Listener, Transport
+
+__all__ = ["RpcServer"]
+
+log = logging.getLogger("micro.server")
+
+
+class RpcServer(Server):
+    """Serves handlers over a transport and keeps its node registered.
+
+    Args:
+        name: the service name (env ``MICRO_SERVER_NAME``, else ``go.micro.server``).
+        version: the service version.
+        id: the node id (default ``<name>-<uuid4>``).
+        address: where to listen (env ``MICRO_SERVER_ADDRESS``, else ``:0``).
+        advertise: the address put in the registry (env ``MICRO_SERVER_ADVERTISE``); by
+            default the bound address, with an unspecified host replaced by the first
+            ``MICRO_MDNS_INTERFACES`` address or the host's private IPv4 address.
+        metadata: extra node metadata.
+        transport: where to listen (default: from env, ``http``).
+        registry: where to register (default: from env, ``mdns``).
+        broker_name: the broker's name, for the node metadata.
+        register_ttl: seconds the registration lives unless renewed (0: forever).
+        register_interval: seconds between re-registrations (0: never).
+        wrappers: handler middleware; the first is outermost.
+        grace: seconds ``stop()`` lets in-flight requests finish by default.
+    """
+
+    name = "mucp"
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        version: str = "latest",
+        id: str | None = None,
+        address: str | None = None,
+        advertise: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
+        registry: Registry | None = None,
+        broker_name: str = "http",
+        register_ttl: float = 60.0,
+        register_interval: float = 30.0,
+        wrappers: Iterable[HandlerWrapper] = (),
+        grace: float = 10.0,
+    ) -> None:
+        self.service_name = name or os.environ.get("MICRO_SERVER_NAME") or SERVER_ID
+        self.version = version
+        self.id = id or f"{self.service_name}-{uuid.uuid4()}"
+        self._address = address or os.environ.get("MICRO_SERVER_ADDRESS") or ":0"
+        self._advertise = advertise or os.environ.get("MICRO_SERVER_ADVERTISE") or ""
+        self.metadata = dict(metadata or {})
+        self._owned: list[Any] = []
+        self.transport: Transport = transport or self._own(plugins.create("transport"))
+        self.registry: Registry = registry or self._own(plugins.create("registry"))
+        self.broker_name = broker_name
+        self.register_ttl = register_ttl
+        self.register_interval = register_interval
+        self.grace = grace
+        self._wrappers = tuple(wrappers)
+        self._router = Router(self.service_name)
+        self._endpoints: dict[str, Endpoint] = {}
+        self._listener: Listener | None = None
+        self._advertised = ""
+        self._registered = False
+        self._keeper: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._debug = Debug()
+        self.handle(self._debug, internal=True)
+
+    def _own(self, backend: Any) -> Any:
+        if not plugins.is_shared(backend):  # a shared memory backend outlives this server
+            self._owned.append(backend)
+        return backend
+
+    # -- handlers and endpoints ------------------------------------------------------------
+
+    def handle(
+        self,
+        handler: object,
+        *,
+        name: str | None = None,
+        internal: bool = False,
+        metadata: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        specs = introspect(handler, name=name)
+        routes = self._router.routes
+        for spec in specs:
+            if spec.name in routes:
+                raise TypeError(f"endpoint {spec.name} is already served")
+        extra = metadata or {}
+        records = {s.name: endpoint_record(s, extra.get(s.name, {})) for s in specs}
+        for spec in specs:
+            call = inner_call(spec)
+            for wrapper in reversed(self._wrappers):
+                call = wrapper(call)
+            routes[spec.name] = Route(spec, call)
+            if not internal:
+                self._endpoints[spec.name] = records[spec.name]
+        self._router.known = sorted(self._endpoints)
+
+    def endpoints(self) -> list[Endpoint]:
+        return [self._endpoints[name] for name in sorted(self._endpoints)]
+
+    @property
+    def address(self) -> str:
+        return self._listener.address if self._listener is not None else self._address
+
+    @property
+    def advertised(self) -> str:
+        """The address in the registry (empty until started)."""
+        return self._advertised
+
+    def node(self) -> Node:
+        """This server's registry node."""
+        meta = {
+            "transport": self.transport.name,
+            "broker": self.broker_name,
+            "server": self.name,
+            "registry": self.registry.name,
+            "protocol": "mucp",
+            **self.metadata,
+        }
+        return Node(id=self.id, address=self._advertised or self.address, metadata=meta)
+
+    def service(self) -> Service:
+        """The registry record this server registers."""
+        return Service(
+            name=self.service_name,
+            version=self.version,
+            endpoints=self.endpoints(),
+            nodes=[self.node()],
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._stopping is not None:
+            raise RuntimeError("a stopped server cannot start again; make a new one")
+        if self._listener is not None:
+            return
+        for backend in self._owned:
+            if hasattr(backend, "start"):
+                await backend.start()
+        self._debug.started = time.time()
+        listener = await self.transport.listen(self._address, self._router.serve)
+        self._listener = listener
+        self._advertised = advertise_address(listener.address, self._advertise)
+        try:
+            await self._register()
+        except BaseException:
+            self._listener = None
+            await listener.close()
+            raise
+        log.info("%s serving on %s as %s", self.service_name, listener.address, self.id)
+        if self.register_interval > 0:
+            self._keeper = asyncio.create_task(self._keep_registered())
+
+    async def stop(self, *, grace: float | None = None) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._shutdown(grace))
+        try:
+            await asyncio.shield(self._stopping)
+        except Exception:  # stop() never raises; a failure here is a bug worth a traceback
+            log.exception("stopping %s failed", self.id)
+
+    async def _register(self) -> None:
+        await self.registry.register(self.service(), ttl=self.register_ttl or None)
+        self._registered = True
+
+    async def _keep_registered(self) -> None:
+        failures = 0
+        delay = self.register_interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._register()
+            except Exception as exc:  # a registry hiccup must never stop the server
+                failures += 1
+                delay = min(self.register_interval, 0.5 * 2 ** (failures - 1))
+                log.warning("re-registering %s failed (%s); retry in %.1fs", self.id, exc, delay)
+            else:
+                failures = 0
+                delay = self.register_interval
+
+    async def _shutdown(self, grace: float | None) -> None:
+        self._router.draining = True
+        await self._deregister()
+        if self._listener is not None:
+            try:
+                await self._listener.close()
+            except Exception as exc:
+                log.warning("closing the listener failed: %s", exc)
+        await self._drain(self.grace if grace is None else grace)
+        await self._router.close_all()
+        for backend in reversed(self._owned):
+            try:
+                await backend.close()
+            except Exception as exc:
+                log.warning("closing %s failed: %s", type(backend).__name__, exc)
+        log.info("%s stopped", self.id)
+
+    async def _deregister(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.wait({self._keeper})
+        if self._registered:
+            try:
+                await self.registry.deregister(self.service())
+            except Exception as exc:
+                log.warning("deregistering %s failed: %s", self.id, exc)
+
+    async def _drain(self, grace: float) -> None:
+        router = self._router
+        if not router.inflight:
+            return
+        try:
+            await asyncio.wait_for(router.drained.wait(), max(grace, 0.0))
+            return
+        except TimeoutError:
+            pass
+        log.warning("%d call(s) still running after %.1fs; cancelling", router.inflight, grace)
+        cancelled = router.abort()
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=1.0)
