@@ -19,6 +19,7 @@ from benchmarks.probes import import_time_ms
 from benchmarks.targets import TARGET_MODULES, TargetImportError, load_target
 
 IDLE_SETTLE_S = 0.5
+BUSY_WARN_PCT = 15.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,18 +32,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(TARGET_MODULES),
         help=f"comma-separated, from: {', '.join(TARGET_MODULES)} (default: all)",
     )
-    parser.add_argument("--modes", default=f"{SEQUENTIAL},{CONCURRENT}")
+    parser.add_argument(
+        "--modes", default=f"{SEQUENTIAL},{CONCURRENT}", help="comma-separated (default: both)"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="per mode (default 3)")
     parser.add_argument("--warmup", type=float, default=0.5, help="before each mode")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
-    parser.add_argument("--no-uvloop", dest="uvloop", action="store_false")
     parser.add_argument(
-        "--pin", action="store_true", help="pin the client to CPU 0 and servers to CPU 1"
+        "--no-uvloop",
+        dest="uvloop",
+        action="store_false",
+        help="default asyncio loop in the client and the asyncio servers",
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pin the client to CPU 0 and each server to CPU 1 (default: on when 2+ CPUs)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each mode N times against the same server and keep the median by req/s",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each repetition, wait up to this long for other processes to go idle",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
-    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672//")
-    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
-    parser.add_argument("--nameko-max-workers", type=int, default=64)
+    parser.add_argument(
+        "--amqp-url", default="amqp://guest:guest@127.0.0.1:5672//", help="RabbitMQ for nameko"
+    )
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="for the nats target")
+    parser.add_argument(
+        "--nameko-max-workers",
+        type=int,
+        default=64,
+        help="nameko server max_workers, which is also its AMQP prefetch (nameko default: 10)",
+    )
     parser.add_argument(
         "--import-runs", type=int, default=7, help="runs per import-time probe (0: skip)"
     )
@@ -70,6 +101,8 @@ def build_options(args: argparse.Namespace, workdir: Path) -> Options:
         amqp_url=args.amqp_url,
         nats_url=args.nats_url,
         nameko_max_workers=args.nameko_max_workers,
+        repeat=max(1, args.repeat),
+        quiet_wait=args.quiet_wait,
         workdir=workdir,
     )
 
@@ -100,9 +133,20 @@ def bench_target(
         time.sleep(IDLE_SETTLE_S)
         rss = server.rss_mb()
         loop = target.loop_note or loop_name(options.uvloop)
-        outcome.servers[name] = {"address": server.address, "idle_rss_mb": rss, "loop": loop}
+        outcome.servers[name] = {
+            "address": server.address,
+            "idle_rss_mb": rss,
+            "loop": loop,
+            "broker": target.broker_info(options),
+        }
         log(f"{name}: server pid {server.pid} at {server.address}, idle RSS {rss or 0:.1f} MB")
-        outcome.results += runner.run(target.run_modes(server.address, options, modes))
+        runs = []
+        for repetition in range(1, options.repeat + 1):
+            if options.repeat > 1:
+                log(f"{name}: repetition {repetition} of {options.repeat}")
+            wait_until_quiet(options.quiet_wait)
+            runs.append(runner.run(target.run_modes(server, options, modes)))
+        outcome.results += harness.median_runs(runs)
     except Exception as exc:
         outcome.failed[name] = f"{type(exc).__name__}: {exc}"
         log(f"{name}: FAILED, {type(exc).__name__}: {exc}")
@@ -128,19 +172,48 @@ def probe_imports(targets: list[harness.Target], options: Options, runs: int) ->
 
 
 def pin_client(options: Options) -> None:
-    if options.pin:
-        if len(os.sched_getaffinity(0)) < 2:
-            log("--pin needs 2 CPUs; not pinning")
-            options.pin = False
-        else:
-            os.sched_setaffinity(0, {0})
+    """Client on CPU 0, servers on CPU 1: a core each, and no same-core ping-pong.
+
+    Unpinned, the scheduler sometimes runs client and server on one CPU, which makes a
+    sequential round trip several times faster and the sequential figures unstable.
+    """
+    if not options.pin:
+        return
+    if not {0, 1} <= os.sched_getaffinity(0):
+        log("pinning needs CPUs 0 and 1; not pinning")
+        options.pin = False
+        return
+    os.sched_setaffinity(0, {0})
+
+
+def machine_busy_pct(sample_s: float = 1.0) -> float | None:
+    """User+system CPU of the whole machine over ``sample_s``, in % of one CPU."""
+    before = harness.read_busy_seconds()
+    time.sleep(sample_s)
+    after = harness.read_busy_seconds()
+    return None if before is None or after is None else (after - before) / sample_s * 100
+
+
+def wait_until_quiet(max_wait: float) -> None:
+    """Wait up to ``max_wait`` s for the machine to be idle (the benchmark's own servers are)."""
+    if max_wait <= 0:
+        return
+    deadline = time.monotonic() + max_wait
+    busy = machine_busy_pct(0.5)
+    while busy is not None and busy > BUSY_WARN_PCT:
+        if time.monotonic() >= deadline:
+            log(f"still busy ({busy:.0f}% of a CPU) after {max_wait:g} s; measuring anyway")
+            return
+        log(f"waiting for a quiet machine ({busy:.0f}% of a CPU busy)")
+        busy = machine_busy_pct(2.0)
 
 
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="micro-bench-") as workdir:
         options = build_options(args, Path(workdir))
+        cpus_usable = len(os.sched_getaffinity(0))
         pin_client(options)
-        config = {
+        config: dict[str, Any] = {
             "seconds": options.seconds,
             "warmup": options.warmup,
             "concurrency": options.concurrency,
@@ -148,8 +221,12 @@ def run(args: argparse.Namespace) -> int:
             "pin": options.pin,
             "client_loop": loop_name(options.uvloop),
             "nameko_max_workers": options.nameko_max_workers,
+            "repeat": options.repeat,
         }
         log(f"event loop: {config['client_loop']} (client and asyncio servers)")
+        busy = config["busy_before_pct"] = machine_busy_pct()
+        if busy is not None and busy > BUSY_WARN_PCT:
+            log(f"WARNING: the machine is busy ({busy:.0f}% of a CPU) before the run")
         outcome = report.Outcome()
         loaded = []
         with asyncio.Runner(loop_factory=loop_factory(options.uvloop)) as runner:
@@ -159,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                     loaded.append(target)
         if args.import_runs > 0:
             outcome.imports = probe_imports(loaded, options, args.import_runs)
-    machine = report.machine_info()
+    machine = report.machine_info(cpus_usable)
     print(report.render(outcome, machine, config))
     if args.json:
         report.write_json(args.json, outcome, machine, config)

@@ -18,6 +18,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -49,10 +50,12 @@ class Options:
     warmup: float = 0.5
     concurrency: int = 64
     uvloop: bool = True
-    pin: bool = False
+    pin: bool = True
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     nats_url: str = "nats://127.0.0.1:4222"
     nameko_max_workers: int = 64
+    repeat: int = 1
+    quiet_wait: float = 0.0
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
     python: str = sys.executable
 
@@ -84,7 +87,7 @@ def make_src_importable() -> None:
 
 
 def server_preexec(options: Options) -> Callable[[], None] | None:
-    """With ``--pin`` servers run on CPU 1 (the client pins itself to CPU 0)."""
+    """When pinning, servers run on CPU 1 (the client pins itself to CPU 0)."""
     if not options.pin:
         return None
     return lambda: os.sched_setaffinity(0, {1})
@@ -147,6 +150,7 @@ class ServerProcess:
         self.log_path = options.workdir / f"{name}-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = ""
+        self._drain: threading.Thread | None = None
 
     @property
     def pid(self) -> int:
@@ -184,12 +188,27 @@ class ServerProcess:
                 buffer += chunk
                 for line in buffer.decode(errors="replace").splitlines():
                     if line.startswith(READY_PREFIX):
+                        self._drain_stdout()
                         return line[len(READY_PREFIX) :].strip()
             elif self.proc.poll() is not None:
                 break
         code = self.proc.poll()
         why = f"exited with code {code}" if code is not None else f"not ready in {timeout:.0f} s"
         raise RuntimeError(f"{self.name} server {why}; log tail:\n{self.log_tail()}")
+
+    def _drain_stdout(self) -> None:
+        """Copy whatever the server prints later into its log, so a full pipe never blocks it."""
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+
+        def copy() -> None:
+            with open(self.log_path, "ab") as log_file:
+                while chunk := os.read(fd, 65536):
+                    log_file.write(chunk)
+
+        self._drain = threading.Thread(target=copy, name=f"{self.name}-stdout", daemon=True)
+        self._drain.start()
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -214,9 +233,35 @@ class ServerProcess:
                 log(f"{self.name} server ignored SIGTERM for {grace:.0f} s; killing it")
         kill_group(self.proc.pid, signal.SIGKILL)  # stragglers in the group, if any
         self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
         untrack(self.proc.pid)
+        if self._drain is not None:
+            self._drain.join(timeout=1.0)  # EOF once the process group is gone
+        if self.proc.stdout is not None and (self._drain is None or not self._drain.is_alive()):
+            self.proc.stdout.close()
+
+
+def read_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of ``pid`` so far, from ``/proc/<pid>/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_busy_seconds() -> float | None:
+    """CPU time all processes spent in user and system mode (first line of ``/proc/stat``).
+
+    irq/softirq are left out on purpose: loopback traffic is processed in softirq and is
+    charged there rather than to the processes that cause it.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            user, nice, system = (int(v) for v in stat.readline().split()[1:4])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
 
 
 def read_rss_mb(pid: int) -> float | None:
@@ -234,6 +279,41 @@ def read_rss_mb(pid: int) -> float | None:
 
 
 @dataclass
+class CpuUse:
+    """CPU seconds the client and the server spent during one measured run."""
+
+    client_s: float | None
+    server_s: float | None
+    #: Busy CPU of the whole machine minus client and server: brokers, and anything else.
+    other_s: float | None = None
+
+    @staticmethod
+    def per_call_us(seconds: float | None, calls: int) -> float | None:
+        return None if seconds is None or not calls else seconds / calls * 1e6
+
+
+class CpuMeter:
+    """Measures this process's CPU (all threads) and a server's, between start and stop."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.busy0 = read_busy_seconds()
+        self.client0 = time.process_time()
+        self.server0 = read_cpu_seconds(server_pid)
+
+    def stop(self) -> CpuUse:
+        client = time.process_time() - self.client0
+        server = _delta(self.server0, read_cpu_seconds(self.server_pid))
+        busy = _delta(self.busy0, read_busy_seconds())
+        other = None if busy is None or server is None else max(0.0, busy - client - server)
+        return CpuUse(client_s=client, server_s=server, other_s=other)
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+@dataclass
 class Measurement:
     """One time-bounded run of one target in one mode."""
 
@@ -247,10 +327,23 @@ class Measurement:
     p99_ms: float
     mean_ms: float
     max_ms: float
+    #: CPU time per call of the measuring process and of the server process, if known.
+    client_cpu_us: float | None = None
+    server_cpu_us: float | None = None
+    #: Other busy CPU on the machine during the run, in % of one CPU (brokers, or noise).
+    other_cpu_pct: float | None = None
+    #: req/s of every repetition when the run was repeated (this one is the median).
+    rps_runs: list[float] = field(default_factory=list)
 
     @classmethod
     def from_latencies(
-        cls, target: str, mode: str, concurrency: int, latencies: list[float], elapsed: float
+        cls,
+        target: str,
+        mode: str,
+        concurrency: int,
+        latencies: list[float],
+        elapsed: float,
+        cpu: CpuUse | None = None,
     ) -> Measurement:
         if not latencies:
             raise RuntimeError(f"{target} {mode}: no call completed")
@@ -266,10 +359,24 @@ class Measurement:
             p99_ms=percentile(ordered, 0.99) * 1e3,
             mean_ms=sum(ordered) / len(ordered) * 1e3,
             max_ms=ordered[-1] * 1e3,
+            client_cpu_us=cpu.per_call_us(cpu.client_s, len(ordered)) if cpu else None,
+            server_cpu_us=cpu.per_call_us(cpu.server_s, len(ordered)) if cpu else None,
+            other_cpu_pct=cpu.other_s / elapsed * 100 if cpu and cpu.other_s is not None else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def median_runs(runs: list[list[Measurement]]) -> list[Measurement]:
+    """Per mode, the repetition with the median req/s, remembering every repetition's req/s."""
+    chosen = []
+    for repeats in zip(*runs, strict=True):
+        ranked = sorted(repeats, key=lambda m: m.rps)
+        median = ranked[(len(ranked) - 1) // 2]
+        median.rps_runs = [m.rps for m in repeats]
+        chosen.append(median)
+    return chosen
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -342,6 +449,10 @@ class Target:
     def server_env(self, options: Options) -> dict[str, str]:
         return {}
 
+    def broker_info(self, options: Options) -> str | None:
+        """The broker in the path, with its version (for the report), if any."""
+        return None
+
     def start_server(self, options: Options) -> ServerProcess:
         """Start the server subprocess and wait until it reports its address."""
         if self.server_module is None:
@@ -356,10 +467,10 @@ class Target:
         raise NotImplementedError
 
     async def run_modes(
-        self, address: str, options: Options, modes: Iterable[str]
+        self, server: ServerProcess, options: Options, modes: Iterable[str]
     ) -> list[Measurement]:
         """Check the answer once, then warm up and measure each mode with one client."""
-        client = await self.make_client(address)
+        client = await self.make_client(server.address)
         try:
             await check_answer(self.name, client)
             results = []
@@ -368,9 +479,13 @@ class Target:
                 log(f"{self.name}: warm-up {options.warmup:g} s, {mode} (x{concurrency})")
                 await run_load(client.call, concurrency, options.warmup)
                 log(f"{self.name}: {mode} for {options.seconds:g} s with {concurrency} in flight")
+                meter = CpuMeter(server.pid)
                 latencies, elapsed = await run_load(client.call, concurrency, options.seconds)
+                cpu = meter.stop()
                 results.append(
-                    Measurement.from_latencies(self.name, mode, concurrency, latencies, elapsed)
+                    Measurement.from_latencies(
+                        self.name, mode, concurrency, latencies, elapsed, cpu
+                    )
                 )
             return results
         finally:

@@ -61,21 +61,26 @@ def cpu_model() -> str:
 
 
 def package_version(name: str) -> str | None:
+    """The installed distribution's version; for micro, the version actually imported."""
+    module = sys.modules.get(name) if name == SUBJECT else None
+    if module is not None and getattr(module, "__version__", None):
+        return str(module.__version__)
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        module = sys.modules.get(name)
-        return getattr(module, "__version__", None) if module else None
+        return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(cpus_usable: int | None = None) -> dict[str, Any]:
+    """The machine and versions; pass ``cpus_usable`` if this process was pinned since."""
     return {
         "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpus_usable": cpus_usable or len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "packages": {name: package_version(name) for name in PACKAGES},
+        "micro_imported_from": getattr(sys.modules.get(SUBJECT), "__file__", None),
     }
 
 
@@ -98,6 +103,7 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
 
 def results_table(outcome: Outcome) -> str:
     header = ["target", "mode", "in flight", "req/s", "p50 ms", "p99 ms", "calls"]
+    header += ["client CPU us/call", "server CPU us/call", "other CPU %"]
     rows = [
         [
             m.target,
@@ -107,10 +113,33 @@ def results_table(outcome: Outcome) -> str:
             f"{m.p50_ms:.3f}",
             f"{m.p99_ms:.3f}",
             f"{m.calls:,}",
+            _micros(m.client_cpu_us),
+            _micros(m.server_cpu_us),
+            "-" if m.other_cpu_pct is None else f"{m.other_cpu_pct:.0f}",
         ]
         for m in outcome.results
     ]
-    return _table(header, rows, right={2, 3, 4, 5, 6})
+    if any(len(m.rps_runs) > 1 for m in outcome.results):
+        header.append("req/s of each run")
+        for row, m in zip(rows, outcome.results, strict=True):
+            row.append(" ".join(f"{rps:,.0f}" for rps in m.rps_runs))
+    note = (
+        "(other CPU %: user+system CPU of all other processes during the run, in % of one CPU;\n"
+        " the broker for nats/nameko, otherwise noise: a high value makes the row suspect)"
+    )
+    return _table(header, rows, right=set(range(2, 10))) + "\n" + note
+
+
+def _repeats(repeat: int) -> str:
+    return f"; median of {repeat} runs by req/s" if repeat > 1 else ""
+
+
+def _busy(pct: float | None) -> str:
+    return "unknown" if pct is None else f"{pct:.0f}%"
+
+
+def _micros(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def ratios(outcome: Outcome) -> list[dict[str, Any]]:
@@ -154,12 +183,13 @@ def ratios_table(outcome: Outcome) -> str:
 
 
 def servers_table(outcome: Outcome) -> str:
-    header = ["server", "idle RSS MB", "event loop", "address"]
+    header = ["server", "idle RSS MB", "event loop", "broker", "address"]
     rows = [
         [
             name,
             f"{info['idle_rss_mb']:.1f}" if info.get("idle_rss_mb") is not None else "-",
             info["loop"],
+            info.get("broker") or "-",
             info["address"],
         ]
         for name, info in outcome.servers.items()
@@ -187,7 +217,9 @@ def render(outcome: Outcome, machine: dict[str, Any], config: dict[str, Any]) ->
         f"packages: {packages}",
         f"client loop: {config['client_loop']}; {config['seconds']:g} s per mode after "
         f"{config['warmup']:g} s warm-up; concurrent = {config['concurrency']} in flight; "
-        f"servers in their own processes{PINNED if config['pin'] else ''}",
+        f"servers in their own processes{PINNED if config['pin'] else ''}"
+        f"{_repeats(config.get('repeat', 1))}",
+        f"machine busy before the run: {_busy(config.get('busy_before_pct'))} of one CPU",
         "",
         results_table(outcome),
         "",

@@ -12,7 +12,8 @@ Written against the intended public API (ARCHITECTURE.md section 3)::
     await client.call("bench.greeter", "Greeter.SayHello", {"name": "John"}, address=ADDR)
     await client.close()
 
-If ``import micro`` fails, the runner skips this target and says why.
+If ``import micro`` fails, or ``micro.Service`` / ``micro.Client`` do not resolve yet, the
+runner skips this target and says why.
 """
 
 # No ``from __future__ import annotations``: the handler's annotations stay real classes,

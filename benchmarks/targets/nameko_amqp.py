@@ -24,6 +24,7 @@ import kombu
 from benchmarks import harness
 from benchmarks.harness import (
     EXPECTED_MSG,
+    CpuUse,
     Measurement,
     Options,
     ServerProcess,
@@ -55,13 +56,22 @@ class NamekoTarget(Target):
             return f"RabbitMQ not reachable at {address[0]}:{address[1]} ({exc})"
         return None
 
+    def broker_info(self, options: Options) -> str | None:
+        try:
+            with kombu.Connection(options.amqp_url, connect_timeout=2) as conn:
+                conn.connect()
+                props = conn.connection.server_properties
+        except Exception:
+            return None
+        return f"{props.get('product', 'AMQP broker')} {props.get('version', '?')}"
+
     def start_server(self, options: Options) -> ServerProcess:
         argv = [options.python, str(PROC), "server", "--amqp", options.amqp_url]
         argv += ["--service", self.service, "--max-workers", str(options.nameko_max_workers)]
         return ServerProcess(self.name, argv, options).start()
 
     async def run_modes(
-        self, address: str, options: Options, modes: Iterable[str]
+        self, server: ServerProcess, options: Options, modes: Iterable[str]
     ) -> list[Measurement]:
         results = []
         for mode in modes:
@@ -71,19 +81,30 @@ class NamekoTarget(Target):
                 f"(eventlet client subprocess, warm-up {options.warmup:g} s, "
                 f"run {options.seconds:g} s)"
             )
-            report = await self._run_client(options, concurrency)
+            report = await self._run_client(options, concurrency, server.pid)
             if report["check"] != EXPECTED_MSG:
                 raise AssertionError(f"nameko: expected {EXPECTED_MSG!r}, got {report['check']!r}")
             results.append(
                 Measurement.from_latencies(
-                    self.name, mode, concurrency, report["latencies"], report["elapsed"]
+                    self.name,
+                    mode,
+                    concurrency,
+                    report["latencies"],
+                    report["elapsed"],
+                    CpuUse(
+                        client_s=report["client_cpu_s"],
+                        server_s=report["server_cpu_s"],
+                        other_s=report["other_cpu_s"],
+                    ),
                 )
             )
         return results
 
-    async def _run_client(self, options: Options, concurrency: int) -> dict[str, Any]:
+    async def _run_client(
+        self, options: Options, concurrency: int, server_pid: int
+    ) -> dict[str, Any]:
         argv = [str(PROC), "client", "--amqp", options.amqp_url, "--service", self.service]
-        argv += ["--concurrency", str(concurrency)]
+        argv += ["--concurrency", str(concurrency), "--server-pid", str(server_pid)]
         argv += ["--seconds", str(options.seconds), "--warmup", str(options.warmup)]
         proc = await asyncio.create_subprocess_exec(
             options.python,

@@ -55,6 +55,16 @@ class NatsTarget(Target):
             return f"NATS server not reachable at {address[0]}:{address[1]} ({exc})"
         return None
 
+    def broker_info(self, options: Options) -> str | None:
+        """nats-server announces itself in its first line: ``INFO {"version": ...}``."""
+        url = urlsplit(options.nats_url)
+        try:
+            with socket.create_connection((url.hostname, url.port or 4222), timeout=1.0) as sock:
+                line = sock.makefile("rb").readline()
+            return f"nats-server {json.loads(line.split(b' ', 1)[1])['version']}"
+        except (OSError, ValueError, KeyError, IndexError):
+            return None
+
     def server_env(self, options: Options) -> dict[str, str]:
         return {URL_ENV: options.nats_url, SUBJECT_ENV: self.subject}
 
