@@ -1,0 +1,506 @@
+"""The RPC client (go-micro's "rpc"/"mucp" client): selector -> pool -> transport -> codec.
+
+One call, as go-micro v1 does it (reference section 3), with its sharp edges fixed:
+
+1. One deadline covers the whole call: ``timeout`` seconds from the start, all attempts and
+   backoff waits included. Each attempt sends what is left in the ``Timeout`` header (ns);
+   when it passes the call raises :class:`~micro.errors.Timeout` (408, ``call timeout``).
+2. The selector is asked once (``select``), then ``Next()`` once per attempt, so a retry
+   moves to another node; once every node had its turn, a further retry asks the selector
+   again (so a one-node service is retried too). ``address=`` skips the selector (several
+   addresses rotate).
+3. Each attempt runs through the call wrappers, then takes a pooled connection to the node,
+   sends one request (headers per ``docs/protocol.md``) and reads one response. A
+   ``Micro-Error`` answer raises the matching :class:`~micro.errors.MicroError` subclass.
+4. ``selector.mark(service, node, error)`` reports each attempt (``None`` on success; the
+   selector decides which errors count against the node -- the default one ignores 4xx).
+5. A failed attempt is retried while ``retry_on(error)`` says so and retries remain, after
+   ``backoff(n)`` seconds; see :mod:`micro.client.retries` for the defaults (connection
+   errors, 408, 500; 10 ms / 100 ms / 1 s with jitter). A wait that would end past the
+   deadline is not started: the call raises ``Timeout`` naming the last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from micro import metadata as md
+from micro import plugins
+from micro.client import (
+    Backoff,
+    CallFunc,
+    CallOptions,
+    CallWrapper,
+    Client,
+    Request,
+    RetryPredicate,
+)
+from micro.client.options import ClientSettings, parse_duration, timeout_header
+from micro.client.pool import Pool
+from micro.client.retries import exponential_backoff, retry_on_error
+from micro.client.stream import RpcStream
+from micro.codec import Codec, lookup
+from micro.errors import (
+    ConnectError,
+    ConnectionClosed,
+    MicroError,
+    NoneAvailable,
+    ServiceNotFound,
+    Timeout,
+)
+from micro.registry import Node, Registry
+from micro.selector import Filter, Next, Selector
+from micro.transport import Message, Transport
+
+if TYPE_CHECKING:
+    from micro.client.sync import BlockingClient
+
+__all__ = ["RpcClient"]
+
+T = TypeVar("T")
+_CACHE_LIMIT = 1024
+
+
+class RpcClient(Client):
+    """Calls services over the transport; ``micro.Client``.
+
+    Every option has a default from the environment (see
+    :class:`~micro.client.options.ClientSettings`); code beats env.
+
+    Args:
+        registry: a Registry, a backend name, or None (``MICRO_REGISTRY``, else ``mdns``).
+            Used only to build the selector when none is given.
+        selector: a Selector, a backend name, or None (``MICRO_SELECTOR``, else the
+            registry-cache selector), built over ``registry``.
+        transport: a Transport, a backend name, or None (``MICRO_TRANSPORT``, else ``http``).
+        content_type: the default codec (``MICRO_CONTENT_TYPE``, else application/json).
+        timeout: default seconds per call, a number or a Go duration such as ``"500ms"``
+            (``MICRO_CLIENT_REQUEST_TIMEOUT``, else 5 s).
+        retries: default retries after the first attempt (``MICRO_CLIENT_RETRIES``, else 1).
+        pool_size: idle connections kept per address (``MICRO_CLIENT_POOL_SIZE``, else 100).
+        pool_ttl: seconds a pooled connection is reused for (60 s).
+        dial_timeout: seconds allowed to open one connection (5 s).
+        wrappers: call wrappers, the first outermost; each runs once per attempt.
+        from_service: the calling service's name, sent as ``Micro-From-Service``.
+        retry_on: which failed attempts are retried (default
+            :func:`~micro.client.retries.retry_on_error`: connection errors, 408 and 500 --
+            including a 500 from a handler that is not idempotent, as in go-micro).
+        backoff: seconds to wait before retry ``n`` (default: 10^n ms with +-50 % jitter).
+
+    Backends named here (or chosen by env) are built by the client and closed by
+    :meth:`close`; instances passed in are started if needed and never closed. Nothing
+    starts in the constructor: the registry and selector start on the first call that
+    needs them, or in ``async with``.
+    """
+
+    name = "rpc"
+
+    def __init__(
+        self,
+        *,
+        registry: Registry | str | None = None,
+        selector: Selector | str | None = None,
+        transport: Transport | str | None = None,
+        content_type: str | None = None,
+        timeout: float | str | None = None,
+        retries: int | None = None,
+        pool_size: int | None = None,
+        pool_ttl: float | str | None = None,
+        dial_timeout: float | str | None = None,
+        wrappers: Sequence[CallWrapper] = (),
+        from_service: str | None = None,
+        retry_on: RetryPredicate = retry_on_error,
+        backoff: Backoff = exponential_backoff,
+    ) -> None:
+        env = ClientSettings()
+        self.content_type = content_type or env.content_type
+        self.timeout = env.timeout if timeout is None else parse_duration(timeout)
+        self.retries = env.retries if retries is None else retries
+        self.dial_timeout = (
+            env.dial_timeout if dial_timeout is None else parse_duration(dial_timeout)
+        )
+        self.from_service = from_service
+        self.retry_on = retry_on
+        self.backoff = backoff
+        if isinstance(transport, Transport):
+            self.transport, self._own_transport = transport, False
+        else:
+            self.transport = plugins.create("transport", transport)
+            self._own_transport = (transport or plugins.env("transport")) != "memory"
+        self.registry: Registry | None = registry if isinstance(registry, Registry) else None
+        self.selector: Selector | None = selector if isinstance(selector, Selector) else None
+        self._registry_name = registry if isinstance(registry, str) else None
+        self._selector_name = selector if isinstance(selector, str) else None
+        self._owned: list[Registry | Selector] = []
+        pool_ttl_s = env.pool_ttl if pool_ttl is None else parse_duration(pool_ttl)
+        size = env.pool_size if pool_size is None else pool_size
+        self._pool = Pool(self.transport, size=size, ttl=pool_ttl_s)
+        self._ids = itertools.count(1)
+        call: CallFunc = self._call_node
+        for wrapper in reversed(wrappers):
+            call = wrapper(call)
+        self._call = call
+        self._headers: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._codecs: dict[str, Codec] = {}
+        self._fixed: dict[tuple[str, ...], Next] = {}
+        self._streams: set[RpcStream] = set()
+        self._start_lock: asyncio.Lock | None = None
+        self._started = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RpcClient(transport={self.transport.name!r}, timeout={self.timeout})"
+
+    @classmethod
+    def blocking(cls, **options: Any) -> BlockingClient:
+        """A :class:`~micro.client.sync.BlockingClient` with these options (for scripts)."""
+        from micro.client.sync import BlockingClient
+
+        return BlockingClient(**options)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build (if needed) and start the registry and selector; idempotent."""
+        if self._started:
+            return
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if not self._started:
+                await self._start_selector()
+                self._started = True
+
+    async def _start_selector(self) -> None:
+        if self.selector is None:
+            registry = self.registry
+            if registry is None:
+                registry = plugins.create("registry", self._registry_name)
+                if (self._registry_name or plugins.env("registry")) != "memory":
+                    self._owned.append(registry)
+                self.registry = registry
+            await registry.start()
+            self.selector = plugins.create("selector", self._selector_name, registry=registry)
+            self._owned.append(self.selector)
+        await self.selector.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            await stream.close()
+        await self._pool.close()
+        for backend in reversed(self._owned):
+            try:
+                await backend.close()
+            except Exception:  # close() never raises; one broken backend must not stop the rest
+                pass
+        if self._own_transport:
+            try:
+                await self.transport.close()
+            except Exception:
+                pass
+
+    # -- calls --------------------------------------------------------------------------
+
+    @overload
+    async def call(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = None,
+        *,
+        response_type: type[T],
+        timeout: float | None = None,
+        retries: int | None = None,
+        address: str | Sequence[str] | None = None,
+        content_type: str | None = None,
+        filters: Sequence[Filter] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> T: ...
+
+    @overload
+    async def call(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = None,
+        *,
+        response_type: Any = Any,
+        timeout: float | None = None,
+        retries: int | None = None,
+        address: str | Sequence[str] | None = None,
+        content_type: str | None = None,
+        filters: Sequence[Filter] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any: ...
+
+    async def call(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = None,
+        *,
+        response_type: Any = Any,
+        timeout: float | None = None,
+        retries: int | None = None,
+        address: str | Sequence[str] | None = None,
+        content_type: str | None = None,
+        filters: Sequence[Filter] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Call ``endpoint`` of ``service``; see :meth:`micro.client.Client.call`."""
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if timeout is None:
+            timeout = self.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        opts = CallOptions(
+            timeout,
+            deadline,
+            self.retries if retries is None else retries,
+            _addresses(address),
+            tuple(filters) if filters else (),
+            metadata,
+            self.dial_timeout,
+        )
+        req = Request(service, endpoint, request, content_type or self.content_type, response_type)
+        # asyncio.timeout_at() semantics, inlined: the context manager's two coroutines cost
+        # about as much as the rest of the client's own work per call
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("RpcClient.call must run inside an asyncio task")
+        expiry = _Expiry(task)
+        handle = loop.call_at(deadline, expiry.fire)
+        try:
+            return await self._run(req, opts, self._call)
+        except asyncio.CancelledError:
+            if expiry.fired and task.uncancel() <= expiry.cancelling:
+                raise _timeout(req, opts) from None
+            raise
+        finally:
+            handle.cancel()
+
+    def stream(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = None,
+        *,
+        response_type: Any = Any,
+        timeout: float | None = None,
+        retries: int | None = None,
+        address: str | Sequence[str] | None = None,
+        content_type: str | None = None,
+        filters: Sequence[Filter] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> RpcStream:
+        """A stream to ``endpoint`` of ``service``; see :meth:`micro.client.Client.stream`.
+
+        ``timeout`` bounds opening the stream (the client's default when None). Only when it
+        is given does it also bound the stream's whole life: it is then sent in the
+        ``Timeout`` header and ``recv``/``send`` raise ``Timeout`` after it.
+        """
+        if self._closed:
+            raise RuntimeError("client is closed")
+        req = Request(
+            service, endpoint, request, content_type or self.content_type, response_type, True
+        )
+        return RpcStream(
+            self,
+            req,
+            timeout=timeout,
+            retries=self.retries if retries is None else retries,
+            address=_addresses(address),
+            filters=tuple(filters),
+            metadata=metadata,
+        )
+
+    async def _run(self, req: Request, opts: CallOptions, attempt_fn: CallFunc) -> Any:
+        """The attempt loop: select once, then Next() / attempt / mark / retry."""
+        selector: Selector | None = None
+        if opts.address:
+            nxt = self._fixed_next(opts.address)
+        else:
+            if not self._started:
+                await self.start()
+            selector = self.selector
+            assert selector is not None
+            nxt = await self._select(selector, req, opts)
+        attempt = 0
+        while True:
+            try:
+                node = nxt()
+            except NoneAvailable:
+                if selector is None or attempt == 0:
+                    raise
+                # every node had its turn: a retry starts a new round (a one-node service
+                # gets its retries too, as in go-micro)
+                nxt = await self._select(selector, req, opts)
+                node = nxt()
+            try:
+                response = await attempt_fn(node, req, opts)
+            except MicroError as exc:
+                if selector is not None:
+                    selector.mark(req.service, node, exc)
+                if attempt >= opts.retries or not self.retry_on(exc):
+                    raise
+                error = exc
+            except asyncio.CancelledError:
+                if selector is not None and asyncio.get_running_loop().time() >= opts.deadline:
+                    selector.mark(req.service, node, _timeout(req, opts))
+                raise
+            else:
+                if selector is not None:
+                    selector.mark(req.service, node, None)
+                return response
+            attempt += 1
+            await self._wait(attempt, req, opts, error)
+
+    async def _wait(self, attempt: int, req: Request, opts: CallOptions, error: MicroError) -> None:
+        delay = self.backoff(attempt)
+        if delay <= 0:
+            return
+        if asyncio.get_running_loop().time() + delay >= opts.deadline:
+            raise _timeout(req, opts, f"; last error: {error.detail or error}") from error
+        await asyncio.sleep(delay)
+
+    async def _select(self, selector: Selector, req: Request, opts: CallOptions) -> Next:
+        try:
+            return await selector.select(
+                req.service, filters=opts.filters, metadata=md.outgoing(opts.metadata)
+            )
+        except ServiceNotFound as exc:
+            registry = self.registry or getattr(selector, "registry", None)
+            where = f" (no node in the {registry.name} registry)" if registry is not None else ""
+            detail = f"service {req.service}: not found{where}"
+            raise ServiceNotFound(detail, id="go.micro.client") from exc
+
+    def _fixed_next(self, addresses: tuple[str, ...]) -> Next:
+        nxt = self._fixed.get(addresses)
+        if nxt is None:
+            nodes = [Node(id=address, address=address) for address in addresses]
+            nxt = itertools.cycle(nodes).__next__
+            if len(self._fixed) >= _CACHE_LIMIT:
+                self._fixed.clear()
+            self._fixed[addresses] = nxt
+        return nxt
+
+    async def _call_node(self, node: Node, req: Request, opts: CallOptions) -> Any:
+        """One attempt: the innermost CallFunc, below the wrappers."""
+        loop = asyncio.get_running_loop()
+        body = self.codec(req.content_type).encode(req.body)
+        base = self.base_headers(req.service, req.endpoint, req.content_type)
+        if opts.metadata is None and not md.get():
+            header = base.copy()
+        else:
+            header = md.outgoing(opts.metadata)
+            header.update(base)
+        pool = self._pool
+        conn = pool.take(node.address)
+        if conn is None:
+            remaining = max(opts.deadline - loop.time(), 0.0)
+            conn = await pool.get(node.address, timeout=min(opts.dial_timeout, remaining))
+        header["Timeout"] = timeout_header(opts.deadline - loop.time())
+        header["Micro-Id"] = str(next(self._ids))
+        message = Message(header, body)
+        try:
+            try:
+                await conn.socket.send(message)
+            except ConnectError:
+                if not conn.reused:
+                    raise
+                # a kept-alive connection the server has closed: the request never left
+                await pool.discard(conn)
+                remaining = max(opts.deadline - loop.time(), 0.0)
+                conn = await pool.connect(node.address, timeout=min(opts.dial_timeout, remaining))
+                await conn.socket.send(message)
+            response = await conn.socket.recv()
+        except BaseException as exc:
+            await pool.discard(conn)
+            if isinstance(exc, OSError):
+                detail = f"connection error: {node.address}: {exc}"
+                raise ConnectionClosed(detail, id="go.micro.client.transport") from exc
+            raise
+        if not pool.put(conn):
+            await pool.discard(conn)
+        return self.decode(response, req.content_type, req.response_type)
+
+    # -- helpers shared with streams ----------------------------------------------------
+
+    def codec(self, content_type: str) -> Codec:
+        """The codec for a content type (cached)."""
+        found = self._codecs.get(content_type)
+        if found is None:
+            found = lookup(content_type)
+            if len(self._codecs) < _CACHE_LIMIT:
+                self._codecs[content_type] = found
+        return found
+
+    def decode(self, message: Message, content_type: str, type: Any) -> Any:
+        """A response's body as ``type``, or the error its ``Micro-Error`` header carries."""
+        header = message.header
+        error = header.get("Micro-Error") or header.get("X-Micro-Error")
+        if error:
+            raise MicroError.parse(error)
+        codec = self.codec(header.get("Content-Type") or content_type)
+        return codec.decode(message.body, type)
+
+    def base_headers(self, service: str, endpoint: str, content_type: str) -> dict[str, str]:
+        """The fixed request headers of a (service, endpoint, content type), cached."""
+        key = (service, endpoint, content_type)
+        found = self._headers.get(key)
+        if found is None:
+            found = {
+                "Content-Type": content_type,
+                "Accept": content_type,
+                "Micro-Service": service,
+                "Micro-Endpoint": endpoint,
+                "Micro-Method": endpoint,
+            }
+            if self.from_service:
+                found["Micro-From-Service"] = self.from_service
+            if len(self._headers) >= _CACHE_LIMIT:
+                self._headers.clear()
+            self._headers[key] = found
+        return found
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+
+class _Expiry:
+    """Cancels a call's task at its deadline, remembering that it did."""
+
+    __slots__ = ("cancelling", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+def _addresses(address: str | Sequence[str] | None) -> tuple[str, ...]:
+    if not address:
+        return ()
+    if isinstance(address, str):
+        return (address,)
+    return tuple(address)
+
+
+def _timeout(req: Request, opts: CallOptions, extra: str = "") -> Timeout:
+    detail = (
+        f"call timeout: {req.service} {req.endpoint} did not answer within {opts.timeout:g}s{extra}"
+    )
+    return Timeout(detail, id="go.micro.client")

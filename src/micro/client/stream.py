@@ -1,0 +1,208 @@
+"""Client streams: one dedicated connection per stream, messages per ``docs/protocol.md``.
+
+The opening message carries ``Micro-Stream`` (and the request body of a server-streaming
+endpoint); every later message carries it too. ``close_send`` sends ``Micro-Error: EOS``;
+the stream ends for the receiver on ``EOS`` from the server or on the connection closing
+(go-micro v1.0 servers end streams that way), and fails on any other ``Micro-Error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from micro import metadata as md
+from micro.client import CallOptions, Request, Stream
+from micro.client.options import timeout_header
+from micro.errors import ConnectionClosed, MicroError, Timeout
+from micro.registry import Node
+from micro.selector import Filter
+from micro.transport import Message, Socket
+
+if TYPE_CHECKING:
+    from micro.client.rpc import RpcClient
+
+__all__ = ["RpcStream"]
+
+EOS = "EOS"
+_EOS_SEND_TIMEOUT = 1.0
+
+
+class RpcStream(Stream):
+    """A stream opened by :meth:`RpcClient.stream`; open it with ``async with`` or ``await``."""
+
+    def __init__(
+        self,
+        client: RpcClient,
+        request: Request,
+        *,
+        timeout: float | None,
+        retries: int,
+        address: tuple[str, ...],
+        filters: tuple[Filter, ...],
+        metadata: Mapping[str, str] | None,
+    ) -> None:
+        self.service = request.service
+        self.endpoint = request.endpoint
+        self.request = request
+        self.node: Node | None = None
+        self._client = client
+        self._timeout = timeout
+        self._retries = retries
+        self._address = address
+        self._filters = filters
+        self._metadata = metadata
+        self._deadline: float | None = None
+        self._socket: Socket | None = None
+        self._id = ""
+        self._send_done = False
+        self._recv_done = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RpcStream({self.service!r}, {self.endpoint!r}, id={self._id!r})"
+
+    @property
+    def id(self) -> str:
+        """The stream id sent in ``Micro-Stream`` ("" until opened)."""
+        return self._id
+
+    async def open(self) -> Self:
+        if self._socket is not None:
+            return self
+        if self._closed:
+            raise ConnectionClosed("stream is closed", id="go.micro.client")
+        client = self._client
+        limit = client.timeout if self._timeout is None else self._timeout
+        start_deadline = asyncio.get_running_loop().time() + limit
+        if self._timeout is not None:
+            self._deadline = start_deadline
+        opts = CallOptions(
+            limit,
+            start_deadline,
+            self._retries,
+            self._address,
+            self._filters,
+            self._metadata,
+            client.dial_timeout,
+        )
+        try:
+            async with asyncio.timeout_at(start_deadline):
+                self._socket = await client._run(self.request, opts, self._connect)
+        except TimeoutError as exc:
+            if isinstance(exc, MicroError):
+                raise
+            detail = (
+                f"stream timeout: could not open {self.service} {self.endpoint} within {limit:g}s"
+            )
+            raise Timeout(detail, id="go.micro.client") from None
+        client._streams.add(self)
+        return self
+
+    async def _connect(self, node: Node, req: Request, opts: CallOptions) -> Socket:
+        """One attempt to open the stream on ``node``: dial and send the opening message."""
+        client = self._client
+        loop = asyncio.get_running_loop()
+        remaining = max(opts.deadline - loop.time(), 0.0)
+        sock = await client._pool.dial(node.address, timeout=min(opts.dial_timeout, remaining))
+        try:
+            self._id = client.next_id()
+            header = md.outgoing(opts.metadata)
+            header.update(self._header())
+            if self._deadline is not None:
+                header["Timeout"] = timeout_header(self._deadline - loop.time())
+            body = b"" if req.body is None else client.codec(req.content_type).encode(req.body)
+            await sock.send(Message(header, body))
+        except BaseException:
+            await _close(sock)
+            raise
+        self.node = node
+        return sock
+
+    def _header(self) -> dict[str, str]:
+        req = self.request
+        header = dict(self._client.base_headers(req.service, req.endpoint, req.content_type))
+        header["Micro-Id"] = self._id
+        header["Micro-Stream"] = self._id
+        return header
+
+    def _sock(self) -> Socket:
+        if self._socket is None:
+            if self._closed:
+                raise ConnectionClosed("stream is closed", id="go.micro.client")
+            raise RuntimeError("stream is not open: use 'async with' or 'await' first")
+        return self._socket
+
+    async def send(self, obj: Any) -> None:
+        sock = self._sock()
+        if self._send_done:
+            raise ConnectionClosed("stream: send after close_send()", id="go.micro.client")
+        body = self._client.codec(self.request.content_type).encode(obj)
+        await self._bounded(sock.send(Message(self._header(), body)))
+
+    async def recv(self, type: Any = Any) -> Any:
+        if self._recv_done:
+            raise StopAsyncIteration
+        sock = self._sock()
+        try:
+            message: Message = await self._bounded(sock.recv())
+        except ConnectionClosed:
+            self._recv_done = True  # go-micro v1.0 servers end a stream by closing
+            raise StopAsyncIteration from None
+        error = message.header.get("Micro-Error") or message.header.get("X-Micro-Error")
+        if error == EOS:
+            self._recv_done = True
+            raise StopAsyncIteration
+        if error:
+            self._recv_done = True
+        wanted = self.request.response_type if type is Any else type
+        return self._client.decode(message, self.request.content_type, wanted)
+
+    async def _bounded(self, awaitable: Any) -> Any:
+        if self._deadline is None:
+            return await awaitable
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                return await awaitable
+        except TimeoutError as exc:
+            if isinstance(exc, MicroError):
+                raise
+            detail = f"stream timeout: {self.service} {self.endpoint} ran past {self._timeout:g}s"
+            raise Timeout(detail, id="go.micro.client") from None
+
+    async def close_send(self) -> None:
+        sock = self._sock()
+        if self._send_done:
+            return
+        self._send_done = True
+        header = self._header()
+        header["Micro-Error"] = EOS
+        await self._bounded(sock.send(Message(header, b"")))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._client._streams.discard(self)
+        sock, self._socket = self._socket, None
+        if sock is None:
+            return
+        try:
+            if not self._send_done and not sock.closed:
+                self._send_done = True
+                header = self._header()
+                header["Micro-Error"] = EOS
+                async with asyncio.timeout(_EOS_SEND_TIMEOUT):
+                    await sock.send(Message(header, b""))
+        except (MicroError, OSError, TimeoutError):
+            pass  # the peer is gone or stuck; closing is all that is left to do
+        finally:
+            await _close(sock)
+
+
+async def _close(sock: Socket) -> None:
+    try:
+        await sock.close()
+    except Exception:  # close() must not raise
+        pass
