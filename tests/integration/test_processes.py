@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def test_greeter_called_from_a_second_process(
     spawn: SpawnFn, registry: MdnsRegistry, unique_name: str
 ) -> None:
-    await spawn("examples/greeter/server.py", unique_name)
+    await spawn("tests/integration/greeter_service.py", unique_name)
     service = await wait_registered(registry, unique_name)
     assert [ep.name for ep in service.endpoints] == ["Greeter.SayHello"]
     assert service.nodes[0].address.startswith("127.0.0.1:")
@@ -49,7 +49,7 @@ async def test_greeter_called_from_a_second_process(
 async def test_curl_calls_the_service(
     spawn: SpawnFn, registry: MdnsRegistry, unique_name: str
 ) -> None:
-    await spawn("examples/greeter/server.py", unique_name)
+    await spawn("tests/integration/greeter_service.py", unique_name)
     address = (await wait_registered(registry, unique_name)).nodes[0].address
     proc = await asyncio.create_subprocess_exec(
         "curl", "-sS", "-i", f"http://{address}/",
@@ -84,7 +84,7 @@ async def test_sigkill_node_vanishes_within_its_ttl(
     spawn: SpawnFn, registry: MdnsRegistry, unique_name: str
 ) -> None:
     sp = await spawn(
-        "examples/greeter/server.py",
+        "tests/integration/greeter_service.py",
         unique_name,
         MICRO_REGISTER_TTL="3",
         MICRO_REGISTER_INTERVAL="1",
