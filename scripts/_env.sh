@@ -21,3 +21,20 @@ bootstrap() {
         touch "$stamp"
     fi
 }
+
+# Debian packages the tests need (servers that tests start themselves on free ports).
+SYSTEM_PACKAGES=(etcd-server etcd-client curl iproute2)
+SYSTEM_COMMANDS=(etcd etcdctl curl ip)
+
+ensure_system_packages() {
+    local missing=0 cmd
+    for cmd in "${SYSTEM_COMMANDS[@]}"; do
+        command -v "$cmd" >/dev/null 2>&1 || missing=1
+    done
+    [ "$missing" = 0 ] && return 0
+    echo "== installing Debian packages: ${SYSTEM_PACKAGES[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${SYSTEM_PACKAGES[@]}" >&2
+}
