@@ -21,7 +21,8 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
         ├── ConnectError           500      dial or connection failure (retried by clients)
         │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
         ├── NoneAvailable          500      the selector has no node left to try
-        └── RegistryError          500      the registry backend failed
+        ├── RegistryError          500      the registry backend failed
+        └── BrokerError            500      a publish or subscription could not be carried out
 
 ``parse`` turns wire text back into the matching class (by code); text that is not JSON
 becomes a ``MicroError`` with code 0, as go-micro's ``errors.Parse`` does.
@@ -36,6 +37,7 @@ import msgspec
 
 __all__ = [
     "BadRequest",
+    "BrokerError",
     "CodecError",
     "Conflict",
     "ConnectError",
@@ -200,6 +202,10 @@ class NoneAvailable(InternalServerError):
 
 class RegistryError(InternalServerError):
     """The registry backend failed (unreachable, refused, malformed data)."""
+
+
+class BrokerError(InternalServerError):
+    """A publish was not accepted, or a subscription could not be set up."""
 
 
 def bad_request(id: str, detail: str) -> BadRequest:

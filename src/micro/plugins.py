@@ -34,6 +34,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "mdns": ("micro.registry.mdns:MdnsRegistry", "mdns"),
         "etcd": ("micro.registry.etcd:EtcdRegistry", "etcd"),
         "consul": ("micro.registry.consul:ConsulRegistry", "consul"),
+        "nats": ("micro.registry.nats:NatsRegistry", "nats"),
         "kubernetes": ("micro.registry.kubernetes:KubernetesRegistry", "kubernetes"),
     },
     "selector": {
