@@ -75,9 +75,11 @@ class Socket(abc.ABC):
         """Wait for the next message.
 
         Raises:
-            ConnectionClosed: the peer closed the connection (also on a clean close).
-            PayloadTooLarge, BadRequest: the peer sent something that is not a message
-                (the socket is closed after).
+            ConnectionClosed: the peer closed the connection (also on a clean close). On an
+                accepted socket also when the transport refused what the peer sent (not
+                HTTP, too large): the transport has already answered the peer and closed.
+            PayloadTooLarge, BadRequest: on a dialed socket, the peer sent something that
+                is not a message (the socket is closed after).
         """
 
     @abc.abstractmethod

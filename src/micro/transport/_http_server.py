@@ -1,0 +1,374 @@
+"""The accepting side of the HTTP transport: one :class:`HttpServerSocket` per connection,
+parsed with ``httptools.HttpRequestParser``, and the :class:`HttpListener` that owns them.
+
+The transport answers on its own only what a handler could not: bytes that are not HTTP
+(400), a method other than POST (405), a body over ``max_body`` (413). It writes the
+response with ``Connection: close``, half-closes, discards what the peer still sends for a
+short while (so the kernel does not turn the close into a reset that eats the answer), then
+closes. The handler's ``recv`` raises :class:`~micro.errors.ConnectionClosed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httptools
+
+from micro.errors import ConnectionClosed
+from micro.transport import Handler, Listener, Message
+from micro.transport._http_conn import HttpConnection
+from micro.transport._http_wire import (
+    CONTINUE,
+    NAMES,
+    RESPONSE_CLOSE_PREFIX,
+    RESPONSE_PREFIX,
+    TRANSPORT_ID,
+    encode,
+    error_response,
+    header_name,
+    header_value,
+    join_address,
+)
+
+logger = logging.getLogger("micro.transport.http")
+
+LINGER_SECONDS = 2.0
+_POST = b"POST"
+
+
+class _Refuse(Exception):
+    """Raised inside a parser callback to stop parsing and answer with a status."""
+
+    def __init__(self, status: int, detail: str, allow: str = "") -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.allow = status, detail, allow
+
+
+class HttpServerSocket(HttpConnection):
+    """An accepted connection: ``recv`` yields each request, ``send`` writes a 200 response.
+
+    A request sent with ``Connection: close`` (or HTTP/1.0 without keep-alive) is the last
+    one read; the response to it carries ``Connection: close`` and the connection closes after.
+    """
+
+    def __init__(self, listener: HttpListener) -> None:
+        super().__init__(max_body=listener.max_body, max_header=listener.max_header)
+        self._listener = listener
+        self._parser = httptools.HttpRequestParser(self)
+        self._content_length = -1
+        self._chunked = False
+        self._expect = False
+        self._upgrade = False
+        self._upgrade_length = -1  # body length of a POST that also asked for an Upgrade
+        self._upgrade_headers: dict[str, str] = {}
+        self._ignore_input = False  # refused, or past a Connection: close request
+        self._linger: asyncio.TimerHandle | None = None
+        self._close_at: Message | None = None
+        self._close_after_send = False
+        self._refusal: _Refuse | None = None
+
+    @property
+    def idle(self) -> bool:
+        """True when the handler waits in ``recv`` and no request is queued or half read."""
+        return (
+            self._waiter is not None
+            and not self._queue
+            and not self._in_message
+            and self._upgrade_length < 0
+            and self._exc is None
+        )
+
+    async def send(self, message: Message) -> None:
+        transport = self._check_writable()
+        body = message.body
+        if self._close_after_send:
+            self._write(transport, encode(RESPONSE_CLOSE_PREFIX, message.header, body), body)
+            self._ignore_input = True
+            self.abort_reads(ConnectionClosed("connection closed", id=TRANSPORT_ID))
+            transport.close()
+            return
+        self._write(transport, encode(RESPONSE_PREFIX, message.header, body), body)
+        if self._write_paused:
+            await self._drain()
+
+    def _close_now(self, *, force: bool = False) -> None:
+        if self._linger is None or force:  # else a refusal is being flushed; its timer closes
+            super()._close_now(force=force)
+
+    def _took(self, message: Message) -> None:
+        if message is self._close_at:
+            self._close_after_send = True
+
+    def _check_writable(self) -> asyncio.Transport:
+        if self._linger is not None:
+            raise ConnectionClosed(f"connection to {self.remote} is closed", id=TRANSPORT_ID)
+        return super()._check_writable()
+
+    # ------------------------------------------------------------------ protocol events
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._listener._attach(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        self._listener._detach(self)
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool:
+        if self._ignore_input:
+            return False
+        # A half-close: answer what was asked, then the handler's recv ends the connection.
+        self.abort_reads(ConnectionClosed(f"{self.remote} closed the connection", id=TRANSPORT_ID))
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        if self._ignore_input:
+            return
+        if self._upgrade_length >= 0:
+            data = self._raw_body(data)
+            if not data:
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._start_raw_body(data[upgrade.args[0] :])
+            return
+        except httptools.HttpParserError as exc:
+            if self._close_at is None:
+                self._refuse_error(exc)
+            return  # else llhttp refuses data after `Connection: close`: dropped
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header:
+                self._refuse(400, f"request head exceeds the {self.max_header} byte limit")
+
+    def _refuse_error(self, exc: Exception) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            self._refuse(refusal.status, refusal.detail, refusal.allow)
+            return
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            logger.error("HTTP request callback failed", exc_info=exc.__context__ or exc)
+        self._refuse(400, f"malformed HTTP request: {exc}")
+
+    def _refuse(self, status: int, detail: str, allow: str = "") -> None:
+        self._ignore_input = True
+        reason = f"refused a request from {self.remote} with {status}: {detail}"
+        self.abort_reads(ConnectionClosed(reason, id=TRANSPORT_ID), drop_queued=True)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(error_response(status, detail, allow=allow))
+        if self._read_paused:
+            self._resume()
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger = self._loop.call_later(self._listener.linger, transport.close)
+
+    # ------------------------------------------------------------------ parser callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = NAMES.get(name)
+        if key is None:
+            key = NAMES.learn(name)
+        if key:
+            try:
+                text = value.decode()
+            except UnicodeDecodeError:
+                text = header_value(value)
+            self._headers.setdefault(key, text)
+        elif self._in_head:  # a header the transport consumes (ignored in trailers)
+            self._hop_header(header_name(name), value)
+
+    def _hop_header(self, key: str, value: bytes) -> None:
+        # the framing state lives until on_headers_complete consumes (and resets) it
+        if key == "Content-Length":
+            self._content_length = int(value)
+        elif key == "Transfer-Encoding":
+            self._chunked = True
+        elif key == "Expect":
+            self._expect = value.lower() == b"100-continue"
+        elif key == "Upgrade":
+            self._upgrade = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        method = self._parser.get_method()
+        if method != _POST:
+            self._stop(
+                405,
+                f"method {method.decode('latin-1')} not allowed: this is a micro RPC endpoint "
+                "(go-micro mucp); POST / with Micro-Service and Micro-Endpoint headers",
+                allow="POST",
+            )
+        length, self._content_length = self._content_length, -1
+        if length > self.max_body:
+            self._stop(
+                413, f"request body of {length} bytes exceeds the {self.max_body} byte limit"
+            )
+        if self._upgrade or self._chunked or self._expect:
+            self._special_head(length)
+
+    def _special_head(self, length: int) -> None:
+        chunked, self._chunked = self._chunked, False
+        self._upgrade = False
+        if self._parser.should_upgrade():
+            if chunked:
+                self._stop(400, "protocol upgrade with a chunked body is not supported")
+            self._upgrade_length = max(length, 0)
+        if self._expect and self.transport is not None:
+            self.transport.write(CONTINUE)
+        self._expect = False
+
+    def on_body(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > self.max_body:
+            self._stop(413, f"request body exceeds the {self.max_body} byte limit")
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._close_at is not None:
+            return  # pipelined after a Connection: close request: never answered, dropped
+        if self._upgrade_length >= 0:  # the body follows as "upgraded" bytes
+            self._upgrade_headers = self._headers
+            return
+        message = Message(self._headers, self._take_body())
+        if not self._parser.should_keep_alive():
+            self._close_at = message
+            self._ignore_input = True
+        self._deliver(message)
+
+    def _stop(self, status: int, detail: str, allow: str = "") -> None:
+        self._refusal = _Refuse(status, detail, allow)
+        raise self._refusal
+
+    # ------------------------------------------------------------------ POST + Upgrade
+    # httptools skips the body of a request that asks for an Upgrade and hands back the rest
+    # as "upgraded" bytes. We never upgrade: read the body by its Content-Length ourselves,
+    # then carry on with a fresh parser.
+
+    def _start_raw_body(self, rest: bytes) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._in_message = True
+        rest = self._raw_body(rest)
+        if rest:
+            self.data_received(rest)
+
+    def _raw_body(self, data: bytes) -> bytes:
+        """Take the Upgrade request's body bytes; return what follows the body."""
+        need = self._upgrade_length - self._size
+        take = data[:need] if need > 0 else b""
+        if take:
+            self._chunks.append(take)
+            self._size += len(take)
+        if len(take) < need:
+            return b""
+        self._upgrade_length = -1
+        self._in_message = False
+        message = Message(self._upgrade_headers, self._take_body())
+        self._upgrade_headers = {}
+        self._deliver(message)
+        return data[len(take) :]
+
+
+class HttpListener(Listener):
+    """Accepts connections and runs ``handler(socket)`` in one task per connection.
+
+    Beyond :class:`~micro.transport.Listener`, a server can drain on shutdown:
+    :attr:`connections` (the open accepted sockets), :meth:`close_idle`,
+    :meth:`wait_closed` and :meth:`abort`.
+    """
+
+    def __init__(
+        self, handler: Handler, *, max_body: int, max_header: int, linger: float = LINGER_SECONDS
+    ) -> None:
+        self.max_body = max_body
+        self.max_header = max_header
+        self.linger = linger
+        self._handler = handler
+        self._server: asyncio.Server | None = None
+        self._address = ""
+        self._connections: set[HttpServerSocket] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int, *, backlog: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, host, port, backlog=backlog)
+        self._address = join_address(self._server.sockets[0].getsockname())
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def connections(self) -> frozenset[HttpServerSocket]:
+        """The accepted connections still open."""
+        return frozenset(self._connections)
+
+    async def close(self) -> None:
+        """Stop accepting; open connections stay with their handlers."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await asyncio.sleep(0)
+
+    def close_idle(self) -> int:
+        """Close every connection whose handler waits for a request that has not begun.
+
+        Returns how many were closed. Their handlers' ``recv`` raises ConnectionClosed.
+        """
+        idle = [conn for conn in self._connections if conn.idle]
+        for conn in idle:
+            conn._close_now()
+        return len(idle)
+
+    async def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until every connection handler has returned; False if ``timeout`` passed."""
+        tasks = set(self._tasks)
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    async def abort(self, grace: float = 0.1) -> None:
+        """Close every connection; cancel the handlers still running ``grace`` seconds later."""
+        for conn in list(self._connections):
+            conn._close_now(force=True)
+        tasks = list(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        for conn in list(self._connections):
+            await conn.wait_lost()
+
+    # ------------------------------------------------------------------ internals
+
+    def _accept(self) -> HttpServerSocket:
+        return HttpServerSocket(self)
+
+    def _attach(self, conn: HttpServerSocket) -> None:
+        self._connections.add(conn)
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _detach(self, conn: HttpServerSocket) -> None:
+        self._connections.discard(conn)
+
+    async def _serve(self, conn: HttpServerSocket) -> None:
+        try:
+            await self._handler(conn)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("handler for the connection from %s failed", conn.remote)
+        finally:
+            await conn.close()

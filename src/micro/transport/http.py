@@ -1,0 +1,151 @@
+"""The default transport: go-micro v1's "mucp" over HTTP/1.1 (see ``docs/protocol.md``).
+
+Every client message is one ``POST /`` with the message headers as HTTP headers and
+``Content-Length`` framing; every server message is one ``HTTP/1.1 200 OK``. Connections are
+kept alive; a stream is any number of messages each way on one connection. Go v1 services,
+``curl`` and any HTTP/1.1 client interoperate.
+
+It is built for speed on asyncio Protocols with ``httptools`` (llhttp) parsers: one future
+per ``recv`` wait, no task per message, one write per message, cached header names; reading
+pauses while unread messages pile up, ``send`` waits while the write buffer is over its
+high-water mark.
+
+Headers. Transport-owned headers (``Content-Length``, ``Transfer-Encoding``, ``Host``,
+``Connection``, ``Keep-Alive``, ``Expect``, ``Upgrade``) are written by the transport, never
+appear in a received :class:`~micro.transport.Message`, and are dropped from a message on
+send. Names
+arrive canonical (``Micro-Id``); a repeated header keeps its first value, as Go does. Values
+are UTF-8; a value may not hold control characters (``send`` raises
+:class:`~micro.errors.BadRequest`), and HTTP trims the spaces around a value.
+
+Accepting side. Requests may be pipelined, chunked, or ask ``Expect: 100-continue`` (answered
+at once). The transport itself answers only three things, with a ``Micro-Error`` JSON (id
+``go.micro.transport``) in the header and the body, ``Connection: close``, then closes:
+``400`` for bytes that are not HTTP or a head over ``max_header``, ``405`` for any method but
+POST (a browser's ``GET /`` gets a detail saying how to call), ``413`` for a body over
+``max_body`` (refused from ``Content-Length`` before the body is read). A request with
+``Connection: close`` (or HTTP/1.0) is the last one read: its response says
+``Connection: close`` and the connection closes after it. A ``POST`` asking to ``Upgrade``
+(``curl --http2``) is served as plain HTTP/1.1.
+
+Dialing side. ``1xx`` responses are skipped. A non-200 response without ``Micro-Error`` gets
+one made from its status and body (code = the status), so callers see a proper error. A
+malformed response fails ``recv`` with ``BadRequest``, a body over ``max_body`` with
+``PayloadTooLarge``; both close the socket.
+
+Shutdown. :class:`~micro.transport._http_server.HttpListener` adds ``connections``,
+``close_idle()``, ``wait_closed(timeout)`` and ``abort(grace)`` to the Listener interface;
+:meth:`HttpTransport.close` aborts every listener it made and closes every socket it dialed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from micro.errors import ConnectError
+from micro.transport import DEFAULT_MAX_BODY, Handler, Transport
+from micro.transport._http_client import HttpClientSocket
+from micro.transport._http_server import LINGER_SECONDS, HttpListener, HttpServerSocket
+from micro.transport._http_wire import (
+    DEFAULT_DIAL_TIMEOUT,
+    DEFAULT_MAX_HEADER,
+    TRANSPORT_ID,
+    split_address,
+)
+
+__all__ = ["HttpClientSocket", "HttpListener", "HttpServerSocket", "HttpTransport"]
+
+
+class HttpTransport(Transport):
+    """mucp over HTTP/1.1.
+
+    Args:
+        max_body: the largest body accepted, in bytes, both ways (default 4 MiB). A larger
+            request is answered ``413`` before its body is read; a larger response fails
+            ``recv`` with :class:`~micro.errors.PayloadTooLarge`.
+        max_header: the largest request or response head (start line + headers), in bytes
+            (default 64 KiB); a larger request head is answered ``400``.
+        dial_timeout: seconds ``dial`` waits for a connection when it gets no ``timeout``.
+        backlog: the listen backlog of the accepting socket.
+        linger: seconds a refused connection (400/405/413) keeps discarding the peer's
+            bytes after the answer, before it closes.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_header: int = DEFAULT_MAX_HEADER,
+        dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
+        backlog: int = 1024,
+        linger: float = LINGER_SECONDS,
+    ) -> None:
+        if max_body < 0 or max_header <= 0:
+            raise ValueError("max_body and max_header must be positive")
+        self.max_body = max_body
+        self.max_header = max_header
+        self.dial_timeout = dial_timeout
+        self.backlog = backlog
+        self.linger = linger
+        self._listeners: set[HttpListener] = set()
+        self._dialed: set[HttpClientSocket] = set()
+
+    def __repr__(self) -> str:
+        return f"HttpTransport(max_body={self.max_body}, dial_timeout={self.dial_timeout})"
+
+    async def dial(self, address: str, *, timeout: float | None = None) -> HttpClientSocket:
+        """Connect to ``address`` (``host:port``; ``:port`` means 127.0.0.1).
+
+        Raises:
+            ConnectError: refused, unreachable, unresolvable, or not connected within
+                ``timeout`` seconds (``dial_timeout`` when None). The detail names the address.
+        """
+        host, port = split_address(address, default_host="127.0.0.1")
+        wait = self.dial_timeout if timeout is None else timeout
+        conn = HttpClientSocket(address, max_body=self.max_body, max_header=self.max_header)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(wait):
+                await loop.create_connection(lambda: conn, host, port)
+        except TimeoutError:
+            raise ConnectError(
+                f"dial {address}: no connection within {wait:g}s", id=TRANSPORT_ID
+            ) from None
+        except OSError as exc:
+            raise ConnectError(f"dial {address}: {exc.strerror or exc}", id=TRANSPORT_ID) from None
+        self._dialed.add(conn)
+        conn._lost.add_done_callback(lambda _: self._dialed.discard(conn))
+        return conn
+
+    async def listen(self, address: str, handler: Handler) -> HttpListener:
+        """Bind ``address`` (``host:port``; an empty host means 0.0.0.0, port 0 a free port).
+
+        Raises:
+            ConnectError: the address cannot be bound.
+        """
+        host, port = split_address(address, default_host="0.0.0.0")
+        listener = HttpListener(
+            handler, max_body=self.max_body, max_header=self.max_header, linger=self.linger
+        )
+        try:
+            await listener.start(host, port, backlog=self.backlog)
+        except OSError as exc:
+            raise ConnectError(
+                f"listen {address}: {exc.strerror or exc}", id=TRANSPORT_ID
+            ) from None
+        self._listeners.add(listener)
+        return listener
+
+    async def close(self) -> None:
+        """Stop every listener, close their connections and the dialed ones (never raises)."""
+        listeners, self._listeners = self._listeners, set()
+        for listener in listeners:
+            await listener.close()
+            await listener.abort()
+        dialed, self._dialed = self._dialed, set()
+        for conn in dialed:
+            conn._close_now()
+        for conn in dialed:
+            await conn.wait_lost()
