@@ -1,3 +1,5 @@
+import sys
+
 from micro.toolkit.cli import main
 
-main()
+sys.exit(main())

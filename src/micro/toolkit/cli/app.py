@@ -1,0 +1,309 @@
+"""The ``micro`` command tree: argparse parser, global options, dispatch and error lines.
+
+Only the standard library is imported here, so ``micro --help`` stays fast; every command
+imports what it needs when it runs. Global options work before or after the command
+(``micro -o json list services`` and ``micro list services -o json`` are the same), and each
+one also reads its ``MICRO_*`` environment variable; flags beat env, env beats defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = ["GLOBAL_FLAGS", "CliError", "build_parser", "main", "run_args"]
+
+# flag -> (env var, help); the flag's dest is its name with "-" -> "_"
+GLOBAL_FLAGS: dict[str, tuple[str, str]] = {
+    "--registry": ("MICRO_REGISTRY", "registry backend: mdns (default), etcd, consul, ..."),
+    "--registry-address": ("MICRO_REGISTRY_ADDRESS", "registry address(es), host:port,..."),
+    "--selector": ("MICRO_SELECTOR", "selector backend (default: registry cache)"),
+    "--transport": ("MICRO_TRANSPORT", "transport backend: http (default), memory, ..."),
+    "--transport-address": ("MICRO_TRANSPORT_ADDRESS", "transport address(es)"),
+    "--broker": ("MICRO_BROKER", "broker backend: http (default), nats, rabbitmq, ..."),
+    "--broker-address": ("MICRO_BROKER_ADDRESS", "broker address(es), host:port,..."),
+    "--content-type": ("MICRO_CONTENT_TYPE", "codec of requests (default application/json)"),
+    "--mdns-interfaces": ("MICRO_MDNS_INTERFACES", "comma list of addresses mDNS may use"),
+}
+TOOLKIT = {
+    "api": "the API gateway (HTTP -> RPC)",
+    "web": "the web dashboard",
+    "proxy": "the proxy / sidecar",
+    "bot": "the chat bot",
+}
+_VALUE_FLAGS = {
+    *GLOBAL_FLAGS,
+    *("--" + f[2:].replace("-", "_") for f in GLOBAL_FLAGS),
+    "--output",
+    "-o",
+}
+
+EXAMPLES = """\
+examples:
+  micro list services
+  micro get service greeter
+  micro call greeter Greeter.SayHello '{"name": "John"}'
+  micro stream counter Counter.Count '{"to": 3}'
+  micro publish user.created '{"id": 1}'
+  micro health greeter
+  micro --registry etcd --registry-address 127.0.0.1:2379 list services
+  micro new helloworld && cd helloworld && micro run helloworld.main
+
+Every global option also reads its MICRO_* environment variable (shown in brackets).
+"""
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr, with an exit code (1 unless given)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and "did you mean" suggestions for unknown choices."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            bad, choices = match.group(1), re.findall(r"'([^']*)'", match.group(2))
+            what = "command" if message.startswith("argument command") else "choice"
+            text = f"unknown {what} '{bad}'"
+            close = difflib.get_close_matches(bad, choices, n=1, cutoff=0.5)
+            text += f"; did you mean '{close[0]}'?" if close else f" (one of: {', '.join(choices)})"
+            message = text
+        raise CliError(f"{message} (see '{self.prog} --help')", code=2)
+
+
+def _common() -> argparse.ArgumentParser:
+    """The global options, shared by the main parser and every command."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = common.add_argument_group("global options")
+    for flag, (env, text) in GLOBAL_FLAGS.items():
+        names = [flag, "--" + flag[2:].replace("-", "_")] if "-" in flag[2:] else [flag]
+        group.add_argument(*names, metavar="X", help=f"{text} [{env}]")
+    group.add_argument(
+        "-o", "--output", choices=["table", "json"], help="output format [MICRO_OUTPUT]"
+    )
+    group.add_argument(
+        "--debug", action="store_true", help="show tracebacks on errors [MICRO_DEBUG]"
+    )
+    return common
+
+
+def _sub(
+    sub: Any, common: argparse.ArgumentParser, name: str, text: str, example: str, **kw: Any
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=text,
+        description=text[:1].upper() + text[1:] + ".",
+        epilog="example" + ("s" if "\n" in example else "") + ":\n  " + example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+        **kw,
+    )
+    return parser
+
+
+def _call_options(cmd: argparse.ArgumentParser, stream: bool) -> None:
+    cmd.add_argument("service", help="service name, e.g. greeter")
+    cmd.add_argument("endpoint", help="Handler.Method, e.g. Greeter.SayHello")
+    what = "JSON request(s) for a stream" if stream else "JSON request"
+    cmd.add_argument(
+        "request", nargs="?", default="{}", help=f"{what}, @file.json, or - for stdin ({{}})"
+    )
+    cmd.add_argument("-a", "--address", help="call this host:port instead of selecting a node")
+    cmd.add_argument(
+        "-t", "--timeout", help="seconds or a duration like 500ms [MICRO_CLIENT_REQUEST_TIMEOUT]"
+    )
+    cmd.add_argument("-r", "--retries", type=int, help="retries after the first attempt")
+    cmd.add_argument(
+        "-m", "--metadata", action="append", default=[], metavar="K=V", help="repeatable"
+    )
+
+
+def _registry_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    lst = _sub(
+        sub, common, "list", "list services, or the nodes of one service",
+        "micro list services\n  micro list nodes greeter", aliases=["ls"],
+    )  # fmt: skip
+    lst.add_argument("what", choices=["services", "nodes"])
+    lst.add_argument("service", nargs="?", help="the service (for 'list nodes')")
+    lst.set_defaults(command="list")
+    svcs = _sub(sub, common, "services", "list services (= micro list services)", "micro services")
+    svcs.set_defaults(command="list", what="services", service=None)
+    get = _sub(sub, common, "get", "describe a service: versions, nodes, endpoints",
+               "micro get service greeter")  # fmt: skip
+    get.add_argument("what", choices=["service"])
+    get.add_argument("service")
+    for name, text in (("register", "add"), ("deregister", "remove")):
+        cmd = _sub(
+            sub, common, name, f"{text} a service's nodes in the registry (go-micro JSON)",
+            f"micro {name} service "
+            """'{"name":"x","nodes":[{"id":"x-1","address":"127.0.0.1:9"}]}'""",
+        )  # fmt: skip
+        cmd.add_argument("what", choices=["service"])
+        cmd.add_argument("definition", help="service JSON, @file.json or - for stdin")
+        if name == "register":
+            cmd.add_argument("--ttl", type=float, help="seconds the nodes live (default: forever)")
+
+
+def _rpc_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    call = _sub(
+        sub, common, "call", "call an endpoint and print its response",
+        """micro call greeter Greeter.SayHello '{"name": "John"}'\n"""
+        "  micro call greeter Greeter.SayHello @request.json -m user=alice --timeout 2s",
+    )  # fmt: skip
+    _call_options(call, stream=False)
+    stream = _sub(
+        sub, common, "stream", "open a stream, send the request(s), print each response",
+        """micro stream counter Counter.Count '{"to": 3}'\n"""
+        """  printf '{"text":"a"}\\n{"text":"b"}' | micro stream counter Counter.Echo -""",
+    )  # fmt: skip
+    _call_options(stream, stream=True)
+    publish = _sub(sub, common, "publish", "publish a message to a topic",
+                   """micro publish user.created '{"id": 1}'""")  # fmt: skip
+    publish.add_argument("topic")
+    publish.add_argument("message", nargs="?", default="{}", help="JSON, @file.json or -")
+    publish.add_argument("-m", "--metadata", action="append", default=[], metavar="K=V")
+    for name, text in (("health", "Debug.Health"), ("stats", "Debug.Stats")):
+        cmd = _sub(sub, common, name, f"{text} of every node of a service",
+                   f"micro {name} greeter")  # fmt: skip
+        cmd.add_argument("service")
+        cmd.add_argument("-t", "--timeout", default="2", help="seconds per node (default 2)")
+
+
+def _tool_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    run = _sub(
+        sub, common, "run", "run a service, restarting it when its files change",
+        "micro run service.py -- --server_name greeter\n  micro run helloworld.main",
+    )  # fmt: skip
+    run.add_argument("target", help="a .py file, a directory with __main__.py, or a module")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the service")
+    run.add_argument("--no-reload", action="store_true", help="run once, do not watch files")
+    run.add_argument("--watch", action="append", default=[], help="directory to watch")
+    new = _sub(sub, common, "new", "create a ready-to-run service project",
+               "micro new helloworld\n  micro new billing --dir services/")  # fmt: skip
+    new.add_argument("name", help="service name: lowercase letters, digits and dashes")
+    new.add_argument("--dir", default=".", help="parent directory (default: here)")
+    new.add_argument("--namespace", default="", help="prefix of the registered name")
+    _sub(sub, common, "cli", "interactive shell with history and completion", "micro cli")
+    for name, text in TOOLKIT.items():
+        tool = _sub(sub, common, name, text, f"micro {name} --help")
+        tool.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def build_parser() -> Parser:
+    """The whole command tree (cheap: nothing beyond argparse is imported)."""
+    common = _common()
+    parser = Parser(
+        prog="micro",
+        description="Observe and drive micro services: list, inspect, call, publish, run.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="command", parser_class=Parser)
+    _registry_commands(sub, common)
+    _rpc_commands(sub, common)
+    _tool_commands(sub, common)
+    return parser
+
+
+def setting(args: argparse.Namespace, flag: str) -> str:
+    """A global option: the flag's value, else its env var, else ""."""
+    value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+    if value is None:
+        env = GLOBAL_FLAGS[flag][0] if flag in GLOBAL_FLAGS else f"MICRO_{flag[2:].upper()}"
+        value = os.environ.get(env, "")
+    return str(value)
+
+
+def apply_env(args: argparse.Namespace) -> None:
+    """Export the given global flags as ``MICRO_*`` so every backend and app sees them."""
+    for flag, (env, _) in GLOBAL_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value:
+            os.environ[env] = value
+
+
+def _is_debug(args: argparse.Namespace) -> bool:
+    env = os.environ.get("MICRO_DEBUG", "").lower() in ("1", "true", "yes")
+    return bool(getattr(args, "debug", False)) or env
+
+
+def _command_index(argv: Sequence[str]) -> int:
+    """Index of the first positional (the command), skipping global options and values."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            return i
+        i += 2 if arg in _VALUE_FLAGS else 1
+    return len(argv)
+
+
+def _toolkit(argv: Sequence[str]) -> int | None:
+    """Dispatch ``micro api|web|proxy|bot ...`` to its app, or None for other commands."""
+    i = _command_index(argv)
+    if i >= len(argv) or argv[i] not in TOOLKIT or "-h" in argv[:i] or "--help" in argv[:i]:
+        return None
+    args = _common().parse_args(argv[:i])
+    apply_env(args)
+    name, rest = argv[i], list(argv[i + 1 :])
+    if name != "api":
+        raise CliError(f"'micro {name}' is not available yet")
+    try:
+        from micro.toolkit.api.cli import main as api_main  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise CliError(f"'micro api' is not available: {exc}") from None
+    return int(api_main(rest) or 0)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run one parsed command (no error handling: see :func:`main`)."""
+    from micro.toolkit.cli import commands
+
+    apply_env(args)
+    return commands.dispatch(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``micro`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
+    try:
+        code = _toolkit(argv)
+        if code is not None:
+            return code
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.version:
+            import micro
+
+            print(f"micro {micro.__version__} (Python {sys.version.split()[0]})")
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return run_args(args)
+    except CliError as exc:
+        print(f"micro: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args is None or _is_debug(args):
+            raise
+        from micro.toolkit.cli.runtime import one_line
+
+        print(f"micro: {one_line(exc)}", file=sys.stderr)
+        return 1

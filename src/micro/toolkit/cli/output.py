@@ -1,0 +1,215 @@
+"""Printing: rich tables and trees for people, one JSON document for scripts, a spinner.
+
+Every data command hands its result to one function here twice over: as a plain structure
+for ``--output json`` and as a rich renderable for the default table output. Tables go to
+stdout; the spinner goes to stderr, only on a terminal, and only once a wait passes a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.tree import Tree
+
+    from micro.registry import Service, Value
+
+__all__ = [
+    "console",
+    "dump_json",
+    "health_table",
+    "node_rows",
+    "nodes_table",
+    "print_json",
+    "service_json",
+    "service_view",
+    "services_table",
+    "stats_table",
+    "waiting",
+]
+
+SPINNER_DELAY = 1.0
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console (imported lazily: rich costs ~50 ms to import)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, bytes | bytearray):
+        try:
+            return obj.decode()
+        except UnicodeDecodeError:
+            return obj.hex()
+    import msgspec
+
+    return msgspec.to_builtins(obj)
+
+
+def dump_json(obj: Any, indent: int | None = 2) -> str:
+    """JSON text for anything a codec returned (bytes as text or hex, Structs as objects)."""
+    return json.dumps(obj, indent=indent, default=_default, ensure_ascii=False)
+
+
+def print_json(obj: Any) -> None:
+    print(dump_json(obj), flush=True)
+
+
+# -- registry views ----------------------------------------------------------------------
+
+
+def services_table(names: Sequence[str]) -> Any:
+    from rich.table import Table
+
+    table = Table("SERVICE", box=None, pad_edge=False)
+    for name in names:
+        table.add_row(name)
+    return table
+
+
+def node_rows(services: Sequence[Service]) -> list[dict[str, Any]]:
+    return [
+        {"id": n.id, "address": n.address, "version": s.version, "metadata": dict(n.metadata)}
+        for s in services
+        for n in s.nodes
+    ]
+
+
+def nodes_table(rows: Sequence[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table("ID", "ADDRESS", "VERSION", "METADATA", box=None, pad_edge=False)
+    for row in rows:
+        meta = ", ".join(f"{k}={v}" for k, v in sorted(row["metadata"].items()))
+        table.add_row(row["id"], row["address"], row["version"], meta, style=None)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+def service_json(services: Sequence[Service]) -> list[Any]:
+    """go-micro's registry JSON for each version of a service."""
+    import msgspec
+
+    return [msgspec.to_builtins(s) for s in services]
+
+
+def _value_tree(label: str, value: Value | None) -> Tree:
+    from rich.tree import Tree
+
+    root = Tree(f"{label}: [bold]{value.type if value else '-'}[/]")
+    if value is not None:
+        _add_fields(root, value.values or [], depth=0)
+    return root
+
+
+def _add_fields(tree: Tree, values: Sequence[Value], depth: int) -> None:
+    for field in values:
+        branch = tree.add(f"{field.name} [dim]{field.type}[/]")
+        if field.values and depth < 8:  # recursive types are cut off, not followed forever
+            _add_fields(branch, field.values, depth + 1)
+
+
+def service_view(services: Sequence[Service]) -> Any:
+    """``get service``: per version the nodes table and each endpoint's field trees."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = [Text.from_markup(f"[bold]service[/]  {services[0].name}")]
+    for svc in services:
+        parts.append(Text.from_markup(f"\n[bold]version[/]  {svc.version}\n"))
+        parts.append(nodes_table(node_rows([svc])))
+        for ep in svc.endpoints:
+            parts.append(Text.from_markup(f"\n[bold]Endpoint:[/] {ep.name}"))
+            meta = {k: v for k, v in ep.metadata.items() if not k.endswith("_schema")}
+            if meta:
+                parts.append(Text("Metadata: " + ", ".join(f"{k}={v}" for k, v in meta.items())))
+            parts.append(_value_tree("Request", ep.request))
+            parts.append(_value_tree("Response", ep.response))
+    return Group(*parts)
+
+
+# -- debug views -------------------------------------------------------------------------
+
+
+def health_table(rows: Sequence[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table("NODE", "ADDRESS", "STATUS", box=None, pad_edge=False)
+    for row in rows:
+        status = row.get("status") or f"[red]error: {row.get('error')}[/]"
+        table.add_row(row["node"], row["address"], status)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    cols = ("NODE", "ADDRESS", "STARTED", "UPTIME", "MEMORY", "THREADS", "GC")
+    table = Table(*cols, box=None, pad_edge=False)
+    for row in rows:
+        stats = row.get("stats")
+        if not stats:
+            table.add_row(row["node"], row["address"], f"[red]error: {row.get('error')}[/]")
+            continue
+        started = datetime.fromtimestamp(stats.get("started", 0), UTC)
+        table.add_row(
+            row["node"],
+            row["address"],
+            started.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{stats.get('uptime', 0)}s",
+            _size(int(stats.get("memory", 0))),
+            str(stats.get("threads", "")),
+            str(stats.get("gc", "")),
+        )
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+# -- waiting -----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def waiting(text: str) -> AsyncIterator[None]:
+    """Show a spinner on stderr if the wait inside takes over a second (TTY only)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    status: Any = None
+
+    async def later() -> None:
+        nonlocal status
+        await asyncio.sleep(SPINNER_DELAY)
+        status = console(stderr=True).status(text)
+        status.start()
+
+    task = asyncio.create_task(later())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if status is not None:
+            status.stop()

@@ -1,0 +1,132 @@
+"""``micro run``: run a service as a child process and restart it when its files change.
+
+Like ``faststream run --reload``: the target is a ``.py`` file, a directory with a
+``__main__.py``, or a module (``python -m``); its directory (the current one for a module)
+is watched with watchfiles for Python file changes. A restart sends SIGTERM, so the service
+deregisters and drains as usual, and SIGKILL only if it has not exited after ``GRACE`` s.
+A child that crashes is restarted on the next change. Ctrl-C or SIGTERM stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from micro.toolkit.cli.app import CliError
+
+__all__ = ["GRACE", "command_for", "run"]
+
+GRACE = 10.0
+
+
+def command_for(target: str, args: list[str]) -> tuple[list[str], Path]:
+    """The child's argv and the directory to watch for ``target``.
+
+    Raises:
+        CliError: ``target`` is neither a file, a runnable directory nor an importable module.
+    """
+    path = Path(target)
+    if path.is_file():
+        return [sys.executable, str(path), *args], path.resolve().parent
+    if path.is_dir():
+        if not (path / "__main__.py").is_file():
+            raise CliError(f"{target} is a directory without __main__.py")
+        return [sys.executable, str(path), *args], path.resolve()
+    if target.endswith(".py"):
+        raise CliError(f"no such file: {target}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        spec = importlib.util.find_spec(target)
+    except (ImportError, ValueError) as exc:
+        raise CliError(f"cannot find module {target}: {exc}") from None
+    finally:
+        sys.path.pop(0)
+    if spec is None:
+        raise CliError(f"no such file or module: {target}")
+    return [sys.executable, "-m", target, *args], Path.cwd()
+
+
+def _say(text: str) -> None:
+    print(f"micro run: {text}", file=sys.stderr, flush=True)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), GRACE)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def _first(*aws: Any) -> set[asyncio.Future[Any]]:
+    done, _ = await asyncio.wait(aws, return_when=asyncio.FIRST_COMPLETED)
+    return done
+
+
+async def _supervise(cmd: list[str], watch: list[Path], reload: bool) -> int:
+    from watchfiles import PythonFilter, awatch
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    changes: AsyncIterator[Any] = awatch(*watch, stop_event=stop, watch_filter=PythonFilter())
+    stopped = asyncio.ensure_future(stop.wait())
+    change: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            proc = await asyncio.create_subprocess_exec(*cmd)
+            exited = asyncio.ensure_future(proc.wait())
+            if change is None and reload:
+                change = asyncio.ensure_future(anext(changes))
+            done = await _first(exited, stopped, *([change] if change else []))
+            if stopped in done or not reload:
+                if not reload and exited in done:
+                    return proc.returncode or 0
+                await _stop(proc)
+                return 0
+            assert change is not None
+            if exited in done and change not in done:
+                _say(f"exited with code {proc.returncode}; waiting for a change to restart")
+                done = await _first(change, stopped)
+                if stopped in done:
+                    return 0
+            files = sorted({Path(p).name for _, p in change.result()})
+            _say(f"{', '.join(files)} changed; restarting")
+            change = None
+            await _stop(proc)
+    finally:
+        stop.set()
+        for future in (stopped, change):
+            if future is not None:
+                future.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``args.target`` until Ctrl-C, restarting it on changes unless ``--no-reload``."""
+    rest = list(args.args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    cmd, where = command_for(args.target, rest)
+    watch = [Path(w).resolve() for w in args.watch] or [where]
+    for w in watch:
+        if not w.is_dir():
+            raise CliError(f"cannot watch {w}: not a directory")
+    if not args.no_reload:
+        _say(f"watching {', '.join(map(str, watch))}")
+    return asyncio.run(_supervise(cmd, watch, not args.no_reload))

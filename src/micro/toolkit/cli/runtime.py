@@ -1,0 +1,176 @@
+"""What commands share: the registry and client they talk through, input parsing, errors.
+
+A :class:`Runtime` owns one registry and one :class:`micro.Client` for a command (or for a
+whole ``micro cli`` session). Failures become :class:`CliError` lines that name what was
+tried: ``service not found: foo``, ``timeout after 5s calling greeter Greeter.SayHello``,
+``cannot reach registry etcd at 127.0.0.1:2379: ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from micro import plugins
+from micro.errors import (
+    ConnectError,
+    MicroError,
+    RegistryError,
+    ServiceNotFound,
+    Timeout,
+)
+from micro.toolkit.cli.app import CliError
+
+__all__ = ["Runtime", "call_error", "one_line", "parse_metadata", "read_json", "read_json_docs"]
+
+T = TypeVar("T")
+REGISTRY_START_TIMEOUT = 10.0
+
+
+class Runtime:
+    """The registry and (lazily) the client of one command or shell session.
+
+    Backends come from the ``MICRO_*`` environment, which the global flags were exported to.
+    """
+
+    def __init__(self) -> None:
+        self.registry_name = plugins.env("registry") or plugins.DEFAULTS["registry"]
+        self.registry_address = plugins.env("registry_address")
+        self.registry: Any = None
+        self._client: Any = None
+
+    def where(self) -> str:
+        """The registry and where it was looked for, for error lines."""
+        if self.registry_address:
+            return f"{self.registry_name} at {self.registry_address}"
+        if self.registry_name == "mdns":
+            return f"mdns on {plugins.env('mdns_interfaces') or 'all interfaces'}"
+        return self.registry_name
+
+    async def __aenter__(self) -> Runtime:
+        options = {"address": self.registry_address} if self.registry_address else {}
+        self.registry = plugins.create("registry", self.registry_name, **options)
+        await self.registry_op(
+            asyncio.wait_for(self.registry.start(), REGISTRY_START_TIMEOUT), "connect"
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self.registry is not None and not plugins.is_shared(self.registry):
+            await self.registry.close()
+
+    @property
+    def client(self) -> Any:
+        """A :class:`micro.Client` over this runtime's registry (built on first use)."""
+        if self._client is None:
+            from micro.client.rpc import RpcClient
+
+            self._client = RpcClient(registry=self.registry)
+        return self._client
+
+    async def registry_op(self, op: Awaitable[T], what: str = "") -> T:
+        """Await a registry call; unreachable-registry failures name the registry tried."""
+        try:
+            return await op
+        except ServiceNotFound:
+            raise
+        except (RegistryError, ConnectError, OSError, TimeoutError) as exc:
+            detail = exc.detail if isinstance(exc, MicroError) else str(exc) or type(exc).__name__
+            raise CliError(f"cannot reach registry {self.where()}: {detail}") from exc
+
+    async def services(self, name: str) -> list[Any]:
+        """Every version of ``name``; ``service not found: name`` when there is none."""
+        try:
+            found: list[Any] = await self.registry_op(self.registry.get_service(name))
+        except ServiceNotFound:
+            raise CliError(f"service not found: {name}") from None
+        if not found:
+            raise CliError(f"service not found: {name}")
+        return found
+
+
+def call_error(exc: MicroError, service: str, endpoint: str, timeout: float) -> CliError:
+    """The one-line error for a failed call or stream."""
+    if isinstance(exc, ServiceNotFound):
+        return CliError(f"service not found: {service}")
+    if isinstance(exc, Timeout):
+        return CliError(f"timeout after {timeout:g}s calling {service} {endpoint}")
+    if isinstance(exc, RegistryError):
+        return CliError(f"registry error while calling {service} {endpoint}: {exc.detail}")
+    status = f" ({exc.code} {exc.status})" if exc.code else ""
+    return CliError(f"error calling {service} {endpoint}: {exc.detail or exc}{status}")
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line (the traceback is for ``--debug``)."""
+    if isinstance(exc, MicroError):
+        return exc.detail or str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''} (--debug shows the traceback)"
+
+
+def _source(text: str) -> tuple[str, str]:
+    """``(content, where)`` for an argument, ``@file`` or ``-`` (stdin)."""
+    if text == "-":
+        return sys.stdin.read(), "stdin"
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                return f.read(), path
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return text, "argument"
+
+
+def _json_error(where: str, what: str, exc: json.JSONDecodeError) -> CliError:
+    return CliError(
+        f"invalid JSON {what} ({where}) at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    )
+
+
+def read_json(text: str, what: str = "request") -> Any:
+    """One JSON document from an argument, ``@file.json`` or ``-``; errors say where."""
+    content, where = _source(text)
+    try:
+        return json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise _json_error(where, what, exc) from None
+
+
+def read_json_docs(text: str, what: str = "request") -> list[Any]:
+    """One or more JSON documents (whitespace or newline separated), for streams."""
+    content, where = _source(text)
+    return list(_documents(content, where, what))
+
+
+def _documents(content: str, where: str, what: str) -> Iterator[Any]:
+    decoder = json.JSONDecoder()
+    pos, end = 0, len(content)
+    while True:
+        while pos < end and content[pos].isspace():
+            pos += 1
+        if pos >= end:
+            return
+        try:
+            doc, pos = decoder.raw_decode(content, pos)
+        except json.JSONDecodeError as exc:
+            raise _json_error(where, what, exc) from None
+        yield doc
+
+
+def parse_metadata(pairs: Sequence[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> dict; a pair without ``=`` is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"metadata must be key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,87 @@
+"""``micro cli`` driven through a pty with real keystrokes: completion, history, commands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.toolkit.cli.conftest import GREETER, MICRO, Spawn, base_env, unique, wait_registered
+
+pytestmark = pytest.mark.integration
+
+TAB, UP = "\t", "\x1b[A"
+PROMPT = "micro>"
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Iterator[pexpect.spawn]:
+    env = base_env(
+        MICRO_CLI_HISTORY=str(tmp_path / "history"), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1"
+    )
+    child = pexpect.spawn(MICRO, ["cli"], env=env, encoding="utf-8", timeout=15)
+    child.setwinsize(40, 200)
+    try:
+        child.expect_exact(PROMPT)
+        yield child
+    finally:
+        child.close(force=True)
+
+
+def test_shell_completes_calls_and_keeps_history(
+    spawn: Spawn, shell: pexpect.spawn, tmp_path: Path
+) -> None:
+    name = unique("shell")
+    spawn(GREETER, name)
+    wait_registered(name)
+
+    # the terminal only receives what completion added to the typed prefix
+    shell.send("ca" + TAB)  # command name
+    shell.expect_exact("ll")
+    shell.send(" " + name[:8] + TAB)  # service name, from the registry
+    shell.expect_exact(name[8:])
+    shell.send(" Gr" + TAB)  # endpoint of that service
+    shell.expect_exact("eeter.SayHello")
+    shell.send(""" '{"name": "Pty"}'\r""")
+    shell.expect_exact('"msg": "Hello Pty"')
+    shell.expect_exact(PROMPT)
+
+    shell.send("list services\r")
+    shell.expect(re.escape(name))
+    shell.expect_exact(PROMPT)
+
+    shell.send("get service nobody-here\r")
+    shell.expect_exact("error: service not found: nobody-here")
+    shell.expect_exact(PROMPT)
+
+    shell.send("lst\r")
+    shell.expect_exact("did you mean 'list'?")
+    shell.expect_exact(PROMPT)
+
+    shell.send(UP + UP + UP + UP)  # back to the call
+    shell.expect_exact("Pty")
+    shell.send("\r")
+    shell.expect_exact('"msg": "Hello Pty"')
+    shell.expect_exact(PROMPT)
+
+    shell.send("exit\r")
+    shell.expect(pexpect.EOF)
+    history = (tmp_path / "history").read_text()
+    assert f"call {name} Greeter.SayHello" in history
+    assert "list services" in history
+
+
+def test_shell_help_and_ctrl_d(shell: pexpect.spawn) -> None:
+    shell.send("help\r")
+    shell.expect_exact("deregister service <json>")
+    shell.expect_exact(PROMPT)
+    shell.send("run x.py\r")
+    shell.expect_exact("does not run inside the shell")
+    shell.expect_exact(PROMPT)
+    shell.sendeof()
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
