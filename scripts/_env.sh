@@ -23,8 +23,8 @@ bootstrap() {
 }
 
 # Debian packages the tests need (servers that tests start themselves on free ports).
-SYSTEM_PACKAGES=(etcd-server etcd-client curl iproute2)
-SYSTEM_COMMANDS=(etcd etcdctl curl ip)
+SYSTEM_PACKAGES=(etcd-server etcd-client curl iproute2 wrk)
+SYSTEM_COMMANDS=(etcd etcdctl curl ip wrk)
 
 ensure_system_packages() {
     local missing=0 cmd

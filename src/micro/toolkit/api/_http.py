@@ -1,0 +1,167 @@
+"""HTTP helpers: bounded body reads, JSON/form request bodies, query strings to objects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.types import Receive, Scope
+
+from micro.errors import BadRequest, MicroError, PayloadTooLarge
+from micro.registry import Endpoint
+from micro.toolkit.api._errors import API_ID
+
+__all__ = ["header", "json_body", "query_object", "read_body"]
+
+_JSON_TYPES = ("application/json", "text/plain", "")
+_FORM = "application/x-www-form-urlencoded"
+
+
+class RequestTimeout(MicroError):
+    """The client did not send its body in time (408, answered by the gateway)."""
+
+    code = 408
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """One request header (``name`` lower-case), "" when absent."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+async def read_body(scope: Scope, receive: Receive, *, limit: int, timeout: float) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes or a client too slow.
+
+    Raises:
+        PayloadTooLarge: the body (or its declared Content-Length) exceeds ``limit``.
+        RequestTimeout: the body did not arrive within ``timeout`` seconds.
+        BadRequest: the client disconnected or declared an invalid Content-Length.
+    """
+    declared = header(scope, b"content-length")
+    if declared:
+        if not declared.isdigit():
+            raise BadRequest(f"invalid Content-Length {declared!r}", id=API_ID)
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body of {declared} bytes exceeds {limit}", id=API_ID)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise BadRequest("client disconnected", id=API_ID)
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body exceeds {limit} bytes", id=API_ID)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {timeout:g}s", id=API_ID) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def media_type(scope: Scope) -> str:
+    return header(scope, b"content-type").split(";", 1)[0].strip().lower()
+
+
+def json_body(scope: Scope, body: bytes) -> Any:
+    """The request as a JSON-ready value: a JSON body, or a form as an object.
+
+    A form-typed body that holds JSON is read as JSON (``curl -d '{...}'`` sends JSON as a
+    form); an empty body is ``{}``.
+
+    Raises:
+        BadRequest: invalid JSON, or a content type that is neither JSON nor a form (415).
+    """
+    kind = media_type(scope)
+    stripped = body.strip()
+    if kind == _FORM and not stripped.startswith((b"{", b"[")):
+        return _pairs_object(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+    if kind not in _JSON_TYPES and not kind.endswith("+json") and kind != _FORM:
+        raise MicroError(
+            f"unsupported content type {kind!r}: send application/json or a form",
+            id=API_ID,
+            code=415,
+        )
+    if not stripped:
+        return {}
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"invalid JSON body: {exc}", id=API_ID) from None
+
+
+def _pairs_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            have = out[key]
+            out[key] = [*have, value] if isinstance(have, list) else [have, value]
+        else:
+            out[key] = value
+    return out
+
+
+def query_object(query: str, endpoint: Endpoint | None) -> dict[str, Any]:
+    """A query string as a request object, typed by the endpoint's schema when known.
+
+    ``?name=John&n=3`` -> ``{"name": "John", "n": 3}`` when the schema says ``n`` is an
+    integer; without a schema every value stays a string. Repeated keys make lists.
+    """
+    obj = _pairs_object(parse_qsl(query, keep_blank_values=True))
+    props = _properties(endpoint)
+    for key, value in obj.items():
+        prop = props.get(key)
+        if prop is not None:
+            obj[key] = _coerce(value, prop)
+    return obj
+
+
+def _properties(endpoint: Endpoint | None) -> dict[str, Any]:
+    if endpoint is None:
+        return {}
+    text = (endpoint.metadata or {}).get("request_schema")
+    if not text:
+        return {}
+    try:
+        schema = json.loads(text)
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            schema = schema["$defs"][ref[len("#/$defs/") :]]
+        props = schema.get("properties", {})
+    except (ValueError, KeyError, AttributeError):
+        return {}
+    return props if isinstance(props, dict) else {}
+
+
+def _coerce(value: Any, prop: Any) -> Any:
+    kind = prop.get("type") if isinstance(prop, dict) else None
+    if kind == "array":
+        items = prop.get("items", {})
+        values = value if isinstance(value, list) else [value]
+        return [_coerce(v, items) for v in values]
+    if isinstance(value, list) or not isinstance(value, str):
+        return value
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+    except ValueError:
+        return value
+    if kind == "boolean" and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if kind == "object" or (kind is None and value[:1] in ("{", "[")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -1,0 +1,359 @@
+"""The gateway: an ASGI application that turns HTTP requests into calls to services.
+
+Request flow: access log -> CORS -> rate limit -> auth -> built-in paths (``/health``,
+``/openapi.json``, ``/docs``, ``/rpc``) -> route (``meta`` metadata, else the resolver) ->
+handler (``rpc``, ``api``, ``http``, ``web``, ``event``; WebSockets to streams or through
+the ``web`` proxy). Errors become go-micro's JSON error with the matching status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import msgspec
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+import micro
+from micro import plugins
+from micro.client import Client
+from micro.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    MicroError,
+    NotFound,
+    ServiceNotFound,
+)
+from micro.registry import Registry, split_host_port
+from micro.selector import Selector
+from micro.toolkit.api._docs import docs_page
+from micro.toolkit.api._errors import API_ID, error_response
+from micro.toolkit.api._http import header, media_type, read_body
+from micro.toolkit.api.catalog import Catalog
+from micro.toolkit.api.handlers import (
+    api_handler,
+    call_metadata,
+    call_timeout,
+    event_handler,
+    rpc_handler,
+)
+from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, RateLimit
+from micro.toolkit.api.openapi import build_document
+from micro.toolkit.api.options import ApiOptions
+from micro.toolkit.api.proxy import http_handler, web_socket_proxy
+from micro.toolkit.api.resolver import Route, make_resolver
+from micro.toolkit.api.stream import web_socket_rpc
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("micro.api")
+
+Handler = Callable[["Gateway", Scope, Receive, Route], Awaitable[Response]]
+HANDLERS: dict[str, Handler] = {
+    "rpc": rpc_handler,
+    "api": api_handler,
+    "http": http_handler,
+    "proxy": http_handler,
+    "web": http_handler,
+    "event": event_handler,
+}
+
+
+class Gateway:
+    """The ``micro api`` ASGI application.
+
+    Args:
+        options: the settings (defaults: go-micro's).
+        registry: a Registry instance (else built from ``options.registry``/env and owned).
+        selector: a Selector (else the registry-cache selector over ``registry``, owned).
+        client: a :class:`micro.Client` for the calls (else one over the registry/selector).
+        auth: the bearer-token check; when given, every request but ``auth_exempt`` paths
+            needs ``Authorization: Bearer <token>`` and gets 401 before any service call.
+
+    Serve it with any ASGI server (``uvicorn.run(Gateway(...))``). It starts on the ASGI
+    lifespan event or, without one, on the first request; :meth:`close` releases what it
+    built. Instances passed in are used, never closed.
+    """
+
+    def __init__(
+        self,
+        options: ApiOptions | None = None,
+        *,
+        registry: Registry | None = None,
+        selector: Selector | None = None,
+        client: Client | None = None,
+        auth: AuthCheck | None = None,
+    ) -> None:
+        self.options = options = options or ApiOptions()
+        options.check()
+        self.resolver = make_resolver(options.resolver, options.namespace)
+        self._owned: list[Any] = []
+        if registry is None:
+            registry = plugins.create("registry", options.registry)
+            self._owned.append(registry)
+        if selector is None:
+            selector = plugins.create("selector", registry=registry)
+            self._owned.append(selector)
+        if client is None:
+            client = micro.Client(registry=registry, selector=selector, timeout=options.timeout)
+            self._owned.append(client)
+        self.registry: Registry = registry
+        self.selector: Selector = selector
+        self.client: Client = client
+        self.catalog = Catalog(registry, options.namespace)
+        self.http = httpx.AsyncClient(timeout=options.timeout or 30.0, follow_redirects=False)
+        self._builtins = self._builtin_paths()
+        self._doc: tuple[int, bytes] = (-1, b"")
+        self._start_lock: asyncio.Lock | None = None
+        self._started = False
+        self._app = self._stack(auth)
+
+    def set_auth(self, check: AuthCheck | None) -> None:
+        """Require a bearer token accepted by ``check`` (None: no auth) from now on."""
+        self._app = self._stack(check)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the registry, selector and client, and load the catalog (idempotent)."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.registry.start()
+            await self.selector.start()
+            await self.client.start()
+            await self.catalog.start()
+            self._started = True
+            log.info(
+                "micro api: namespace %r, handler %s", self.options.namespace, self.options.handler
+            )
+
+    async def close(self) -> None:
+        """Stop watching and close what the gateway built; never raises."""
+        self._started = False
+        await self.catalog.close()
+        with contextlib.suppress(Exception):
+            await self.http.aclose()
+        for backend in self._owned:
+            with contextlib.suppress(Exception):
+                await backend.close()
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self._started:
+            await self.start()
+        await self._app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _stack(self, auth: AuthCheck | None) -> ASGIApp:
+        opts = self.options
+        app: ASGIApp = self._dispatch
+        if auth is not None:
+            app = Auth(app, check=auth, exempt=frozenset(opts.auth_exempt))
+        if opts.rate_limit > 0:
+            burst = opts.rate_burst or max(1, int(opts.rate_limit))
+            app = RateLimit(app, rate=opts.rate_limit, burst=burst)
+        if opts.cors_origins:
+            app = CORSMiddleware(
+                app,
+                allow_origins=list(opts.cors_origins),
+                allow_methods=list(opts.cors_methods),
+                allow_headers=list(opts.cors_headers),
+                allow_credentials=opts.cors_credentials,
+            )
+        if opts.access_log:
+            app = AccessLog(app)
+        return app
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(WebSocket(scope, receive, send))
+            return
+        builtin = self._builtins.get(scope["path"])
+        try:
+            if builtin is not None:
+                response = await builtin(scope, receive)
+            else:
+                route = self.route(scope)
+                handler = HANDLERS.get(route.handler, rpc_handler)
+                try:
+                    response = await handler(self, scope, receive, route)
+                except ServiceNotFound as exc:
+                    raise self._not_found(route, exc) from None
+        except Exception as exc:
+            allow = None
+            if isinstance(exc, MethodNotAllowed):
+                allow = {"Allow": "POST" if builtin is not None else "GET, POST"}
+            response = error_response(exc, allow)
+        await response(scope, receive, send)
+
+    def route(self, scope: Scope) -> Route:
+        """Where the request goes: an endpoint's own metadata route, else the resolver's."""
+        kind = self.options.handler
+        host = header(scope, b"host")
+        if kind == "meta":
+            found = self.catalog.match(scope.get("method", "GET"), scope["path"], host)
+            if found is not None:
+                return found
+            kind = "rpc"
+        return self.resolver.resolve(kind, scope["path"], host)
+
+    def _not_found(self, route: Route, exc: ServiceNotFound) -> NotFound:
+        ns = self.options.namespace
+        where = f" (namespace {ns!r})" if ns else ""
+        detail = f"no service {route.service!r} is registered for {route.path}{where}"
+        return NotFound(detail, id=API_ID)
+
+    async def read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body within the size limit and read timeout."""
+        opts = self.options
+        return await read_body(scope, receive, limit=opts.max_body, timeout=opts.read_timeout)
+
+    async def _websocket(self, ws: WebSocket) -> None:
+        try:
+            route = self.route(ws.scope)
+        except MicroError as exc:
+            await ws.close(code=4000 + exc.code, reason=exc.detail[:120])
+            return
+        if route.handler == "web":
+            await web_socket_proxy(self, ws, route)
+        elif route.handler == "rpc":
+            await web_socket_rpc(self, ws, route)
+        else:
+            await ws.close(code=4405, reason=f"no WebSocket with the {route.handler} handler")
+
+    # -- built-in paths ---------------------------------------------------------------------
+
+    def _builtin_paths(self) -> dict[str, Callable[[Scope, Receive], Awaitable[Response]]]:
+        paths: dict[str, Callable[[Scope, Receive], Awaitable[Response]]] = {
+            "/health": self._health,
+            "/openapi.json": self._openapi,
+            "/docs": self._docs,
+            "/favicon.ico": _no_content,
+        }
+        if self.options.handler in ("meta", "rpc", "api"):
+            paths["/"] = self._root
+        if self.options.enable_rpc:
+            paths["/rpc"] = self._rpc
+        return paths
+
+    async def _health(self, scope: Scope, receive: Receive) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "namespace": self.options.namespace,
+                "services": len(self.catalog.services),
+            }
+        )
+
+    async def _root(self, scope: Scope, receive: Receive) -> Response:
+        return JSONResponse({"version": micro.__version__, "openapi": "/openapi.json"})
+
+    def document(self) -> bytes:
+        """The OpenAPI 3.1 document as JSON, rebuilt when the catalog changed."""
+        version, cached = self._doc
+        if version != self.catalog.version:
+            doc = build_document(
+                self.catalog,
+                self.resolver,
+                enable_rpc=self.options.enable_rpc,
+                version=micro.__version__,
+            )
+            cached = msgspec.json.encode(doc)
+            self._doc = (self.catalog.version, cached)
+        return cached
+
+    async def _openapi(self, scope: Scope, receive: Receive) -> Response:
+        return Response(self.document(), media_type="application/json")
+
+    async def _docs(self, scope: Scope, receive: Receive) -> Response:
+        return HTMLResponse(docs_page(msgspec.json.decode(self.document())))
+
+    async def _rpc(self, scope: Scope, receive: Receive) -> Response:
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"{scope['method']} not allowed on /rpc: use POST", id=API_ID)
+        body = await self.read_body(scope, receive)
+        service, endpoint, request, address = _rpc_fields(scope, body)
+        rsp = await self.client.call(
+            service,
+            endpoint,
+            request,
+            response_type=msgspec.Raw,
+            address=address or None,
+            timeout=call_timeout(scope) or self.options.timeout,
+            metadata=call_metadata(scope),
+            content_type="application/json",
+        )
+        return Response(bytes(rsp), media_type="application/json")
+
+
+def _rpc_fields(scope: Scope, body: bytes) -> tuple[str, str, Any, str]:
+    """``service, endpoint, request, address`` of a /rpc request (JSON body or form)."""
+    if media_type(scope) == "application/x-www-form-urlencoded" and not body.lstrip().startswith(
+        b"{"
+    ):
+        fields: Any = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+    else:
+        try:
+            fields = msgspec.json.decode(body or b"{}")
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"invalid JSON body: {exc}", id="go.micro.rpc") from None
+    if not isinstance(fields, dict):
+        raise BadRequest("the body must be a JSON object", id="go.micro.rpc")
+    service = fields.get("service")
+    endpoint = fields.get("endpoint") or fields.get("method")
+    if not service or not isinstance(service, str):
+        raise BadRequest("invalid service", id="go.micro.rpc")
+    if not endpoint or not isinstance(endpoint, str):
+        raise BadRequest("invalid endpoint", id="go.micro.rpc")
+    request = fields.get("request", {})
+    if isinstance(request, str):
+        try:
+            request = msgspec.json.decode(request or "{}")
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"invalid request JSON: {exc}", id="go.micro.rpc") from None
+    address = fields.get("address") or ""
+    if not isinstance(address, str):
+        raise BadRequest("invalid address", id="go.micro.rpc")
+    if address:
+        try:
+            host, port = split_host_port(address)
+        except ValueError:
+            host, port = "", 0
+        if not host or not 0 < port < 65536:
+            raise BadRequest(f"invalid address {address!r}: want host:port", id="go.micro.rpc")
+    return service, endpoint, request, address
+
+
+async def _no_content(scope: Scope, receive: Receive) -> Response:
+    return Response(status_code=404)

@@ -1,0 +1,178 @@
+"""ASGI middleware of the gateway: access log, per-client rate limit, bearer-token auth.
+
+All are plain ASGI (no per-request task or body buffering), so they cost microseconds.
+CORS is Starlette's ``CORSMiddleware``, configured from the options.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from micro.errors import MicroError, Unauthorized
+from micro.toolkit.api._errors import API_ID, http_error
+
+__all__ = ["AccessLog", "Auth", "AuthCheck", "RateLimit"]
+
+access_log = logging.getLogger("micro.api.access")
+
+AuthCheck = Callable[[str, Scope], Awaitable[bool] | bool]
+"""Decides whether a bearer token may make this request (``scope`` is the ASGI scope).
+
+Return False (or raise ``micro.errors.Unauthorized``/``Forbidden``) to refuse it."""
+
+
+async def send_error(send: Send, exc: BaseException, headers: list[tuple[bytes, bytes]]) -> None:
+    """Answer with ``exc`` as go-micro's JSON error, without touching the request body."""
+    err = http_error(exc)
+    body = err.to_json().encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessLog:
+    """One log line per request: client, method, path, status, bytes, milliseconds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen = {"status": 0, "bytes": 0}
+
+        async def logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["bytes"] += len(message.get("body", b""))
+            elif message["type"] == "websocket.accept":
+                seen["status"] = 101
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            query = scope.get("query_string", b"")
+            path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            access_log.info(
+                '%s "%s %s HTTP/%s" %d %dB %.2fms',
+                client[0],
+                scope.get("method", "WS"),
+                path,
+                scope.get("http_version", "1.1"),
+                seen["status"],
+                seen["bytes"],
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+class RateLimit:
+    """A token bucket per client address: ``rate`` requests/s with bursts up to ``burst``.
+
+    Over the limit a request gets 429 with ``Retry-After``; no service is called.
+    """
+
+    def __init__(self, app: ASGIApp, *, rate: float, burst: int, max_clients: int = 10000):
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate limit: rate must be > 0 and burst >= 1")
+        self.app = app
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str, now: float) -> float:
+        """0 when allowed, else the seconds until the next token."""
+        tokens, last = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)
+        if len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = (scope.get("client") or ("-", 0))[0]
+            wait = self.allow(str(client), time.monotonic())
+            if wait:
+                err = MicroError(f"rate limit of {self.rate:g}/s exceeded", id=API_ID, code=429)
+                retry = str(max(1, round(wait + 0.5))).encode()
+                await send_error(send, err, [(b"retry-after", retry)])
+                return
+        await self.app(scope, receive, send)
+
+
+class Auth:
+    """Refuses requests without an accepted ``Authorization: Bearer <token>`` (401).
+
+    ``check`` runs before any service is called; paths in ``exempt`` (``/health``) and CORS
+    preflights pass without a token.
+    """
+
+    def __init__(self, app: ASGIApp, *, check: AuthCheck, exempt: frozenset[str]) -> None:
+        self.app = app
+        self.check = check
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        challenge = [(b"www-authenticate", b'Bearer realm="micro"')]
+        token = _bearer(scope)
+        try:
+            if not token:
+                raise Unauthorized("missing bearer token", id=API_ID)
+            if not await _run_check(self.check, token, scope):
+                raise Unauthorized("invalid token", id=API_ID)
+        except MicroError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4000 + http_error(exc).code})
+                return
+            await send_error(send, exc, challenge if exc.code == 401 else [])
+            return
+        await self.app(scope, receive, send)
+
+
+async def _run_check(check: AuthCheck, token: str, scope: Scope) -> bool:
+    result: Any = check(token, scope)
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+def _bearer(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = str(value.decode("latin-1")).partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""

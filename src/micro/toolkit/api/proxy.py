@@ -1,0 +1,163 @@
+"""The ``http`` (alias ``proxy``) and ``web`` handlers: reverse proxy to an HTTP service.
+
+The service is found in the registry like any other (a node's ``address`` is where its HTTP
+server listens); one node is chosen per request by the selector. The path and query go
+through unchanged with ``X-Forwarded-For``/``-Host``/``-Proto`` added. ``web`` also passes
+WebSocket connections through, frame by frame, both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from micro.errors import ConnectError, MicroError, Timeout
+from micro.toolkit.api._errors import API_ID, http_error
+from micro.toolkit.api.resolver import Route
+
+if TYPE_CHECKING:
+    from micro.toolkit.api.app import Gateway
+
+__all__ = ["http_handler", "web_socket_proxy"]
+
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_RESPONSE_HOP = _HOP - {"content-length"}
+
+
+async def _node_address(gw: Gateway, route: Route) -> str:
+    next_node = await gw.selector.select(route.service)
+    return next_node().address
+
+
+def _forward_headers(scope: Scope) -> list[tuple[str, str]]:
+    out = []
+    forwarded_for = ""
+    host = ""
+    for key, value in scope["headers"]:
+        name = key.decode("latin-1")
+        text = value.decode("latin-1")
+        if name == "host":
+            host = text
+        if name == "x-forwarded-for":
+            forwarded_for = text
+        elif name not in _HOP:
+            out.append((name, text))
+    client = scope.get("client")
+    if client:
+        forwarded_for = f"{forwarded_for}, {client[0]}" if forwarded_for else str(client[0])
+    if forwarded_for:
+        out.append(("x-forwarded-for", forwarded_for))
+    if host:
+        out.append(("x-forwarded-host", host))
+    out.append(("x-forwarded-proto", scope.get("scheme", "http")))
+    return out
+
+
+def _target(address: str, scope: Scope, path: str, scheme: str) -> str:
+    query = scope["query_string"].decode("latin-1")
+    raw = scope.get("raw_path", b"").decode("latin-1") or path
+    return f"{scheme}://{address}{raw}" + (f"?{query}" if query else "")
+
+
+async def http_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route) -> Response:
+    """Forward the request to a node of ``route.service``; stream its answer back."""
+    address = await _node_address(gw, route)
+    body = await gw.read_body(scope, receive)
+    request = gw.http.build_request(
+        scope["method"],
+        _target(address, scope, route.path, "http"),
+        headers=_forward_headers(scope),
+        content=body,
+    )
+    try:
+        upstream = await gw.http.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"{route.service} at {address}: {exc!r}", id=API_ID) from None
+    except httpx.HTTPError as exc:
+        raise ConnectError(f"{route.service} at {address}: {exc!r}", id=API_ID) from None
+    headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _RESPONSE_HOP]
+    response = StreamingResponse(
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        background=BackgroundTask(upstream.aclose),
+    )
+    response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return response
+
+
+async def web_socket_proxy(gw: Gateway, ws: WebSocket, route: Route) -> None:
+    """Pass a WebSocket through to a node of ``route.service``, frames both ways."""
+    try:
+        address = await _node_address(gw, route)
+        url = _target(address, ws.scope, route.path, "ws")
+        upstream = await connect(
+            url,
+            subprotocols=ws.scope.get("subprotocols") or None,
+            additional_headers=[
+                h for h in _forward_headers(ws.scope) if not h[0].startswith("sec-websocket")
+            ],
+            open_timeout=gw.options.read_timeout,
+            max_size=gw.options.max_body,
+        )
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError, MicroError) as exc:
+        err = http_error(exc if isinstance(exc, MicroError) else ConnectError(str(exc)))
+        await ws.accept()
+        await ws.close(code=4000 + err.code, reason=err.detail[:120])
+        return
+    async with upstream:
+        await ws.accept(subprotocol=upstream.subprotocol)
+        await _pump(ws, upstream)
+
+
+async def _pump(ws: WebSocket, upstream: ClientConnection) -> None:
+    async def downstream() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in upstream:
+                if isinstance(frame, str):
+                    await ws.send_text(frame)
+                else:
+                    await ws.send_bytes(frame)
+        with contextlib.suppress(Exception):
+            await ws.close(code=upstream.close_code or 1000)
+
+    async def upward() -> None:
+        with contextlib.suppress(WebSocketDisconnect, ConnectionClosed, RuntimeError):
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    await upstream.send(message["text"])
+                elif message.get("bytes") is not None:
+                    await upstream.send(message["bytes"])
+        await upstream.close()
+
+    tasks = [asyncio.create_task(downstream()), asyncio.create_task(upward())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
