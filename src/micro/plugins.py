@@ -12,6 +12,7 @@ client in one process (a test, a notebook) find each other; pass instances to is
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -21,6 +22,7 @@ from micro.errors import MicroError
 
 __all__ = [
     "PluginNotFound",
+    "create_broker",
     "known",
     "resolve",
 ]
@@ -109,7 +111,8 @@ def create(kind: str, name: str | None = None, **options: Any) -> Any:
     """An instance of the ``kind`` backend named ``name`` (env, then default, when ``None``).
 
     ``options`` are passed to the constructor; empty values are dropped so backend defaults
-    apply. Memory backends chosen by name are shared within the process.
+    apply. ``MICRO_<KIND>_ADDRESS`` fills ``address`` when the backend takes one and none is
+    given. Memory backends chosen by name are shared within the process.
     """
     chosen = name or env(kind) or DEFAULTS[kind]
     if chosen == "memory" and not options:
@@ -117,7 +120,38 @@ def create(kind: str, name: str | None = None, **options: Any) -> Any:
             _shared_memory[kind] = resolve(kind, chosen)()
         return _shared_memory[kind]
     cls = resolve(kind, chosen)
-    return cls(**{k: v for k, v in options.items() if v not in (None, "", [], ())})
+    options = {k: v for k, v in options.items() if v not in (None, "", [], ())}
+    address = env(f"{kind}_address")
+    if "address" not in options and address and _accepts(cls, "address"):
+        options["address"] = address
+    return cls(**options)
+
+
+def _accepts(cls: type[Any], keyword: str) -> bool:
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def create_broker(
+    name: str | None = None, *, registry: Any = None, address: str | None = None
+) -> Any:
+    """A broker by name (env, then default), given ``registry`` if it takes one (``http``).
+
+    ``address`` (``MICRO_BROKER_ADDRESS`` when None) goes to every backend that takes it.
+    """
+    chosen = name or env("broker") or DEFAULTS["broker"]
+    options: dict[str, Any] = {"address": address or env("broker_address") or None}
+    if registry is not None:
+        import inspect
+
+        if "registry" in inspect.signature(resolve("broker", chosen)).parameters:
+            options["registry"] = registry
+    if chosen == "memory":
+        options.pop("address")
+    return create("broker", chosen, **options)
 
 
 def is_shared(backend: object) -> bool:

@@ -32,3 +32,19 @@ def test_code_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MICRO_TRANSPORT", "nope")
     transport = plugins.create("transport", "memory")
     assert transport.name == "memory"
+
+
+def test_registry_address_env_reaches_backends_that_take_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class WithAddress:
+        def __init__(self, *, address: str = "default") -> None:
+            self.address = address
+
+    monkeypatch.setitem(plugins.TABLE["registry"], "fake", (f"{__name__}:WithAddress", ""))
+    monkeypatch.setattr(plugins, "resolve", lambda kind, name: WithAddress)
+    monkeypatch.setenv("MICRO_REGISTRY_ADDRESS", "10.0.0.1:2379")
+    assert plugins.create("registry", "fake").address == "10.0.0.1:2379"
+    assert plugins.create("registry", "fake", address="a:1").address == "a:1"
+    monkeypatch.setattr(plugins, "resolve", lambda kind, name: MemoryRegistry)
+    assert isinstance(plugins.create("registry", "memory-ish"), MemoryRegistry)

@@ -1,0 +1,322 @@
+"""The etcd v3 registry, in go-micro's storage layout (so Go services share it).
+
+One key per node, ``<prefix><service>/<node id>`` (``/`` inside either name becomes ``-``),
+holding go-micro's one-node Service JSON. A registration with a TTL puts its key under a lease
+of that many seconds (rounded up; etcd may raise it to its minimum); registering again renews
+the lease once (go-micro's ``KeepAliveOnce``), re-creating it if etcd lost it. Nothing renews a
+lease in the background: a node whose process stops re-registering expires after its TTL, as
+with every other backend.
+
+Lookups read the prefix and merge nodes per version; :meth:`EtcdRegistry.watch` maps PUT of a
+new key to ``create``, PUT of an existing key to ``update`` (unchanged values are skipped),
+DELETE to ``delete``, and resumes from the last seen revision after a connection loss.
+Entries that are not a valid one-node service (non-JSON, missing fields, a foreign layout)
+are skipped with one warning per key; they never fail a lookup or a watch.
+
+See docs/registry-etcd.md for options, TLS, clusters and failure behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from micro.errors import RegistryError, ServiceNotFound
+from micro.registry import (
+    Registry,
+    Result,
+    Service,
+    decode_service,
+    encode_service,
+    group_by_version,
+)
+from micro.registry._etcd_client import Batch, EtcdClient, EtcdError, Event, KeyValue, WatchGap
+from micro.registry._etcd_options import Pem, parse_endpoints, tls_credentials
+
+__all__ = ["DEFAULT_PREFIX", "GO_PLUGINS_PREFIX", "EtcdRegistry"]
+
+log = logging.getLogger("micro.registry.etcd")
+
+DEFAULT_PREFIX = "/micro/registry/"
+GO_PLUGINS_PREFIX = "/micro-registry/"
+_ID = "go.micro.registry"
+_WARNED_LIMIT = 10_000
+
+
+@dataclass(slots=True)
+class _Lease:
+    """What this process last wrote for one node key."""
+
+    id: int  # 0: no lease (registered without a TTL)
+    ttl: int
+    value: bytes
+
+
+def _escape(name: str) -> str:
+    return name.replace("/", "-")
+
+
+def _wrap(exc: EtcdError, doing: str) -> RegistryError:
+    return RegistryError(f"etcd {doing}: {exc}", id=_ID)
+
+
+class EtcdRegistry(Registry):
+    """Service discovery in etcd (API v3).
+
+    Args:
+        address: endpoints, as a list or a comma-separated string of ``host[:port]`` or
+            ``http(s)://[user:password@]host[:port]`` (default ``MICRO_REGISTRY_ADDRESS``,
+            else ``127.0.0.1:2379``). Several endpoints of one cluster fail over.
+        prefix: the key prefix (go-micro's ``/micro/registry/``; go-plugins' etcdv3 used
+            ``/micro-registry/``, :data:`GO_PLUGINS_PREFIX`).
+        timeout: seconds per etcd call.
+        username, password: etcd auth (``MICRO_REGISTRY_USERNAME``/``_PASSWORD``).
+        tls_ca, tls_cert, tls_key: PEM bytes, PEM text or file paths
+            (``MICRO_REGISTRY_TLS_CA``/``_CERT``/``_KEY``); any of them, or an ``https``
+            address, or ``secure=True`` turns TLS on.
+        tls_server_name: the name to verify the server certificate against, when the
+            endpoints are IP addresses that the certificate does not list.
+        secure: TLS with the system's root certificates.
+
+    Raises:
+        RegistryError: from the constructor, for a malformed address or unreadable TLS file.
+    """
+
+    name = "etcd"
+
+    def __init__(
+        self,
+        *,
+        address: str | Sequence[str] | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = 5.0,
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca: Pem | None = None,
+        tls_cert: Pem | None = None,
+        tls_key: Pem | None = None,
+        tls_server_name: str | None = None,
+        secure: bool = False,
+    ) -> None:
+        import os
+
+        env = os.environ.get
+        endpoints = parse_endpoints(address)
+        if timeout <= 0:
+            raise RegistryError("etcd timeout must be positive", id=_ID)
+        self.prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else "/"
+        self.endpoints = endpoints.hosts
+        self.timeout = timeout
+        self._username = username or endpoints.username or env("MICRO_REGISTRY_USERNAME")
+        self._password = password or endpoints.password or env("MICRO_REGISTRY_PASSWORD")
+        self._credentials = tls_credentials(
+            secure=secure or endpoints.secure,
+            ca=tls_ca or env("MICRO_REGISTRY_TLS_CA"),
+            cert=tls_cert or env("MICRO_REGISTRY_TLS_CERT"),
+            key=tls_key or env("MICRO_REGISTRY_TLS_KEY"),
+        )
+        self._server_name = tls_server_name
+        self._client: EtcdClient | None = None
+        self._leases: dict[bytes, _Lease] = {}
+        self._warned: set[bytes] = set()
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        where = ",".join(f"{h}:{p}" for h, p in self.endpoints)
+        return f"EtcdRegistry(address={where!r}, prefix={self.prefix!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._etcd()
+
+    async def close(self) -> None:
+        self._closed.set()
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            except Exception as exc:  # close never raises
+                log.debug("closing the etcd channel failed: %r", exc)
+
+    def _etcd(self) -> EtcdClient:
+        if self._client is None:
+            if self._closed.is_set():  # started again after close()
+                self._closed = asyncio.Event()
+            self._client = EtcdClient(
+                self.endpoints,
+                timeout=self.timeout,
+                username=self._username,
+                password=self._password,
+                credentials=self._credentials,
+                server_name=self._server_name,
+            )
+            try:
+                self._client.connect()
+            except EtcdError as exc:
+                self._client = None
+                raise _wrap(exc, "connect") from None
+        return self._client
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def node_key(self, service: str, node: str) -> bytes:
+        """The key of one node: ``<prefix><service>/<node>``, ``/`` in names as ``-``."""
+        return f"{self.prefix}{_escape(service)}/{_escape(node)}".encode()
+
+    def service_prefix(self, service: str) -> bytes:
+        return f"{self.prefix}{_escape(service)}/".encode()
+
+    # -- Registry --------------------------------------------------------------------------
+
+    async def register(self, service: Service, *, ttl: float | None = None) -> None:
+        if not service.name:
+            raise RegistryError("cannot register a service without a name", id=_ID)
+        seconds = max(1, math.ceil(ttl)) if ttl else 0
+        client = self._etcd()
+        for node in service.nodes:
+            one = msgspec.structs.replace(service, nodes=[node])
+            key = self.node_key(service.name, node.id)
+            try:
+                await self._register_node(client, key, encode_service(one), seconds)
+            except EtcdError as exc:
+                raise _wrap(exc, f"register {service.name}/{node.id}") from None
+
+    async def _register_node(self, client: EtcdClient, key: bytes, value: bytes, ttl: int) -> None:
+        held = self._leases.get(key) or await self._adopt(client, key, ttl)
+        alive = False
+        if held is not None and held.id:
+            alive = await client.keepalive_once(held.id) > 0
+        elif held is not None:  # no lease: the key itself must still be there
+            current = await client.get(key)
+            alive = current is not None and current.value == held.value
+        if held is not None and alive and held.value == value and held.ttl == ttl:
+            return
+        lease = held.id if held is not None and alive and held.ttl == ttl else 0
+        if ttl and not lease:
+            lease = await client.grant(ttl)
+        await client.put(key, value, lease=lease)
+        self._leases[key] = _Lease(lease, ttl, value)
+        if held is not None and held.id and held.id != lease and alive:
+            await client.revoke(held.id)
+
+    async def _adopt(self, client: EtcdClient, key: bytes, ttl: int) -> _Lease | None:
+        """A key this node wrote in an earlier life (a restart): keep renewing its lease."""
+        current = await client.get(key)
+        if current is None or not current.lease:
+            return None
+        return _Lease(current.lease, ttl, current.value)
+
+    async def deregister(self, service: Service) -> None:
+        client = self._etcd()
+        for node in service.nodes:
+            key = self.node_key(service.name, node.id)
+            held = self._leases.pop(key, None)
+            try:
+                await client.delete(key)
+                if held is not None and held.id:
+                    await client.revoke(held.id)
+            except EtcdError as exc:
+                raise _wrap(exc, f"deregister {service.name}/{node.id}") from None
+
+    async def get_service(self, name: str) -> list[Service]:
+        try:
+            _, kvs = await self._etcd().range_prefix(self.service_prefix(name))
+        except EtcdError as exc:
+            raise _wrap(exc, f"get {name}") from None
+        found = [s for kv in kvs if (s := self._decode(kv)) is not None and s.name == name]
+        if not found:
+            raise ServiceNotFound(f"service {name}: not found", id=_ID)
+        return group_by_version(found)
+
+    async def list_services(self) -> list[Service]:
+        try:
+            _, kvs = await self._etcd().range_prefix(self.prefix.encode())
+        except EtcdError as exc:
+            raise _wrap(exc, "list") from None
+        services = group_by_version(s for kv in kvs if (s := self._decode(kv)) is not None)
+        return sorted(services, key=lambda s: (s.name, s.version))
+
+    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+        prefix = self.service_prefix(service) if service else self.prefix.encode()
+        self._etcd()
+        closed = self._closed
+        revision = 0  # where the next stream starts: after the last event seen
+        failures = 0
+        while not closed.is_set():
+            try:
+                async for batch in self._etcd().watch(prefix, revision):
+                    failures = 0
+                    revision = self._advance(batch, revision)
+                    for event in batch.events:
+                        result = self._result(event, service)
+                        if result is not None:
+                            yield result
+            except WatchGap as exc:
+                raise _wrap(exc, "watch") from None
+            except (EtcdError, RegistryError) as exc:
+                if closed.is_set():
+                    return
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "etcd watch broke (%s); resuming from revision %d", exc, revision)
+            delay = min(0.1 * 2 ** max(failures - 1, 0), 2.0)
+            try:
+                await asyncio.wait_for(closed.wait(), delay)
+            except TimeoutError:
+                pass
+
+    @staticmethod
+    def _advance(batch: Batch, revision: int) -> int:
+        if batch.created and not revision:
+            revision = batch.revision + 1
+        for event in batch.events:
+            revision = max(revision, event.kv.mod_revision + 1)
+        return revision
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def _result(self, event: Event, name: str | None) -> Result | None:
+        if event.kind == "DELETE":
+            if event.prev is None:
+                return None  # the value is gone from history: nothing to say what it was
+            service = self._decode(event.prev)
+            action: Literal["create", "update", "delete"] = "delete"
+        else:
+            if event.prev is not None and event.prev.value == event.kv.value:
+                return None  # re-put of the same value
+            service = self._decode(event.kv)
+            created = event.kv.create_revision == event.kv.mod_revision
+            action = "create" if created or event.prev is None else "update"
+        if service is None or (name is not None and service.name != name):
+            return None
+        return Result(action, service)
+
+    def _decode(self, kv: KeyValue) -> Service | None:
+        """The one-node service in ``kv``, or ``None`` (warned once per key) if it is not."""
+        try:
+            service = decode_service(kv.value)
+        except RegistryError as exc:
+            self._warn(kv.key, str(exc.detail or exc))
+            return None
+        except Exception as exc:  # foreign data must never fail a lookup or a watch
+            self._warn(kv.key, repr(exc))
+            return None
+        if not service.nodes or not service.name:
+            self._warn(kv.key, "no service name or no node")
+            return None
+        return service
+
+    def _warn(self, key: bytes, why: str) -> None:
+        if key in self._warned:
+            return
+        if len(self._warned) >= _WARNED_LIMIT:
+            self._warned.clear()
+        self._warned.add(key)
+        log.warning("etcd: skipping %s: %s", key.decode(errors="replace"), why)
