@@ -10,7 +10,8 @@ The data model is go-micro's, field for field, so the JSON is the same on both s
 Go writes nil maps and slices as ``null``; the decoders here accept that, and accept the
 pre-v1.8 node form with a separate ``port`` (joined into ``address``).
 
-Backends: ``memory`` (tests, one process) and ``mdns`` (the default; one machine or LAN).
+Backends: ``memory`` (tests, one process), ``mdns`` (the default; one machine or LAN),
+``etcd``, ``nats``, ``consul`` and ``kubernetes``.
 """
 
 from __future__ import annotations
