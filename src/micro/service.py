@@ -1,11 +1,16 @@
 """Service: a named unit that serves handlers and calls other services.
 
-It composes a registry, a selector, a transport, a server and a client from code, command-
+It composes a registry, a selector, a transport, a broker, a server and a client from code,
+command-
 line flags and ``MICRO_*`` environment variables, in that order of precedence (code beats
 flags, flags beat env, env beats defaults)::
 
     service = micro.Service("greeter", version="1.0.0")
     service.handle(Greeter())
+
+    @service.subscribe("user.created", queue="greeter")
+    async def on_user_created(event: UserCreated) -> None: ...
+
     service.run()          # registers, serves, re-registers, drains on SIGTERM/SIGINT
 
 Nothing starts in the constructor; ``start()``/``stop()`` (or ``async with service``) run it
@@ -22,9 +27,10 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from micro import plugins
+from micro.broker import Broker
 from micro.registry import Registry
 from micro.selector import Selector
 from micro.transport import Transport
@@ -34,6 +40,7 @@ __all__ = ["FLAGS", "Service", "parse_flags"]
 log = logging.getLogger("micro.service")
 
 Hook = Callable[[], Awaitable[None] | None]
+S = TypeVar("S")
 
 # flag name -> (env var suffix, help); every flag also reads MICRO_<SUFFIX>
 FLAGS: dict[str, tuple[str, str]] = {
@@ -45,6 +52,8 @@ FLAGS: dict[str, tuple[str, str]] = {
     "registry_address": ("REGISTRY_ADDRESS", "comma-separated registry addresses"),
     "selector": ("SELECTOR", "selector backend (default: registry, round robin)"),
     "transport": ("TRANSPORT", "transport backend: " + ", ".join(plugins.TABLE["transport"])),
+    "broker": ("BROKER", "broker backend: " + ", ".join(plugins.TABLE["broker"])),
+    "broker_address": ("BROKER_ADDRESS", "comma-separated broker addresses"),
     "content_type": ("CONTENT_TYPE", "content type of outgoing calls (default application/json)"),
     "register_ttl": ("REGISTER_TTL", "seconds a registration lives without refresh (60)"),
     "register_interval": ("REGISTER_INTERVAL", "seconds between re-registrations (30)"),
@@ -88,10 +97,12 @@ class Service:
         address: ``host:port`` to bind (``127.0.0.1:0`` picks a free port on loopback).
         advertise: ``host:port`` to register instead of the bound address.
         metadata: node metadata added to the registry entry.
-        registry, selector, transport: a backend instance or name (see ``micro.plugins``).
+        registry, selector, transport, broker: a backend instance or name (see
+            ``micro.plugins``); the broker defaults to ``http``.
         content_type: content type of calls made with :attr:`client`.
         register_ttl, register_interval: seconds (defaults 60 and 30).
         wrappers: handler wrappers (server middleware), outermost first.
+        subscriber_wrappers: subscriber wrappers, outermost first.
         call_wrappers: client call wrappers, outermost first.
         grace: seconds in-flight requests get to finish on stop.
         handle_signals: ``run()`` stops on SIGTERM/SIGINT.
@@ -108,11 +119,13 @@ class Service:
         registry: Registry | str | None = None,
         selector: Selector | str | None = None,
         transport: Transport | str | None = None,
+        broker: Broker | str | None = None,
         content_type: str | None = None,
         register_ttl: float | None = None,
         register_interval: float | None = None,
         wrappers: Sequence[Any] = (),
         call_wrappers: Sequence[Any] = (),
+        subscriber_wrappers: Sequence[Any] = (),
         grace: float = 10.0,
         handle_signals: bool = True,
     ) -> None:
@@ -124,6 +137,7 @@ class Service:
             "registry": registry,
             "selector": selector,
             "transport": transport,
+            "broker": broker,
             "content_type": content_type,
             "register_ttl": register_ttl,
             "register_interval": register_interval,
@@ -133,6 +147,10 @@ class Service:
         self._wrappers = list(wrappers)
         self._call_wrappers = list(call_wrappers)
         self._handlers: list[tuple[object, dict[str, Any]]] = []
+        self._sub_wrappers = list(subscriber_wrappers)
+        self._subscribers: list[tuple[str, object, dict[str, Any]]] = []
+        self._broker: Any = None
+        self._own_broker = False
         self.grace = grace
         self.handle_signals = handle_signals
         self.hooks: dict[str, list[Hook]] = {
@@ -170,6 +188,49 @@ class Service:
         if self._server is not None:
             self._server.handle(handler, **options)
 
+    @overload
+    def subscribe(
+        self, topic: str, subscriber: None = None, *, queue: str | None = ..., auto_ack: bool = ...
+    ) -> Callable[[S], S]: ...
+
+    @overload
+    def subscribe(
+        self, topic: str, subscriber: S, *, queue: str | None = ..., auto_ack: bool = ...
+    ) -> S: ...
+
+    def subscribe(
+        self,
+        topic: str,
+        subscriber: Any = None,
+        *,
+        queue: str | None = None,
+        auto_ack: bool = True,
+    ) -> Any:
+        """Receive ``topic``'s events: ``service.subscribe(topic, fn_or_obj)`` or a decorator.
+
+        The event is decoded into the first parameter's annotation (as handlers' requests
+        are); a parameter annotated :class:`micro.broker.Event` gets the raw event. With
+        ``queue`` the group's members share the events (each to one member); without, every
+        subscriber gets each. ``auto_ack=False`` leaves ``ack()`` to the subscriber. The
+        subscribers are listed in the registry entry (``subscriber=true``, ``topic``).
+
+        Raises:
+            TypeError: the signature cannot be served (raised at once).
+        """
+        from micro.server._subscriber import introspect_subscriber
+
+        def add(target: S) -> S:
+            options: dict[str, Any] = {"queue": queue, "auto_ack": auto_ack}
+            introspect_subscriber(topic, target, queue=queue, auto_ack=auto_ack)  # fail early
+            self._subscribers.append((topic, target, options))
+            if self._server is not None:
+                self._server.subscribe(topic, target, **options)
+            return target
+
+        if subscriber is None:
+            return add
+        return add(subscriber)
+
     def hook(self, when: str) -> Callable[[Hook], Hook]:
         """Decorator: run a function at ``before_start``, ``after_start``, ``before_stop``…"""
 
@@ -180,6 +241,16 @@ class Service:
         return add
 
     # -- components ----------------------------------------------------------------------
+
+    def _make_broker(self, registry: Registry) -> Any:
+        chosen = self.option("broker")
+        if chosen is not None and not isinstance(chosen, str):
+            return chosen
+        broker = plugins.create_broker(
+            chosen, registry=registry, address=self.option("broker_address")
+        )
+        self._own_broker = not plugins.is_shared(broker)
+        return broker
 
     def _backend(self, kind: str) -> Any:
         chosen = self.option(kind)
@@ -207,8 +278,11 @@ class Service:
         if not isinstance(selector, Selector):
             selector = plugins.create("selector", selector, registry=registry)
             self._owned.append(selector)  # closed first: it watches the registry
+        self._broker = broker = self._make_broker(registry)
         server_options: dict[str, Any] = {
             "name": self.name,
+            "broker": broker,
+            "subscriber_wrappers": self._sub_wrappers,
             "version": self.option("server_version", "latest"),
             "metadata": self._metadata,
             "transport": transport,
@@ -226,7 +300,10 @@ class Service:
         self._server = RpcServer(**server_options)
         for handler, options in self._handlers:
             self._server.handle(handler, **options)
+        for topic, target, sub_options in self._subscribers:
+            self._server.subscribe(topic, target, **sub_options)
         self._client = RpcClient(
+            broker=broker,
             registry=registry,
             selector=selector,
             transport=transport,
@@ -240,6 +317,12 @@ class Service:
         """The :class:`micro.server.rpc.RpcServer` (built on first use)."""
         self._build()
         return self._server
+
+    @property
+    def broker(self) -> Any:
+        """The :class:`micro.broker.Broker` of this service (built on first use)."""
+        self._build()
+        return self._broker
 
     @property
     def client(self) -> Any:
@@ -274,6 +357,9 @@ class Service:
         await self._run_hooks("before_stop")
         await self._server.stop(grace=self.grace)
         await self._client.close()
+        if self._own_broker:
+            with contextlib.suppress(Exception):
+                await self._broker.disconnect()
         for backend in reversed(self._owned):
             with contextlib.suppress(Exception):
                 await backend.close()

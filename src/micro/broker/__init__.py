@@ -11,6 +11,14 @@ it raises (then redelivered or dead-lettered as the backend's policy says); with
 handler calls ``event.ack()`` / ``event.nack()`` itself. Each backend states its guarantee
 (at-most-once or at-least-once) in ``docs/broker.md``.
 
+Settling: ``ack``/``nack`` are idempotent and the first one wins, so a handler that settles
+the event itself (``nack(requeue=False)`` on a poison message) is not overridden by auto-ack.
+A handler that raises without settling is nacked with ``requeue=True`` whatever ``auto_ack``
+says. What a backend can do beyond delivery is declared in :attr:`Broker.capabilities`
+(``redelivers``, ``durable``, ...); the contract suite (``micro.testing.check_broker``)
+checks those behaviours only where they are declared. Backends share the helpers of
+:mod:`micro.broker._common` (an idempotent event and the auto-ack delivery step).
+
 Backends: ``memory``, ``http`` (default, go-micro's HTTP broker), ``nats``, ``rabbitmq``,
 ``redis``, ``mqtt``.
 """
@@ -24,7 +32,7 @@ from typing import Self
 from micro.errors import BrokerError
 from micro.transport import Message
 
-__all__ = ["Broker", "BrokerError", "Event", "Handler", "Message", "Subscription"]
+__all__ = ["CAPABILITIES", "Broker", "BrokerError", "Event", "Handler", "Message", "Subscription"]
 
 
 class Event(abc.ABC):
@@ -62,10 +70,22 @@ class Subscription(abc.ABC):
         """Stop receiving; in-flight handler calls finish first. Idempotent, never raises."""
 
 
+CAPABILITIES = frozenset({"redelivers", "durable", "ordered", "dead_letter"})
+"""What :attr:`Broker.capabilities` may hold:
+
+``redelivers``   ``nack(requeue=True)`` (or a raising handler) gets the message delivered again
+``durable``      messages published while a (queue-group) subscriber is away are kept for it
+``ordered``      one publisher's messages reach one subscriber in publish order
+``dead_letter``  messages nacked without requeue (or past the redelivery bound) are kept aside
+"""
+
+
 class Broker(abc.ABC):
     """A message broker connection. An async context manager: connect/disconnect."""
 
     name: str = "broker"
+    capabilities: frozenset[str] = frozenset()
+    """The :data:`CAPABILITIES` this backend provides (its row of the guarantee table)."""
 
     @property
     def address(self) -> str:

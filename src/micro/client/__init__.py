@@ -166,7 +166,7 @@ class Client(abc.ABC):
     """Calls services. An async context manager: ``start()`` on enter, ``close()`` on exit.
 
     Backends start lazily, so a client also works without ``async with`` (then call
-    :meth:`close` when done). ``publish`` arrives with the broker.
+    :meth:`close` when done).
     """
 
     name: str = "client"
@@ -234,6 +234,27 @@ class Client(abc.ABC):
 
         Cancellation: cancelling the awaiting task stops the call at once; a connection
         that was mid-exchange is closed, never reused.
+        """
+
+    @abc.abstractmethod
+    async def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish ``message`` to ``topic`` through the client's broker.
+
+        The body is ``message`` encoded with the codec of ``content_type`` (client default
+        if None). Headers, as go-micro's ``client.Publish``: ``Content-Type``,
+        ``Micro-Topic``, ``Micro-Id`` (a uuid4), the context's metadata plus ``metadata``,
+        and ``Micro-From-Service`` when the client belongs to a service.
+
+        Raises:
+            CodecError: ``message`` cannot be encoded.
+            BrokerError: the broker did not accept it (see the backend's guarantee).
         """
 
     @abc.abstractmethod

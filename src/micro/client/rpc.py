@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from micro import metadata as md
 from micro import plugins
+from micro.broker import Broker
 from micro.client import (
     Backoff,
     CallFunc,
@@ -89,6 +91,8 @@ class RpcClient(Client):
             :func:`~micro.client.retries.retry_on_error`: connection errors, 408 and 500 --
             including a 500 from a handler that is not idempotent, as in go-micro).
         backoff: seconds to wait before retry ``n`` (default: 10^n ms with +-50 % jitter).
+        broker: a Broker, a backend name, or None (``MICRO_BROKER``, else ``http``) for
+            :meth:`publish`; built and connected on the first publish.
 
     Backends named here (or chosen by env) are built by the client and closed by
     :meth:`close`; instances passed in are started if needed and never closed. Nothing
@@ -114,6 +118,7 @@ class RpcClient(Client):
         from_service: str | None = None,
         retry_on: RetryPredicate = retry_on_error,
         backoff: Backoff = exponential_backoff,
+        broker: Broker | str | None = None,
     ) -> None:
         env = ClientSettings()
         self.content_type = content_type or env.content_type
@@ -135,6 +140,10 @@ class RpcClient(Client):
         self._registry_name = registry if isinstance(registry, str) else None
         self._selector_name = selector if isinstance(selector, str) else None
         self._owned: list[Registry | Selector] = []
+        self.broker: Broker | None = broker if isinstance(broker, Broker) else None
+        self._broker_name = broker if isinstance(broker, str) else None
+        self._own_broker = False
+        self._broker_ready = False
         pool_ttl_s = env.pool_ttl if pool_ttl is None else parse_duration(pool_ttl)
         size = env.pool_size if pool_size is None else pool_size
         self._pool = Pool(self.transport, size=size, ttl=pool_ttl_s)
@@ -196,6 +205,11 @@ class RpcClient(Client):
         for stream in list(self._streams):
             await stream.close()
         await self._pool.close()
+        if self.broker is not None and self._own_broker:
+            try:
+                await self.broker.disconnect()
+            except Exception:  # close() never raises
+                pass
         for backend in reversed(self._owned):
             try:
                 await backend.close()
@@ -287,6 +301,41 @@ class RpcClient(Client):
             raise
         finally:
             handle.cancel()
+
+    async def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish an event; see :meth:`micro.client.Client.publish`."""
+        if self._closed:
+            raise RuntimeError("client is closed")
+        broker = self.broker if self._broker_ready else await self._connect_broker()
+        assert broker is not None
+        kind = content_type or self.content_type
+        body = self.codec(kind).encode(message)
+        header = md.outgoing(metadata)
+        header["Content-Type"] = kind
+        header["Micro-Topic"] = topic
+        header["Micro-Id"] = str(uuid.uuid4())
+        if self.from_service:
+            header["Micro-From-Service"] = self.from_service
+        await broker.publish(topic, Message(header, body))
+
+    async def _connect_broker(self) -> Broker:
+        if self.broker is None:
+            if self.registry is None and self.selector is None:
+                await self.start()  # the http broker finds subscribers in our registry
+            registry = self.registry or getattr(self.selector, "registry", None)
+            broker = plugins.create_broker(self._broker_name, registry=registry)
+            self._own_broker = not plugins.is_shared(broker)
+            self.broker = broker
+        await self.broker.connect()
+        self._broker_ready = True
+        return self.broker
 
     def stream(
         self,

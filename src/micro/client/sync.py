@@ -96,6 +96,18 @@ class BlockingClient:
             )
         )
 
+    def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish and wait until the broker accepted it; as :meth:`RpcClient.publish`."""
+        client = self.client
+        self.run(client.publish(topic, message, content_type=content_type, metadata=metadata))
+
     def stream(
         self,
         service: str,

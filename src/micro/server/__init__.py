@@ -20,6 +20,12 @@ Wrappers are middleware around each call: ``HandlerWrapper`` takes the next
             return await next(req)
         return call
 
+Subscribers receive broker events: ``server.subscribe("user.created", on_created)`` takes a
+function (endpoint ``Func``, as go-micro names it) or an object whose public methods each
+subscribe (``<Type>.<Method>``). The event is decoded into the first parameter's annotation;
+a parameter annotated :class:`micro.broker.Event` receives the raw event (for manual ack).
+``SubscriberWrapper`` is to subscribers what ``HandlerWrapper`` is to handlers.
+
 The backend is :class:`micro.server.rpc.RpcServer` (go-micro's "mucp" over a
 :class:`~micro.transport.Transport`; see ``docs/protocol.md``).
 """
@@ -39,10 +45,13 @@ __all__ = [
     "EndOfStream",
     "HandlerFunc",
     "HandlerWrapper",
+    "Publication",
     "Request",
     "RpcServer",
     "Server",
     "Stream",
+    "SubscriberFunc",
+    "SubscriberWrapper",
 ]
 
 ReqT = TypeVar("ReqT")
@@ -159,6 +168,57 @@ whole stream (sending as it goes) and returns ``None``."""
 
 HandlerWrapper = Callable[[HandlerFunc], HandlerFunc]
 """Middleware: wraps the next ``HandlerFunc``. May short-circuit by not calling it."""
+
+
+class Publication:
+    """One event on its way to a subscriber, as subscriber wrappers see it.
+
+    Attributes:
+        topic: the topic it was published to.
+        endpoint: the subscriber's endpoint name (``Func`` or ``Type.Method``).
+        content_type: the codec that decoded it (``Content-Type``; JSON when absent).
+        header: every message header (``Micro-Id``, ``Micro-Topic``, caller metadata...).
+        metadata: the headers less the per-hop ones, also readable with
+            :func:`micro.metadata.get` inside the subscriber.
+        body: the decoded event (a wrapper may replace it).
+        event: the broker's :class:`micro.broker.Event` (``ack``/``nack``, raw message).
+    """
+
+    __slots__ = ("body", "content_type", "endpoint", "event", "header", "metadata", "topic")
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        endpoint: str,
+        content_type: str,
+        header: Mapping[str, str],
+        metadata: Mapping[str, str],
+        body: Any,
+        event: Any,
+    ) -> None:
+        self.topic = topic
+        self.endpoint = endpoint
+        self.content_type = content_type
+        self.header = header
+        self.metadata = metadata
+        self.body = body
+        self.event = event
+
+    @property
+    def id(self) -> str:
+        """The message id (``Micro-Id``)."""
+        return self.header.get("Micro-Id", "")
+
+    def __repr__(self) -> str:
+        return f"<Publication {self.topic} -> {self.endpoint} id={self.id!r}>"
+
+
+SubscriberFunc = Callable[[Publication], Awaitable[None]]
+"""Handles one event; raising nacks it (the broker redelivers or dead-letters it)."""
+
+SubscriberWrapper = Callable[[SubscriberFunc], SubscriberFunc]
+"""Middleware around :data:`SubscriberFunc`; the first wrapper listed runs outermost."""
 
 
 class Server(abc.ABC):

@@ -16,11 +16,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from micro import plugins
+from micro.broker import Broker, Subscription
 from micro.registry import Endpoint, Node, Registry, Service
-from micro.server import HandlerWrapper, Server
+from micro.server import HandlerWrapper, Server, SubscriberWrapper
 from micro.server._addr import advertise_address
 from micro.server._endpoint import endpoint_record, inner_call
 from micro.server._router import SERVER_ID, Route, Router
+from micro.server._subscriber import SubscriberSpec, broker_handler, introspect_subscriber
+from micro.server._subscriber import endpoint_record as subscriber_record
 from micro.server.debug import Debug
 from micro.server.handler import introspect
 from micro.transport import Listener, Transport
@@ -44,10 +47,13 @@ class RpcServer(Server):
         metadata: extra node metadata.
         transport: where to listen (default: from env, ``http``).
         registry: where to register (default: from env, ``mdns``).
-        broker_name: the broker's name, for the node metadata.
+        broker: the broker subscribers receive from (default: built from env when a
+            subscriber is added, ``http``); connected on start, drained on stop.
+        broker_name: the broker's name for the node metadata (default: ``broker.name``).
         register_ttl: seconds the registration lives unless renewed (0: forever).
         register_interval: seconds between re-registrations (0: never).
         wrappers: handler middleware; the first is outermost.
+        subscriber_wrappers: subscriber middleware; the first is outermost.
         grace: seconds ``stop()`` lets in-flight requests finish by default.
     """
 
@@ -64,10 +70,12 @@ class RpcServer(Server):
         metadata: Mapping[str, str] | None = None,
         transport: Transport | None = None,
         registry: Registry | None = None,
-        broker_name: str = "http",
+        broker: Broker | None = None,
+        broker_name: str | None = None,
         register_ttl: float = 60.0,
         register_interval: float = 30.0,
         wrappers: Iterable[HandlerWrapper] = (),
+        subscriber_wrappers: Iterable[SubscriberWrapper] = (),
         grace: float = 10.0,
     ) -> None:
         self.service_name = name or os.environ.get("MICRO_SERVER_NAME") or SERVER_ID
@@ -79,7 +87,12 @@ class RpcServer(Server):
         self._owned: list[Any] = []
         self.transport: Transport = transport or self._own(plugins.create("transport"))
         self.registry: Registry = registry or self._own(plugins.create("registry"))
-        self.broker_name = broker_name
+        self.broker: Broker | None = broker
+        self.broker_name = broker_name or (broker.name if broker is not None else "http")
+        self._own_broker = False
+        self._sub_wrappers = tuple(subscriber_wrappers)
+        self._subscribers: list[SubscriberSpec] = []
+        self._subscriptions: list[Subscription] = []
         self.register_ttl = register_ttl
         self.register_interval = register_interval
         self.grace = grace
@@ -125,8 +138,39 @@ class RpcServer(Server):
                 self._endpoints[spec.name] = records[spec.name]
         self._router.known = sorted(self._endpoints)
 
+    def subscribe(
+        self,
+        topic: str,
+        subscriber: object,
+        *,
+        queue: str | None = None,
+        auto_ack: bool = True,
+    ) -> None:
+        """Receive ``topic``'s events in ``subscriber`` (a function, or an object's methods).
+
+        Args:
+            topic: the topic to receive.
+            subscriber: a function/method (endpoint ``Func`` / ``Type.Method``) or an object
+                whose public methods each subscribe.
+            queue: a queue group: the group's members share the events; None broadcasts.
+            auto_ack: ack when the subscriber returns; ``False``: it acks the raw Event.
+
+        Raises:
+            TypeError: a signature cannot be served.
+            RuntimeError: the server has already started.
+        """
+        if self._listener is not None:
+            raise RuntimeError("subscribe before the server starts")
+        specs = introspect_subscriber(topic, subscriber, queue=queue, auto_ack=auto_ack)
+        if self.broker is None:
+            self.broker = plugins.create_broker(registry=self.registry)
+            self.broker_name = self.broker.name
+            self._own_broker = not plugins.is_shared(self.broker)
+        self._subscribers.extend(specs)
+
     def endpoints(self) -> list[Endpoint]:
-        return [self._endpoints[name] for name in sorted(self._endpoints)]
+        handlers = [self._endpoints[name] for name in sorted(self._endpoints)]
+        return handlers + [subscriber_record(spec) for spec in self._subscribers]
 
     @property
     def address(self) -> str:
@@ -173,10 +217,12 @@ class RpcServer(Server):
         self._listener = listener
         self._advertised = advertise_address(listener.address, self._advertise)
         try:
+            await self._subscribe_all()
             await self._register()
         except BaseException:
             self._listener = None
             await listener.close()
+            await self._unsubscribe_all()
             raise
         log.info("%s serving on %s as %s", self.service_name, listener.address, self.id)
         if self.register_interval > 0:
@@ -189,6 +235,33 @@ class RpcServer(Server):
             await asyncio.shield(self._stopping)
         except Exception:  # stop() never raises; a failure here is a bug worth a traceback
             log.exception("stopping %s failed", self.id)
+
+    async def _subscribe_all(self) -> None:
+        broker = self.broker
+        if broker is None or not self._subscribers:
+            return
+        await broker.connect()
+        for spec in self._subscribers:
+            handler = broker_handler(spec, self._sub_wrappers)
+            sub = await broker.subscribe(
+                spec.topic, handler, queue=spec.queue, auto_ack=spec.auto_ack
+            )
+            self._subscriptions.append(sub)
+
+    async def _unsubscribe_all(self) -> None:
+        """Stop receiving (in-flight events finish), then disconnect a broker of our own."""
+        subs, self._subscriptions = self._subscriptions, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                log.warning("unsubscribing from %s failed: %s", sub.topic, exc)
+        broker = self.broker
+        if broker is not None and self._own_broker:
+            try:
+                await broker.disconnect()
+            except Exception as exc:
+                log.warning("disconnecting the %s broker failed: %s", broker.name, exc)
 
     async def _register(self) -> None:
         await self.registry.register(self.service(), ttl=self.register_ttl or None)
@@ -212,6 +285,7 @@ class RpcServer(Server):
     async def _shutdown(self, grace: float | None) -> None:
         self._router.draining = True
         await self._deregister()
+        await self._unsubscribe_all()
         if self._listener is not None:
             try:
                 await self._listener.close()

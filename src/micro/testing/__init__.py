@@ -7,9 +7,15 @@
             rsp = await client.call("greeter", "Greeter.SayHello", {"name": "John"})
             assert rsp == {"msg": "Hello John"}
 
+    async def test_events() -> None:
+        seen = asyncio.Queue()
+        async with serve(subscribers={"user.created": seen.put}) as client:
+            await client.publish("user.created", {"id": 1})
+            assert await seen.get() == {"id": 1}
+
 The contract suites (``check_registry``, ``check_selector``, ``check_transport``,
-``check_codec``) run the same behaviour over any backend: a third-party backend passes them
-to be a drop-in replacement.
+``check_codec``, ``check_broker``) run the same behaviour over any backend: a third-party
+backend passes them to be a drop-in replacement.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from micro.broker.memory import MemoryBroker
 from micro.registry.memory import MemoryRegistry
 from micro.transport.memory import MemoryTransport
 
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     from micro.client.rpc import RpcClient
 
 __all__ = [
+    "check_broker",
     "check_codec",
     "check_registry",
     "check_selector",
@@ -41,19 +49,25 @@ async def serve(
     metadata: Mapping[str, str] | None = None,
     wrappers: Sequence[Any] = (),
     call_wrappers: Sequence[Any] = (),
+    subscribers: Mapping[str, object] | Sequence[tuple[str, object]] = (),
+    subscriber_wrappers: Sequence[Any] = (),
     **client_options: Any,
 ) -> AsyncIterator[RpcClient]:
     """Serve ``handlers`` as service ``name`` on fresh memory backends; yield a client.
 
     The service really registers, routes, decodes and validates, exactly as over the
-    network; only the registry and transport are in-process. ``client_options`` go to
-    :class:`micro.Client` (``timeout``, ``retries``, ``content_type``...).
+    network; only the registry, transport and broker are in-process. ``subscribers`` maps
+    topics to subscribers (functions or objects, as ``Service.subscribe`` takes); the
+    client's ``publish`` reaches them through a :class:`~micro.broker.memory.MemoryBroker`
+    (``client.broker``; it delivers asynchronously, so wait for the effect you test).
+    ``client_options`` go to :class:`micro.Client` (``timeout``, ``retries``...).
     """
     from micro.client.rpc import RpcClient
     from micro.server.rpc import RpcServer
 
     registry = MemoryRegistry()
     transport = MemoryTransport()
+    broker = MemoryBroker()
     server = RpcServer(
         name=name,
         version=version,
@@ -61,19 +75,30 @@ async def serve(
         metadata=dict(metadata or {}),
         transport=transport,
         registry=registry,
+        broker=broker,
         wrappers=list(wrappers),
+        subscriber_wrappers=list(subscriber_wrappers),
     )
     for handler in handlers:
         server.handle(handler)
+    pairs = subscribers.items() if isinstance(subscribers, Mapping) else subscribers
+    for topic, subscriber in pairs:
+        server.subscribe(topic, subscriber)
+    await broker.connect()
     await server.start()
     client = RpcClient(
-        registry=registry, transport=transport, wrappers=list(call_wrappers), **client_options
+        registry=registry,
+        transport=transport,
+        broker=broker,
+        wrappers=list(call_wrappers),
+        **client_options,
     )
     try:
         yield client
     finally:
         await client.close()
         await server.stop(grace=1.0)
+        await broker.disconnect()
         await registry.close()
 
 
@@ -84,6 +109,7 @@ def __getattr__(name: str) -> Any:
         "check_selector": "micro.testing.selector",
         "check_transport": "micro.testing.transport",
         "check_codec": "micro.testing.codec",
+        "check_broker": "micro.testing.broker",
     }
     if name not in modules:
         raise AttributeError(f"module 'micro.testing' has no attribute {name!r}")
