@@ -1,0 +1,176 @@
+"""NATS pub/sub throughput: micro's NatsBroker next to raw nats-py, in one run.
+
+    .venv/bin/python -m benchmarks.pubsub_nats [-n 100000] [--url nats://127.0.0.1:4222]
+
+Both sides do the same work on the same server, ``n`` small events each, one subscriber:
+
+- core (``micro``/``raw``): fire-and-forget publishes on one connection, received by a
+  subscription on another connection (what NatsBroker does without ``jetstream``);
+- JetStream (``micro_js``/``raw_js``): publishes that wait for their PubAck, up to ``WINDOW``
+  in flight, into a stream; received by a push consumer with explicit acks.
+
+The figure is received messages per second, from the first publish to the last message
+handled. Streams are unique per run and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from micro.broker import Event, Message
+from micro.broker.nats import NatsBroker
+
+URL = "nats://127.0.0.1:4222"
+WINDOW = 256  # JetStream publishes awaiting their PubAck at once
+BODY = b'{"id": 1, "name": "John"}'
+HEADER = {"Content-Type": "application/json", "Micro-Topic": "bench", "Micro-Id": "1"}
+
+
+class Counter:
+    """Counts received messages; ``done`` is set at ``n``."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.count, self.done = n, 0, asyncio.Event()
+
+    def hit(self) -> None:
+        self.count += 1
+        if self.count >= self.n:
+            self.done.set()
+
+
+async def _timed(n: int, counter: Counter, publish: Callable[[int], Awaitable[object]]) -> float:
+    start = time.perf_counter()
+    slots = asyncio.Semaphore(WINDOW)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(i: int) -> None:
+        try:
+            await publish(i)
+        finally:
+            slots.release()
+
+    for i in range(n):
+        await slots.acquire()
+        task = asyncio.create_task(one(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    await asyncio.wait_for(counter.done.wait(), 120)
+    return n / (time.perf_counter() - start)
+
+
+async def _core_publish_all(
+    n: int, counter: Counter, publish: Callable[[], Awaitable[None]]
+) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        await publish()
+    await asyncio.wait_for(counter.done.wait(), 120)
+    return n / (time.perf_counter() - start)
+
+
+async def run_micro(n: int, url: str = URL, *, jetstream: bool = False) -> float:
+    """Received msgs/s through NatsBroker (core, or JetStream with acks)."""
+    topic = f"bench.micro.{uuid.uuid4().hex[:8]}"
+    counter = Counter(n)
+
+    async def handler(event: Event) -> None:
+        counter.hit()
+
+    message = Message(HEADER, BODY)
+    async with (
+        NatsBroker(address=url, jetstream=jetstream) as pub,
+        NatsBroker(address=url, jetstream=jetstream) as sub,
+    ):
+        await sub.subscribe(topic, handler)
+        try:
+            if jetstream:
+                return await _timed(n, counter, lambda i: pub.publish(topic, message))
+            return await _core_publish_all(n, counter, lambda: pub.publish(topic, message))
+        finally:
+            if jetstream:
+                await _delete_stream(url, topic)
+
+
+async def run_raw(n: int, url: str = URL, *, jetstream: bool = False) -> float:
+    """Received msgs/s through nats-py alone, doing what NatsBroker does."""
+    topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    counter = Counter(n)
+    pub, sub = await nats.connect(url), await nats.connect(url)
+    try:
+        if not jetstream:
+
+            async def on_core(msg: Msg) -> None:
+                counter.hit()
+
+            await sub.subscribe(topic, cb=on_core)
+            return await _core_publish_all(
+                n, counter, lambda: pub.publish(topic, BODY, headers=HEADER)
+            )
+
+        async def on_js(msg: Msg) -> None:
+            counter.hit()
+            await msg.ack()
+
+        js_pub, js_sub = pub.jetstream(), sub.jetstream()
+        await js_pub.add_stream(StreamConfig(name=topic.replace(".", "_"), subjects=[topic]))
+        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT)
+        await js_sub.subscribe(topic, cb=on_js, manual_ack=True, config=config)
+        try:
+            return await _timed(n, counter, lambda i: js_pub.publish(topic, BODY, headers=HEADER))
+        finally:
+            await _delete_stream(url, topic)
+    finally:
+        await sub.close()
+        await pub.close()
+
+
+async def _delete_stream(url: str, topic: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.delete_stream(await js.find_stream_name_by_subject(topic))
+    finally:
+        await nc.close()
+
+
+async def run(n: int, url: str = URL) -> dict[str, float]:
+    """{"micro", "raw"} (core NATS) and {"micro_js", "raw_js"} (JetStream) msgs/s."""
+    raw = await run_raw(n, url)
+    micro = await run_micro(n, url)
+    js_n = max(1, n // 4)  # JetStream is much slower per message: keep the run short
+    raw_js = await run_raw(js_n, url, jetstream=True)
+    micro_js = await run_micro(js_n, url, jetstream=True)
+    return {"micro": micro, "raw": raw, "micro_js": micro_js, "raw_js": raw_js}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("-n", type=int, default=100_000, help="core events per side")
+    parser.add_argument("--url", default=URL)
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.n, args.url))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"nats pub/sub, {len(BODY)}-byte body ({args.n} core, {max(1, args.n // 4)} JetStream)")
+    for label, micro, raw in (("core", "micro", "raw"), ("JetStream", "micro_js", "raw_js")):
+        ratio = result[micro] / result[raw]
+        print(
+            f"  {label:<9} raw nats-py: {result[raw]:>9,.0f} msg/s   micro: "
+            f"{result[micro]:>9,.0f} msg/s   ({ratio:.2f}x raw)"
+        )
+
+
+if __name__ == "__main__":
+    main()
