@@ -12,6 +12,15 @@ Targets, each answering ``POST {"name": "John"}`` with ``{"msg": "Hello John"}``
 HTTP load comes from wrk (Debian ``wrk``) when installed, else from an asyncio load process;
 the direct micro.Client load is always an asyncio process. Every server and load process is
 stopped at the end. Discovery uses mDNS on loopback only, under a unique namespace.
+
+CPU pinning (``--pin``, Linux only), so that the gateway and starlette get the same CPU:
+
+- ``split`` (default with 2+ CPUs): the server under test (gateway or starlette) alone on
+  CPU 0; wrk, the asyncio load processes and the greeter on CPU 1. The gateway's backend
+  competes with the load generator, not with the gateway.
+- ``shared``: the gateway, the greeter and starlette on CPU 0, the load on CPU 1: the
+  gateway *and* its backend fit in the one CPU starlette has (the strictest reading).
+- ``none``: the scheduler decides (what a 2-CPU box shared with other work gives).
 """
 
 from __future__ import annotations
@@ -39,6 +48,20 @@ WRK_SCRIPT = """wrk.method = "POST"
 wrk.body = '{"name": "John"}'
 wrk.headers["Content-Type"] = "application/json"
 """
+
+
+PINS = {  # --pin -> (CPUs of gateway/starlette, of the greeter, of the load processes)
+    "split": ({0}, {1}, {1}),
+    "shared": ({0}, {0}, {1}),
+    "none": (None, None, None),
+}
+
+
+def _affinity(cpus: set[int] | None) -> Any:
+    """A preexec_fn pinning the child (and the threads it starts) to ``cpus``."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def free_port() -> int:
@@ -174,7 +197,9 @@ def load_http(url: str, connections: int, seconds: float) -> None:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
+def run_wrk(
+    url: str, connections: int, seconds: float, cpus: set[int] | None = None
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     try:
@@ -182,6 +207,7 @@ def run_wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
             ["wrk", "-t1", f"-c{connections}", "-d1s", "-s", script.name, url],
             capture_output=True,
             timeout=30,
+            preexec_fn=_affinity(cpus),
         )
         out = subprocess.run(
             [
@@ -197,6 +223,7 @@ def run_wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
             capture_output=True,
             timeout=seconds + 30,
             check=True,
+            preexec_fn=_affinity(cpus),
         ).stdout.decode()
     finally:
         os.unlink(script.name)
@@ -211,13 +238,14 @@ def run_wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
     return {"rps": rps, "p50_ms": pct["50"], "p99_ms": pct["99"], "requests": int(rps * seconds)}
 
 
-def run_load(args: list[str], timeout: float) -> dict[str, Any]:
+def run_load(args: list[str], timeout: float, cpus: set[int] | None = None) -> dict[str, Any]:
     out = subprocess.run(
         [PY, "-m", "benchmarks.gateway", *args],
         capture_output=True,
         env=env(),
         timeout=timeout,
         cwd=ROOT,
+        preexec_fn=_affinity(cpus),
     )
     if out.returncode:
         raise RuntimeError(out.stderr.decode()[-2000:])
@@ -231,9 +259,14 @@ class Procs:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, args: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, args: list[str], cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env(), cwd=ROOT
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env(),
+            cwd=ROOT,
+            preexec_fn=_affinity(cpus),
         )
         self.procs.append(proc)
         return proc
@@ -269,8 +302,11 @@ def measure(opts: argparse.Namespace) -> list[dict[str, Any]]:
     ns = f"bench-{uuid.uuid4().hex[:8]}"
     service = f"{ns}.greeter"
     use_wrk = shutil.which("wrk") is not None and not opts.no_wrk
+    server_cpus, greeter_cpus, load_cpus = PINS[opts.pin]
     try:
-        greeter = procs.start([PY, "-m", "benchmarks.gateway", "--serve-greeter", service])
+        greeter = procs.start(
+            [PY, "-m", "benchmarks.gateway", "--serve-greeter", service], greeter_cpus
+        )
         line = greeter.stdout.readline().decode().split()  # type: ignore[union-attr]
         address = line[1]
         gw_port, plain_port = free_port(), free_port()
@@ -286,9 +322,10 @@ def measure(opts: argparse.Namespace) -> list[dict[str, Any]]:
                 "--no-access-log",
                 "--log-level",
                 "warning",
-            ]
+            ],
+            server_cpus,
         )
-        procs.start([PY, "-m", "benchmarks.gateway", "--serve-plain", str(plain_port)])
+        procs.start([PY, "-m", "benchmarks.gateway", "--serve-plain", str(plain_port)], server_cpus)
         urls = {
             "gateway": f"http://127.0.0.1:{gw_port}/greeter/say-hello",
             "starlette": f"http://127.0.0.1:{plain_port}/greeter/say-hello",
@@ -300,16 +337,24 @@ def measure(opts: argparse.Namespace) -> list[dict[str, Any]]:
             for target in ("gateway", "direct", "starlette"):
                 if target == "direct":
                     args = ["--load-micro", address, service, str(connections), str(opts.seconds)]
-                    result = run_load(args, opts.seconds + 60)
+                    result = run_load(args, opts.seconds + 60, load_cpus)
                     tool = "asyncio micro.Client"
                 elif use_wrk:
-                    result = run_wrk(urls[target], connections, opts.seconds)
+                    result = run_wrk(urls[target], connections, opts.seconds, load_cpus)
                     tool = "wrk -t1"
                 else:
                     args = ["--load-http", urls[target], str(connections), str(opts.seconds)]
-                    result = run_load(args, opts.seconds + 60)
+                    result = run_load(args, opts.seconds + 60, load_cpus)
                     tool = "asyncio aiohttp"
-                rows.append({"target": target, "connections": connections, "tool": tool, **result})
+                rows.append(
+                    {
+                        "target": target,
+                        "connections": connections,
+                        "tool": tool,
+                        "pin": opts.pin,
+                        **result,
+                    }
+                )
                 print(f"  {target:9} c={connections:<3} {_line(result)}", file=sys.stderr)
         return rows
     finally:
@@ -330,6 +375,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         cells += [f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
+    lines.append(f"- CPU pinning: {rows[0].get('pin', 'none')} (see --help)")
     for c in sorted({r["connections"] for r in rows}):
         by = {r["target"]: r for r in rows if r["connections"] == c}
         gw, direct, plain = by["gateway"], by["direct"], by["starlette"]
@@ -349,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", default="1,32", help="in-flight requests per run (1,32)")
     p.add_argument(
         "--no-wrk", action="store_true", help="HTTP load from asyncio even if wrk exists"
+    )
+    p.add_argument(
+        "--pin",
+        choices=sorted(PINS),
+        default=None,
+        help="CPU pinning: split (default with 2+ CPUs), shared or none; see the docstring",
     )
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
@@ -371,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         load_http(url, int(c), float(s))
         return 0
     opts.connections_list = [int(c) for c in opts.connections.split(",")]
+    if opts.pin is None:
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        opts.pin = "split" if {0, 1} <= cpus else "none"
+    print(f"pinning: {opts.pin}", file=sys.stderr)
     rows = measure(opts)
     print(report(rows))
     if opts.json:

@@ -36,9 +36,10 @@ from micro.registry import Registry, split_host_port
 from micro.selector import Selector
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
-from micro.toolkit.api._http import header, media_type, read_body
+from micro.toolkit.api._http import RawResponse, header, media_type, read_body
 from micro.toolkit.api.catalog import Catalog
 from micro.toolkit.api.handlers import (
+    Reply,
     api_handler,
     call_metadata,
     call_timeout,
@@ -56,7 +57,8 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("micro.api")
 
-Handler = Callable[["Gateway", Scope, Receive, Route], Awaitable[Response]]
+Handler = Callable[["Gateway", Scope, Receive, Route], Awaitable[Reply]]
+_ROUTE_CACHE = 4096
 HANDLERS: dict[str, Handler] = {
     "rpc": rpc_handler,
     "api": api_handler,
@@ -112,6 +114,8 @@ class Gateway:
         self.http = httpx.AsyncClient(timeout=options.timeout or 30.0, follow_redirects=False)
         self._builtins = self._builtin_paths()
         self._doc: tuple[int, bytes] = (-1, b"")
+        self._routes: dict[tuple[str, str, str], Route] = {}
+        self._routes_version = -1
         self._start_lock: asyncio.Lock | None = None
         self._started = False
         self._app = self._stack(auth)
@@ -200,6 +204,7 @@ class Gateway:
             await self._websocket(WebSocket(scope, receive, send))
             return
         builtin = self._builtins.get(scope["path"])
+        response: Reply
         try:
             if builtin is not None:
                 response = await builtin(scope, receive)
@@ -218,15 +223,35 @@ class Gateway:
         await response(scope, receive, send)
 
     def route(self, scope: Scope) -> Route:
-        """Where the request goes: an endpoint's own metadata route, else the resolver's."""
-        kind = self.options.handler
+        """Where the request goes: an endpoint's own metadata route, else the resolver's.
+
+        Routes are cached per (method, path, host) until the catalog changes: resolving
+        (regexes, CamelCasing) costs more than a dict lookup on every request.
+        """
+        method = scope.get("method", "GET")
+        path = scope["path"]
         host = header(scope, b"host")
+        routes = self._routes
+        if self._routes_version != self.catalog.version:
+            routes.clear()
+            self._routes_version = self.catalog.version
+        key = (method, path, host)
+        found = routes.get(key)
+        if found is None:
+            found = self._resolve(method, path, host)
+            if len(routes) >= _ROUTE_CACHE:
+                routes.clear()
+            routes[key] = found
+        return found
+
+    def _resolve(self, method: str, path: str, host: str) -> Route:
+        kind = self.options.handler
         if kind == "meta":
-            found = self.catalog.match(scope.get("method", "GET"), scope["path"], host)
+            found = self.catalog.match(method, path, host)
             if found is not None:
                 return found
             kind = "rpc"
-        return self.resolver.resolve(kind, scope["path"], host)
+        return self.resolver.resolve(kind, path, host)
 
     def _not_found(self, route: Route, exc: ServiceNotFound) -> NotFound:
         ns = self.options.namespace
@@ -254,8 +279,8 @@ class Gateway:
 
     # -- built-in paths ---------------------------------------------------------------------
 
-    def _builtin_paths(self) -> dict[str, Callable[[Scope, Receive], Awaitable[Response]]]:
-        paths: dict[str, Callable[[Scope, Receive], Awaitable[Response]]] = {
+    def _builtin_paths(self) -> dict[str, Callable[[Scope, Receive], Awaitable[Reply]]]:
+        paths: dict[str, Callable[[Scope, Receive], Awaitable[Reply]]] = {
             "/health": self._health,
             "/openapi.json": self._openapi,
             "/docs": self._docs,
@@ -299,7 +324,7 @@ class Gateway:
     async def _docs(self, scope: Scope, receive: Receive) -> Response:
         return HTMLResponse(docs_page(msgspec.json.decode(self.document())))
 
-    async def _rpc(self, scope: Scope, receive: Receive) -> Response:
+    async def _rpc(self, scope: Scope, receive: Receive) -> Reply:
         if scope["method"] != "POST":
             raise MethodNotAllowed(f"{scope['method']} not allowed on /rpc: use POST", id=API_ID)
         body = await self.read_body(scope, receive)
@@ -314,7 +339,7 @@ class Gateway:
             metadata=call_metadata(scope),
             content_type="application/json",
         )
-        return Response(bytes(rsp), media_type="application/json")
+        return RawResponse(bytes(rsp))
 
 
 def _rpc_fields(scope: Scope, body: bytes) -> tuple[str, str, Any, str]:

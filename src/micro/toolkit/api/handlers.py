@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope
+from starlette.types import Receive, Scope, Send
 
 from micro.errors import BadRequest, MethodNotAllowed, MicroError
 from micro.metadata import HOP_HEADERS, canonical
 from micro.toolkit.api._errors import API_ID
-from micro.toolkit.api._http import json_body, media_type, query_object
+from micro.toolkit.api._http import RawResponse, json_body, media_type, query_object
 from micro.toolkit.api.proto import Pair
 from micro.toolkit.api.resolver import Route
 
 if TYPE_CHECKING:
     from micro.toolkit.api.app import Gateway
 
-__all__ = ["api_handler", "call_metadata", "event_handler", "rpc_handler"]
+__all__ = ["Reply", "api_handler", "call_metadata", "event_handler", "rpc_handler"]
+
+Reply = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""What a handler answers: a finished response as an ASGI app (a Starlette ``Response``,
+or the leaner :class:`~micro.toolkit.api._http.RawResponse`)."""
 
 _JSON = "application/json"
 _FORM = "application/x-www-form-urlencoded"
@@ -38,9 +42,12 @@ _DROP = HOP_HEADERS | {"Authorization", "Cookie"}
 def call_metadata(scope: Scope) -> dict[str, str]:
     """The HTTP headers as call metadata (per-hop headers and credentials left out)."""
     out: dict[str, str] = {}
+    names = _META_NAMES
     for key, value in scope["headers"]:
-        name = canonical(key.decode("latin-1"))
-        if name not in _DROP:
+        name = names.get(key, "")
+        if name == "":
+            name = _meta_name(key)
+        if name is not None:
             text = value.decode("latin-1")
             out[name] = f"{out[name]},{text}" if name in out else text
     client = scope.get("client")
@@ -48,6 +55,19 @@ def call_metadata(scope: Scope) -> dict[str, str]:
         prior = out.get("X-Forwarded-For")
         out["X-Forwarded-For"] = f"{prior}, {client[0]}" if prior else str(client[0])
     return out
+
+
+# raw header name -> its metadata key, or None when it is not forwarded (a per-request
+# canonical() and set test cost more than the rest of call_metadata)
+_META_NAMES: dict[bytes, str | None] = {}
+
+
+def _meta_name(key: bytes) -> str | None:
+    name = canonical(key.decode("latin-1"))
+    found = None if name in _DROP else name
+    if len(_META_NAMES) < 1024:
+        _META_NAMES[key] = found
+    return found
 
 
 def call_timeout(scope: Scope) -> float | None:
@@ -64,18 +84,18 @@ def call_timeout(scope: Scope) -> float | None:
     return None
 
 
-async def rpc_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route) -> Response:
-    """JSON body or query string in, the endpoint's JSON out."""
+async def rpc_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route) -> Reply:
+    """JSON body or query string in, the endpoint's JSON out (both passed through as bytes)."""
     method = scope["method"]
     if method == "GET":
         endpoint = gw.catalog.endpoint(route.service, route.endpoint)
         request: Any = query_object(scope["query_string"].decode("latin-1"), endpoint)
     elif method == "POST":
         body = await gw.read_body(scope, receive)
-        request = json_body(scope, body)  # checks the body; JSON then goes through as is
-        stripped = body.strip()
-        if stripped[:1] in (b"{", b"[") or (stripped and media_type(scope) != _FORM):
-            request = msgspec.Raw(body)
+        parsed = json_body(scope, body)  # checks the body (400/415 from here, not the service)
+        # a form (or an empty body) became an object; JSON goes through as the client sent it
+        form = isinstance(parsed, dict) and body.lstrip()[:1] not in (b"{", b"[")
+        request = parsed if form else msgspec.Raw(body)
     else:
         raise MethodNotAllowed(f"{method} not allowed: use GET or POST", id=API_ID)
     rsp = await gw.client.call(
@@ -87,7 +107,7 @@ async def rpc_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route)
         timeout=call_timeout(scope) or gw.options.timeout,
         content_type=_JSON,
     )
-    return Response(bytes(rsp), media_type=_JSON)
+    return RawResponse(bytes(rsp))
 
 
 def _pairs(items: Iterable[tuple[str, str]]) -> dict[str, Pair]:

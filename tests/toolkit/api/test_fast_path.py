@@ -1,0 +1,132 @@
+"""The rpc hot path: bytes through untouched, errors still mapped, routes cached safely."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import msgspec
+import pytest
+
+from micro.toolkit.api._http import RequestTimeout, read_body
+from tests.toolkit.api.conftest import Stack
+
+
+class Echo:
+    async def raw(self, req: msgspec.Raw) -> msgspec.Raw:
+        """Answer the request body exactly as it arrived."""
+        return req
+
+
+async def test_response_is_the_services_bytes(stack: Stack) -> None:
+    _, http = await stack.gateway()
+    direct = await stack.client.call(
+        "go.micro.api.calc", "Calc.Add", {"a": 2, "b": 3}, response_type=msgspec.Raw
+    )
+    rsp = await http.post("/calc/add", content=b'{"a": 2, "b": 3}')
+    assert rsp.status_code == 200
+    assert rsp.content == bytes(direct)
+    assert rsp.headers["content-type"] == "application/json"
+    assert rsp.headers["content-length"] == str(len(rsp.content))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{ "z" : 1,\n  "a": [1, 2.50, "\\u00e9"], "nested": {"k": null} }',
+        b"[3, 2, 1]",
+        b'"just a string"',
+        b"42",
+    ],
+)
+async def test_json_body_reaches_the_service_byte_for_byte(stack: Stack, body: bytes) -> None:
+    await stack.serve("go.micro.api.echo", Echo())
+    _, http = await stack.gateway()
+    rsp = await http.post("/echo/raw", content=body)
+    assert rsp.status_code == 200
+    assert rsp.content == body
+
+
+async def test_forms_and_empty_bodies_still_become_objects(stack: Stack) -> None:
+    await stack.serve("go.micro.api.echo", Echo())
+    _, http = await stack.gateway()
+    rsp = await http.post("/echo/raw", data={"a": "1", "b": "x"})
+    assert rsp.json() == {"a": "1", "b": "x"}
+    rsp = await http.post("/echo/raw", content=b"  ")
+    assert rsp.json() == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error_id"),
+    [
+        ("/calc/add", b'{"a": 1', 400, "go.micro.api"),  # checked by the gateway
+        ("/calc/add", b'{"a": "one"}', 400, None),  # valid JSON, refused by the service
+        ("/failing/forbid", b"{}", 403, "failing"),
+        ("/failing/crash", b"{}", 500, None),
+    ],
+)
+async def test_errors_on_the_hot_path_keep_their_status(
+    stack: Stack, path: str, body: bytes, status: int, error_id: str | None
+) -> None:
+    _, http = await stack.gateway()
+    for _ in range(2):  # the second request takes the cached route
+        rsp = await http.post(path, content=body)
+        assert rsp.status_code == status
+        assert rsp.headers["content-type"] == "application/json"
+        err = json.loads(rsp.content)
+        assert err["code"] == status
+        if error_id is not None:
+            assert err["id"] == error_id
+
+
+async def test_route_cache_follows_the_catalog(stack: Stack) -> None:
+    gw, http = await stack.gateway()
+    rsp = await http.post("/late", json={})
+    assert rsp.status_code == 404  # the rpc rules: no service go.micro.api.late
+    version = gw.catalog.version
+    meta = {"Echo.Raw": {"path": "^/late$", "handler": "rpc"}}
+    await stack.serve("go.micro.api.echo", Echo(), meta=meta)
+    async with asyncio.timeout(5):
+        while gw.catalog.version == version or not gw.catalog.meta:
+            await asyncio.sleep(0.01)
+    rsp = await http.post("/late", content=b'{"late": true}')
+    assert (rsp.status_code, rsp.content) == (200, b'{"late": true}')
+
+
+async def test_invalid_paths_are_not_cached(stack: Stack) -> None:
+    gw, http = await stack.gateway()
+    for _ in range(2):
+        rsp = await http.post("/a b/c", json={})
+        assert rsp.status_code == 404
+    assert all(path != "/a b/c" for _, path, _ in gw._routes)
+
+
+def _http_scope() -> dict[str, object]:
+    return {"type": "http", "headers": []}
+
+
+async def test_read_body_deadline_is_408_and_outer_cancel_stays_a_cancel() -> None:
+    async def never() -> dict[str, object]:
+        await asyncio.sleep(60)
+        return {}
+
+    with pytest.raises(RequestTimeout):
+        await read_body(_http_scope(), never, limit=100, timeout=0.05)
+
+    task = asyncio.create_task(read_body(_http_scope(), never, limit=100, timeout=30))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the reading task is left as it was found: no stray cancellation pending
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_read_body_joins_chunks() -> None:
+    parts = [b'{"a"', b": 1", b"}"]
+
+    async def receive() -> dict[str, object]:
+        chunk = parts.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
+
+    assert await read_body(_http_scope(), receive, limit=100, timeout=1) == b'{"a": 1}'
