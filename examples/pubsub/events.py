@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from msgspec import Struct
 
-TOPIC = "example.user.created"
+# EXAMPLE_TOPIC_PREFIX lets several runs share one broker without seeing each other's events.
+PREFIX = os.environ.get("EXAMPLE_TOPIC_PREFIX", "example")
+TOPIC = f"{PREFIX}.user.created"
+WELCOMED = f"{PREFIX}.user.welcomed"
 
 
 class UserCreated(Struct):

@@ -17,7 +17,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 import micro
-from examples.pubsub.events import TOPIC, UserCreated, Welcomed
+from examples.pubsub.events import TOPIC, WELCOMED, UserCreated, Welcomed
 
 
 async def run(count: int, timeout: float = 20.0) -> int:
@@ -25,7 +25,7 @@ async def run(count: int, timeout: float = 20.0) -> int:
     service = micro.Service("example.pubsub.users", handle_signals=False)
     welcomed: asyncio.Queue[Welcomed] = asyncio.Queue()
 
-    @service.subscribe("example.user.welcomed")
+    @service.subscribe(WELCOMED)
     async def on_welcomed(event: Welcomed) -> None:
         await welcomed.put(event)
 

@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as a script: make `examples` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 import micro
-from examples.pubsub.events import TOPIC, UserCreated, Welcomed
+from examples.pubsub.events import TOPIC, WELCOMED, UserCreated, Welcomed
 from micro import metadata
 
 log = logging.getLogger("mailer")
@@ -28,7 +28,7 @@ service = micro.Service("example.pubsub.mailer")
 async def welcome(event: UserCreated) -> None:
     sender = metadata.get_value("Micro-From-Service")
     print(f"welcome {event.id} {event.email} from {sender}", flush=True)
-    await service.client.publish("example.user.welcomed", Welcomed(user_id=event.id, by="mailer"))
+    await service.client.publish(WELCOMED, Welcomed(user_id=event.id, by="mailer"))
 
 
 class Audit:
