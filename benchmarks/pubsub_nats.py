@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +25,7 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
+from benchmarks._pubsub_common import Counter, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.nats import NatsBroker
 
@@ -35,47 +35,9 @@ BODY = b'{"id": 1, "name": "John"}'
 HEADER = {"Content-Type": "application/json", "Micro-Topic": "bench", "Micro-Id": "1"}
 
 
-class Counter:
-    """Counts received messages; ``done`` is set at ``n``."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.count, self.done = n, 0, asyncio.Event()
-
-    def hit(self) -> None:
-        self.count += 1
-        if self.count >= self.n:
-            self.done.set()
-
-
-async def _timed(n: int, counter: Counter, publish: Callable[[int], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    slots = asyncio.Semaphore(WINDOW)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def one(i: int) -> None:
-        try:
-            await publish(i)
-        finally:
-            slots.release()
-
-    for i in range(n):
-        await slots.acquire()
-        task = asyncio.create_task(one(i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-    await asyncio.wait_for(counter.done.wait(), 120)
-    return n / (time.perf_counter() - start)
-
-
-async def _core_publish_all(
-    n: int, counter: Counter, publish: Callable[[], Awaitable[None]]
-) -> float:
-    start = time.perf_counter()
+async def _publish_serially(n: int, publish: Callable[[], Awaitable[None]]) -> None:
     for _ in range(n):
         await publish()
-    await asyncio.wait_for(counter.done.wait(), 120)
-    return n / (time.perf_counter() - start)
 
 
 async def run_micro(n: int, url: str = URL, *, jetstream: bool = False) -> float:
@@ -94,8 +56,10 @@ async def run_micro(n: int, url: str = URL, *, jetstream: bool = False) -> float
         await sub.subscribe(topic, handler)
         try:
             if jetstream:
-                return await _timed(n, counter, lambda i: pub.publish(topic, message))
-            return await _core_publish_all(n, counter, lambda: pub.publish(topic, message))
+                publish_all = publish_windowed(n, WINDOW, lambda i: pub.publish(topic, message))
+            else:
+                publish_all = _publish_serially(n, lambda: pub.publish(topic, message))
+            return await timed(n, counter, publish_all)
         finally:
             if jetstream:
                 await _delete_stream(url, topic)
@@ -113,9 +77,8 @@ async def run_raw(n: int, url: str = URL, *, jetstream: bool = False) -> float:
                 counter.hit()
 
             await sub.subscribe(topic, cb=on_core)
-            return await _core_publish_all(
-                n, counter, lambda: pub.publish(topic, BODY, headers=HEADER)
-            )
+            publish_all = _publish_serially(n, lambda: pub.publish(topic, BODY, headers=HEADER))
+            return await timed(n, counter, publish_all)
 
         async def on_js(msg: Msg) -> None:
             counter.hit()
@@ -126,7 +89,10 @@ async def run_raw(n: int, url: str = URL, *, jetstream: bool = False) -> float:
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT)
         await js_sub.subscribe(topic, cb=on_js, manual_ack=True, config=config)
         try:
-            return await _timed(n, counter, lambda i: js_pub.publish(topic, BODY, headers=HEADER))
+            publish_all = publish_windowed(
+                n, WINDOW, lambda i: js_pub.publish(topic, BODY, headers=HEADER)
+            )
+            return await timed(n, counter, publish_all)
         finally:
             await _delete_stream(url, topic)
     finally:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 import aio_pika
 
+from benchmarks._pubsub_common import Counter, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.rabbitmq import RabbitmqBroker
 
@@ -29,63 +28,36 @@ PREFETCH = 64
 BODY = b'{"id": 1, "name": "John"}'
 
 
-async def _publish_all(n: int, publish: Callable[[int], Awaitable[object]]) -> None:
-    slots = asyncio.Semaphore(WINDOW)
-
-    async def one(i: int) -> None:
-        try:
-            await publish(i)
-        finally:
-            slots.release()
-
-    tasks = set()
-    for i in range(n):
-        await slots.acquire()
-        task = asyncio.create_task(one(i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-
-
 async def run_micro(n: int, url: str = URL) -> float:
     """Received msgs/s through RabbitmqBroker (broadcast subscriber, auto-ack)."""
     exchange = f"bench-micro-{uuid.uuid4().hex[:8]}"
-    done = asyncio.Event()
-    count = 0
+    counter = Counter(n)
 
     async def handler(event: Event) -> None:
-        nonlocal count
-        count += 1
-        if count >= n:
-            done.set()
+        counter.hit()
 
     broker = RabbitmqBroker(address=url, exchange=exchange, prefetch=PREFETCH)
     async with broker:
         await broker.subscribe("bench.event", handler)
         header = {"Content-Type": "application/json", "Micro-Topic": "bench.event"}
-        start = time.perf_counter()
-        await _publish_all(
+        publish_all = publish_windowed(
             n,
+            WINDOW,
             lambda i: broker.publish("bench.event", Message({**header, "Micro-Id": str(i)}, BODY)),
         )
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - start
+        rate = await timed(n, counter, publish_all)
     await _delete_exchanges(url, exchange, f"{exchange}.dlx")
-    return n / elapsed
+    return rate
 
 
 async def run_raw(n: int, url: str = URL) -> float:
     """Received msgs/s through plain aio-pika doing the same work."""
     exchange_name = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    done = asyncio.Event()
-    count = 0
+    counter = Counter(n)
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        nonlocal count
         await message.ack()
-        count += 1
-        if count >= n:
-            done.set()
+        counter.hit()
 
     connection = await aio_pika.connect_robust(url)
     async with connection:
@@ -98,7 +70,6 @@ async def run_raw(n: int, url: str = URL) -> float:
         queue = await consumer.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange_name, "bench.event")
         await queue.consume(on_message)
-        start = time.perf_counter()
 
         async def publish(i: int) -> object:
             message = aio_pika.Message(
@@ -110,11 +81,9 @@ async def run_raw(n: int, url: str = URL) -> float:
             )
             return await exchange.publish(message, "bench.event", mandatory=False)
 
-        await _publish_all(n, publish)
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - start
+        rate = await timed(n, counter, publish_windowed(n, WINDOW, publish))
         await publisher.exchange_delete(exchange_name)
-    return n / elapsed
+    return rate
 
 
 async def _delete_exchanges(url: str, *names: str) -> None:

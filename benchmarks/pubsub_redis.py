@@ -20,12 +20,11 @@ import argparse
 import asyncio
 import base64
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
+from benchmarks._pubsub_common import Counter, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.redis import RedisBroker
 
@@ -34,39 +33,6 @@ WINDOW = 32  # publishes in flight (each holds a pooled connection)
 BATCH = 100
 BODY = b'{"id": 1, "name": "John"}'
 HEADER = {"Content-Type": "application/json", "Micro-Topic": "bench", "Micro-Id": "1"}
-
-
-class Counter:
-    """Counts received messages; ``done`` is set at ``n``."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.count, self.done = n, 0, asyncio.Event()
-
-    def hit(self, k: int = 1) -> None:
-        self.count += k
-        if self.count >= self.n:
-            self.done.set()
-
-
-async def _timed(n: int, counter: Counter, publish: Callable[[], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    slots = asyncio.Semaphore(WINDOW)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def one() -> None:
-        try:
-            await publish()
-        finally:
-            slots.release()
-
-    for _ in range(n):
-        await slots.acquire()
-        task = asyncio.create_task(one())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-    await asyncio.wait_for(counter.done.wait(), 120)
-    return n / (time.perf_counter() - start)
 
 
 async def run_micro(n: int, url: str = URL, *, streams: bool = True) -> float:
@@ -81,7 +47,8 @@ async def run_micro(n: int, url: str = URL, *, streams: bool = True) -> float:
     try:
         async with RedisBroker(address=url, streams=streams, batch=BATCH) as broker:
             await broker.subscribe(topic, handler, queue="bench" if streams else None)
-            return await _timed(n, counter, lambda: broker.publish(topic, message))
+            publish_all = publish_windowed(n, WINDOW, lambda i: broker.publish(topic, message))
+            return await timed(n, counter, publish_all)
     finally:
         await _delete(url, topic)
 
@@ -97,12 +64,13 @@ async def run_raw(n: int, url: str = URL, *, streams: bool = True) -> float:
             await client.xgroup_create(topic, "bench", id="$", mkstream=True)
             reader = asyncio.create_task(_raw_group_reader(client, topic, counter))
             fields = {"header": header, "body": BODY}
-            rate = await _timed(n, counter, lambda: client.xadd(topic, fields))  # type: ignore[arg-type]
+            publish_all = publish_windowed(n, WINDOW, lambda i: client.xadd(topic, fields))  # type: ignore[arg-type]
         else:
             envelope = b'{"Header":' + header + b',"Body":"' + base64.b64encode(BODY) + b'"}'
             reader = asyncio.create_task(_raw_channel_reader(client, topic, counter))
             await asyncio.sleep(0.2)  # subscribed before the first publish
-            rate = await _timed(n, counter, lambda: client.publish(topic, envelope))
+            publish_all = publish_windowed(n, WINDOW, lambda i: client.publish(topic, envelope))
+        rate = await timed(n, counter, publish_all)
         await reader  # it stops by itself once everything arrived
         return rate
     finally:

@@ -14,7 +14,8 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from micro.broker import BrokerError, Event, Handler, Message, Subscription
+from micro.broker import BrokerError, Handler, Message
+from micro.broker._common import CountedEvent, RetryingSubscription, RetryOptions
 
 log = logging.getLogger("micro.broker.nats")
 
@@ -22,19 +23,12 @@ EPHEMERAL_IDLE = 60.0  # a crashed broadcast subscriber's consumer is removed af
 
 
 @dataclass(frozen=True, slots=True)
-class JetStreamOptions:
-    """What every JetStream subscription of one broker shares."""
+class JetStreamOptions(RetryOptions):
+    """What every JetStream subscription of one broker shares (``delay``: the nak delay)."""
 
     ack_wait: float
-    max_deliver: int
-    backoff: tuple[float, ...]
-    dlq_suffix: str
     max_ack_pending: int
     publish_timeout: float
-
-    def delay(self, delivery: int) -> float:
-        """The nak delay after failed delivery number ``delivery`` (1-based)."""
-        return self.backoff[min(delivery, len(self.backoff)) - 1]
 
 
 def safe_name(prefix: str, text: str) -> str:
@@ -81,7 +75,7 @@ def _header_value(text: str) -> str:
     return " ".join(text.split())[:1000]  # NATS header values cannot hold CR/LF
 
 
-class JetStreamEvent(Event):
+class JetStreamEvent(CountedEvent):
     """A JetStream delivery; ``delivery`` counts this message's deliveries (1 the first)."""
 
     __slots__ = ("_msg", "_sub", "delivery", "message", "settled", "topic")
@@ -110,19 +104,12 @@ class JetStreamEvent(Event):
         except Exception as exc:
             raise BrokerError(f"ack of {self.label} failed: {exc!r}", id="go.micro.broker") from exc
 
-    async def nack(self, *, requeue: bool = True) -> None:
-        """Redeliver after the backoff delay, or (``requeue=False``) dead-letter now."""
-        if self.settled:
-            return
-        self.settled = True
-        if requeue:
-            await self._sub.nak(self)
-        else:
-            await self._sub.dead_letter(self, "rejected by the handler")
 
-
-class JetStreamSubscription(Subscription):
+class JetStreamSubscription(RetryingSubscription[JetStreamEvent]):
     """A push consumer whose messages run the handler one at a time."""
+
+    log = log  # the shared retry policy logs as micro.broker.nats
+    _opts: JetStreamOptions
 
     def __init__(
         self,
@@ -183,36 +170,10 @@ class JetStreamSubscription(Subscription):
 
     async def _deliver(self, msg: Msg) -> None:
         event = JetStreamEvent(self, msg, msg.metadata.num_delivered)
-        if event.delivery > self._opts.max_deliver:  # earlier deliveries crashed or timed out
-            reason = f"delivered {event.delivery} times without an ack"
-            await self.dead_letter(event, reason)
-            return
-        try:
-            await self._handler(event)
-        except Exception as exc:  # the subscription outlives a failing handler
-            log.error(
-                "handler for %s failed on message %s (delivery %d of %d): %r",
-                event.topic,
-                event.label,
-                event.delivery,
-                self._opts.max_deliver,
-                exc,
-            )
-            await self._settle_failure(event, exc)
-            return
-        if self._auto_ack and not event.settled:
+        if await self.handle(event):
             await _quiet(event.ack())
 
-    async def _settle_failure(self, event: JetStreamEvent, exc: Exception) -> None:
-        if event.settled:
-            return
-        event.settled = True
-        if event.delivery >= self._opts.max_deliver:
-            await self.dead_letter(event, repr(exc))
-        else:
-            await self.nak(event)
-
-    async def nak(self, event: JetStreamEvent) -> None:
+    async def retry(self, event: JetStreamEvent) -> None:
         """Ask the server to redeliver after the backoff delay for this delivery."""
         await _quiet(event._msg.nak(delay=self._opts.delay(event.delivery)))
 
@@ -236,7 +197,7 @@ class JetStreamSubscription(Subscription):
                 await self._js.publish(subject, msg.data, headers=headers)
         except Exception as exc:
             log.error("cannot dead-letter %s to %s, redelivering: %r", event.label, subject, exc)
-            await self.nak(event)
+            await self.retry(event)
             return
         await _quiet(msg.term())
         log.error(

@@ -19,7 +19,8 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from micro.broker import BrokerError, Event, Handler, Message, Subscription
+from micro.broker import BrokerError, Handler, Message
+from micro.broker._common import CountedEvent, RetryingSubscription, RetryOptions
 
 log = logging.getLogger("micro.broker.redis")
 
@@ -36,18 +37,11 @@ async def call(result: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamOptions:
+class StreamOptions(RetryOptions):
     """What every stream subscription of one broker shares."""
 
-    max_deliver: int
-    backoff: tuple[float, ...]
     claim_idle: float
     batch: int
-    dlq_suffix: str
-
-    def delay(self, delivery: int) -> float:
-        """The retry delay after failed delivery number ``delivery`` (1-based)."""
-        return self.backoff[min(delivery, len(self.backoff)) - 1]
 
     @property
     def block_ms(self) -> int:
@@ -80,10 +74,12 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-class RedisEvent(Event):
+class RedisEvent(CountedEvent):
     """A stream delivery; ``delivery`` counts this entry's deliveries (1 the first)."""
 
     __slots__ = ("_sub", "delivery", "entry_id", "fields", "message", "settled", "topic")
+
+    _sub: StreamSubscription
 
     def __init__(
         self, sub: StreamSubscription, entry_id: bytes, fields: Fields, delivery: int
@@ -107,19 +103,12 @@ class RedisEvent(Event):
             self.settled = True
             await self._sub.ack_now(self.entry_id)
 
-    async def nack(self, *, requeue: bool = True) -> None:
-        """Retry after the backoff delay, or (``requeue=False``) dead-letter now."""
-        if self.settled:
-            return
-        self.settled = True
-        if requeue:
-            self._sub.retry_later(self)
-        else:
-            await self._sub.dead_letter(self, "rejected by the handler")
 
-
-class StreamSubscription(Subscription):
+class StreamSubscription(RetryingSubscription[RedisEvent]):
     """A consumer in a consumer group, and the task that reads and runs the handler."""
+
+    log = log  # the shared retry policy logs as micro.broker.redis
+    _opts: StreamOptions
 
     def __init__(
         self,
@@ -249,34 +238,9 @@ class StreamSubscription(Subscription):
             log.error("undecodable entry %s in %s: %s", event.label, self.key, exc)
             await self.dead_letter(event, str(exc))
             return
-        if event.delivery > self._opts.max_deliver:
-            await self.dead_letter(event, f"delivered {event.delivery} times without an ack")
-            return
-        try:
-            await self._handler(event)
-        except Exception as exc:  # the loop outlives a failing handler
-            log.error(
-                "handler for %s failed on message %s (delivery %d of %d): %r",
-                self.topic,
-                event.label,
-                event.delivery,
-                self._opts.max_deliver,
-                exc,
-            )
-            await self._settle_failure(event, exc)
-            return
-        if self._auto_ack and not event.settled:
+        if await self.handle(event):
             event.settled = True
             self._acks.append(event.entry_id)
-
-    async def _settle_failure(self, event: RedisEvent, exc: Exception) -> None:
-        if event.settled:
-            return
-        event.settled = True
-        if event.delivery >= self._opts.max_deliver:
-            await self.dead_letter(event, repr(exc))
-        else:
-            self.retry_later(event)
 
     async def _flush_acks(self) -> None:
         acks, self._acks = self._acks, []
@@ -290,7 +254,7 @@ class StreamSubscription(Subscription):
         except redis.exceptions.RedisError as exc:
             raise BrokerError(f"ack of {entry_id!r} failed: {exc!r}", id="go.micro.broker") from exc
 
-    def retry_later(self, event: RedisEvent) -> None:
+    async def retry(self, event: RedisEvent) -> None:
         """Deliver the entry again to this consumer after the backoff delay (XCLAIM)."""
         task = asyncio.create_task(self._retry(event))
         self._retries[task] = True

@@ -28,7 +28,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from micro.broker import Broker, BrokerError, Event, Handler, Message, Subscription
+from micro.broker import Broker, BrokerError, Handler, Message, Subscription
+from micro.broker._common import AtMostOnceEvent, check_retries, deliver_at_most_once
 from micro.broker._nats_js import JetStreamOptions, JetStreamSubscription, ensure_stream
 
 __all__ = ["NatsBroker", "NatsEvent"]
@@ -50,22 +51,10 @@ def parse_servers(address: str) -> list[str]:
     return servers
 
 
-class NatsEvent(Event):
+class NatsEvent(AtMostOnceEvent):
     """A core NATS delivery: at-most-once, so ``ack`` and ``nack`` do nothing."""
 
-    __slots__ = ("message", "topic")
-
-    delivery = 1
-
-    def __init__(self, topic: str, message: Message) -> None:
-        self.topic = topic
-        self.message = message
-
-    async def ack(self) -> None:
-        """Nothing to acknowledge in core NATS."""
-
-    async def nack(self, *, requeue: bool = True) -> None:
-        """Nothing to redeliver in core NATS; the message is gone."""
+    __slots__ = ()
 
 
 class CoreSubscription(Subscription):
@@ -83,15 +72,7 @@ class CoreSubscription(Subscription):
     async def _on_msg(self, msg: Msg) -> None:
         message = Message(dict(msg.headers) if msg.headers else {}, msg.data)
         event = NatsEvent(msg.subject, message)
-        try:
-            await self._handler(event)
-        except Exception as exc:  # the subscription outlives a failing handler
-            log.error(
-                "handler for %s failed on message %s (dropped, core NATS is at-most-once): %r",
-                msg.subject,
-                event.id or "-",
-                exc,
-            )
+        await deliver_at_most_once(self._handler, event, engine="core NATS", logger=log)
 
     async def unsubscribe(self) -> None:
         sub, self._sub = self._sub, None
@@ -137,10 +118,7 @@ class NatsBroker(Broker):
         publish_timeout: float = 5.0,
         name: str = "micro",
     ) -> None:
-        if max_deliver < 1:
-            raise ValueError("max_deliver must be at least 1")
-        if not backoff or any(delay < 0 for delay in backoff):
-            raise ValueError("backoff needs one or more delays >= 0")
+        check_retries(max_deliver, backoff)
         self._servers = parse_servers(address)
         self._jetstream = jetstream
         self.capabilities = frozenset(

@@ -28,7 +28,8 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from micro.broker import Broker, BrokerError, Event, Handler, Message, Subscription
+from micro.broker import Broker, BrokerError, Handler, Message, Subscription
+from micro.broker._common import AtMostOnceEvent, check_retries, deliver_at_most_once
 from micro.broker._redis_streams import StreamOptions, StreamSubscription, call, encode
 
 __all__ = ["RedisBroker", "RedisPubSubEvent"]
@@ -59,22 +60,10 @@ def parse_url(address: str) -> str:
     return address if "://" in address else f"redis://{address}"
 
 
-class RedisPubSubEvent(Event):
+class RedisPubSubEvent(AtMostOnceEvent):
     """A pub/sub delivery: at-most-once, so ``ack`` and ``nack`` do nothing."""
 
-    __slots__ = ("message", "topic")
-
-    delivery = 1
-
-    def __init__(self, topic: str, message: Message) -> None:
-        self.topic = topic
-        self.message = message
-
-    async def ack(self) -> None:
-        """Nothing to acknowledge in Redis pub/sub."""
-
-    async def nack(self, *, requeue: bool = True) -> None:
-        """Nothing to redeliver in Redis pub/sub; the message is gone."""
+    __slots__ = ()
 
 
 class PubSubSubscription(Subscription):
@@ -120,15 +109,7 @@ class PubSubSubscription(Subscription):
             log.error("dropped an undecodable message on %s: %s", self._channel, exc)
             return
         event = RedisPubSubEvent(self.topic, Message(envelope.Header, envelope.Body))
-        try:
-            await self._handler(event)
-        except Exception as exc:  # the loop outlives a failing handler
-            log.error(
-                "handler for %s failed on message %s (dropped, pub/sub is at-most-once): %r",
-                self.topic,
-                event.id or "-",
-                exc,
-            )
+        await deliver_at_most_once(self._handler, event, engine="pub/sub", logger=log)
 
     async def unsubscribe(self) -> None:
         if self._stopping:
@@ -179,10 +160,7 @@ class RedisBroker(Broker):
         dlq_suffix: str = ":dlq",
         connect_timeout: float = 5.0,
     ) -> None:
-        if max_deliver < 1:
-            raise ValueError("max_deliver must be at least 1")
-        if not backoff or any(delay < 0 for delay in backoff):
-            raise ValueError("backoff needs one or more delays >= 0")
+        check_retries(max_deliver, backoff)
         if claim_idle <= 0 or batch < 1 or (maxlen is not None and maxlen < 1):
             raise ValueError("claim_idle, batch and maxlen must be positive")
         self._url = parse_url(address)

@@ -12,8 +12,8 @@ import pytest
 from micro.broker import Event, Message
 from micro.broker.mqtt import MqttBroker, MqttEvent
 from micro.errors import BrokerError
+from tests.broker.helpers import Inbox, msg
 from tests.broker.mqtt.conftest import Mqtt
-from tests.broker.rabbitmq.helpers import Inbox, msg
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from micro.broker.mqtt import MqttEvent
+from tests.broker.helpers import Inbox, msg
 from tests.broker.mqtt.conftest import Mqtt
 from tests.broker.mqtt.private_mosquitto import PrivateMosquitto
-from tests.broker.rabbitmq.helpers import Inbox, msg
 
 pytestmark = pytest.mark.integration
 

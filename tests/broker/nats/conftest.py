@@ -3,52 +3,29 @@ and a private JetStream server (own port and store) for tests that kill or resta
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
 
-from .helpers import Inbox, free_port, wait_port
+from tests.broker.helpers import PrivateServer
 
 SHARED = "nats://127.0.0.1:4222"
-CHILD = Path(__file__).with_name("subscriber_child.py")
 
-__all__ = ["SHARED", "Inbox", "PrivateNats", "child_subscriber", "free_port", "wait_port"]
+__all__ = ["SHARED", "PrivateNats"]
 
 
-class PrivateNats:
+class PrivateNats(PrivateServer):
     """``nats-server -js`` on a free loopback port with its store in ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+    scheme = "nats"
 
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
+    def command(self) -> list[str]:
         cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js"]
         cmd += ["-sd", str(self.directory / "store"), "-l", str(self.directory / "nats.log")]
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, the server runs on
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        await wait_port(self.port)
-
-    def kill(self) -> None:
-        """SIGKILL: the crash case, no clean shutdown."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+        return cmd
 
 
 @pytest.fixture
@@ -74,24 +51,3 @@ async def topic() -> AsyncIterator[str]:
                 await js.delete_stream(info.config.name or "")
     finally:
         await nc.close()
-
-
-@contextlib.contextmanager
-def child_subscriber(
-    url: str, topic: str, queue: str, options: str = "{}"
-) -> Iterator[subprocess.Popen[str]]:
-    """A subscriber process that reports ``GOT <body>`` and then hangs in its handler."""
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), url, topic, queue, options],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": "src"},
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()

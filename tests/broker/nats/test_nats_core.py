@@ -11,8 +11,9 @@ import pytest
 from micro import plugins
 from micro.broker import BrokerError, Event, Message
 from micro.broker.nats import NatsBroker, parse_servers
+from tests.broker.helpers import Inbox, free_port
 
-from .conftest import SHARED, Inbox, free_port
+from .conftest import SHARED
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ from nats.js.api import DiscardPolicy, StreamConfig
 from micro.broker import BrokerError, Event, Message
 from micro.broker._nats_js import JetStreamEvent
 from micro.broker.nats import NatsBroker
+from tests.broker.helpers import Inbox, child_subscriber, readline
 
-from .conftest import SHARED, Inbox, child_subscriber
+from .conftest import SHARED
 
 pytestmark = pytest.mark.integration
 
@@ -152,14 +153,11 @@ async def test_refused_publish_raises_and_bad_topics_are_rejected(topic: str) ->
 @pytest.mark.slow
 async def test_member_killed_before_ack_gets_message_redelivered(topic: str) -> None:
     options = '{"ack_wait": 1.0}'
-    with child_subscriber(SHARED, topic, "crashers", options) as child:
-        assert child.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 15)
-        assert line.strip() == "READY"
+    with child_subscriber("nats", SHARED, topic, "crashers", options) as child:
+        assert await readline(child) == "READY"
         async with js_broker(ack_wait=1.0) as broker:
             await broker.publish(topic, Message({"Micro-Id": "crash-1"}, b"survive me"))
-            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 15)
-            assert line.strip() == "GOT survive me"
+            assert await readline(child) == "GOT survive me"
             child.kill()  # SIGKILL mid-handler: no ack, no clean shutdown
             child.wait(10)
             survivor = Inbox()

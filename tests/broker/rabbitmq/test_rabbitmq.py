@@ -12,8 +12,9 @@ import pytest
 from micro.broker import Event, Message
 from micro.broker.rabbitmq import RabbitmqBroker, RabbitmqEvent
 from micro.errors import BrokerError
+from tests.broker.helpers import Inbox, msg
 from tests.broker.rabbitmq.conftest import Rabbit
-from tests.broker.rabbitmq.helpers import Inbox, msg, read_queue
+from tests.broker.rabbitmq.helpers import read_queue
 
 pytestmark = pytest.mark.integration
 

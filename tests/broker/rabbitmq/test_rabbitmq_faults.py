@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from micro.broker.rabbitmq import RabbitmqEvent
+from tests.broker.helpers import Inbox, msg
 from tests.broker.rabbitmq.conftest import Rabbit
-from tests.broker.rabbitmq.helpers import Inbox, msg
 from tests.broker.rabbitmq.private_node import PrivateRabbit
 
 pytestmark = pytest.mark.integration

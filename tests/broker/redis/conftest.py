@@ -3,54 +3,30 @@ after, and a private persistent redis-server (own port and directory) to kill an
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from ..nats.helpers import Inbox, free_port, wait_port
+from tests.broker.helpers import PrivateServer
 
-__all__ = ["SHARED", "Inbox", "PrivateRedis", "child_subscriber", "free_port"]
+__all__ = ["SHARED", "PrivateRedis"]
 
 SHARED = "redis://127.0.0.1:6379"
-CHILD = Path(__file__).with_name("subscriber_child.py")
 
 
-class PrivateRedis:
+class PrivateRedis(PrivateServer):
     """redis-server on a free loopback port, AOF fsynced on every write, in ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+    scheme = "redis"
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
+    def command(self) -> list[str]:
         cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         cmd += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
         cmd += ["--logfile", str(self.directory / "redis.log")]
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, the server runs on
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        await wait_port(self.port)
-
-    def kill(self) -> None:
-        """SIGKILL: the crash case, no clean shutdown."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+        return cmd
 
 
 @pytest.fixture
@@ -75,27 +51,3 @@ async def topic() -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
-
-
-@contextlib.contextmanager
-def child_subscriber(url: str, topic: str, queue: str) -> Iterator[subprocess.Popen[str]]:
-    """A subscriber process that reports ``GOT <body>`` and then hangs in its handler."""
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), url, topic, queue],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": "src"},
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-async def readline(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
-    assert proc.stdout is not None
-    return (await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)).strip()

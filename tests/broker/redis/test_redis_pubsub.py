@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 
 from micro.broker import BrokerError, Event, Message
 from micro.broker.redis import RedisBroker
+from tests.broker.helpers import Inbox
 
-from .conftest import SHARED, Inbox
+from .conftest import SHARED
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,9 @@ from micro import plugins
 from micro.broker import BrokerError, Event, Message
 from micro.broker._redis_streams import RedisEvent
 from micro.broker.redis import RedisBroker, parse_url
+from tests.broker.helpers import Inbox, child_subscriber, free_port, readline
 
-from .conftest import SHARED, Inbox, child_subscriber, free_port, readline
+from .conftest import SHARED
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +159,7 @@ async def test_bad_address_and_unconnected_use_raise_broker_error() -> None:
 
 @pytest.mark.slow
 async def test_member_killed_before_ack_gets_message_redelivered(topic: str) -> None:
-    with child_subscriber(SHARED, topic, "crashers") as child:
+    with child_subscriber("redis", SHARED, topic, "crashers") as child:
         assert await readline(child) == "READY"
         async with streams_broker(claim_idle=1.0) as broker:
             await broker.publish(topic, Message({"Micro-Id": "crash-1"}, b"survive me"))
