@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Registry, Result, Service, group_by_version
 from micro.registry._consul_http import ConsulClient
 from micro.registry._consul_tags import decode_entry, encode_tags, node_address
+from micro.registry._watch import Follow, WatchQueue, diff, watch_queue
 
 __all__ = ["ConsulRegistry"]
 
@@ -81,7 +83,7 @@ class ConsulRegistry(Registry):
         self._consistency = "stale" if allow_stale else "default"
         self._client: ConsulClient | None = None
         self._registered: dict[str, bytes] = {}  # node id -> what we last registered
-        self._watchers: set[asyncio.Queue[Result | None]] = set()
+        self._watchers: set[WatchQueue] = set()
 
     async def start(self) -> None:
         """Create the HTTP client (connections are made per request)."""
@@ -198,27 +200,17 @@ class ConsulRegistry(Registry):
 
     async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
         await self._api()
-        queue: asyncio.Queue[Result | None] = asyncio.Queue()
-        self._watchers.add(queue)
+        follow: Follow = self._watch_all
         if service is not None:
-            ready = asyncio.get_running_loop().create_future()
-            task = asyncio.ensure_future(self._watch_service(service, queue, ready, False))
-        else:
-            ready = asyncio.get_running_loop().create_future()
-            task = asyncio.ensure_future(self._watch_all(queue, ready))
-        try:
-            await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
-            while (result := await queue.get()) is not None:
+            follow = functools.partial(self._watch_service, service, report_first=False)
+        async with contextlib.aclosing(watch_queue(self._watchers, follow)) as results:
+            async for result in results:
                 yield result
-        finally:
-            self._watchers.discard(queue)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def _watch_service(
         self,
         name: str,
-        queue: asyncio.Queue[Result | None],
+        queue: WatchQueue,
         ready: asyncio.Future[None] | None,
         report_first: bool,
     ) -> None:
@@ -237,16 +229,14 @@ class ConsulRegistry(Registry):
                 continue
             failures = 0
             if index is not None or report_first:
-                for result in _diff(known, nodes):
+                for result in diff(known, nodes):
                     queue.put_nowait(result)
             known = nodes
             if ready is not None and not ready.done():
                 ready.set_result(None)
             index = _next_index(index, new_index)
 
-    async def _watch_all(
-        self, queue: asyncio.Queue[Result | None], ready: asyncio.Future[None]
-    ) -> None:
+    async def _watch_all(self, queue: WatchQueue, ready: asyncio.Future[None]) -> None:
         """Blocking queries on the catalog, one service watch per name."""
         tasks: dict[str, asyncio.Task[None]] = {}
         index: str | None = None
@@ -275,16 +265,6 @@ class ConsulRegistry(Registry):
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-
-
-def _diff(old: dict[str, Service], new: dict[str, Service]) -> list[Result]:
-    results = [Result("delete", svc) for key, svc in old.items() if key not in new]
-    for key, svc in new.items():
-        if key not in old:
-            results.append(Result("create", svc))
-        elif old[key] != svc:
-            results.append(Result("update", svc))
-    return results
 
 
 def _next_index(old: str | None, new: str | None) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Registry, Result, Service, group_by_version
 from micro.registry._k8s_pods import LABEL_TYPE, SELECTOR_PREFIX, key_name, pod_services
 from micro.registry._k8s_pods import register_patch as _patch
+from micro.registry._watch import WatchQueue, diff, watch_queue
 
 __all__ = ["KubernetesRegistry"]
 
@@ -81,7 +83,7 @@ class KubernetesRegistry(Registry):
         self._token, self._verify, self.watch_timeout = token, verify_tls, watch_timeout
         self._api: client.ApiClient | None = None
         self._mine: dict[str, Service] = {}  # what this pod carries
-        self._watchers: set[asyncio.Queue[Result | None]] = set()
+        self._watchers: set[WatchQueue] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
@@ -208,26 +210,16 @@ class KubernetesRegistry(Registry):
         selector = f"{LABEL_TYPE}=service"
         if service is not None:
             selector = f"{SELECTOR_PREFIX}{key_name(service)}=service"
-        queue: asyncio.Queue[Result | None] = asyncio.Queue()
-        self._watchers.add(queue)
-        ready = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(self._follow(selector, service, queue, ready))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        try:
-            await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
-            while (result := await queue.get()) is not None:
+        follow = functools.partial(self._follow, selector, service)
+        async with contextlib.aclosing(watch_queue(self._watchers, follow, self._tasks)) as results:
+            async for result in results:
                 yield result
-        finally:
-            self._watchers.discard(queue)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def _follow(
         self,
         selector: str,
         only: str | None,
-        queue: asyncio.Queue[Result | None],
+        queue: WatchQueue,
         ready: asyncio.Future[None],
     ) -> None:
         """List, then watch from that version; on any break list again and report the diff."""
@@ -238,7 +230,7 @@ class KubernetesRegistry(Registry):
                 version, pods = await self._list(selector)
                 now = _index(pods, only)
                 if known is not None:
-                    for result in _diff(known, now):
+                    for result in diff(known, now):
                         queue.put_nowait(result)
                 known = now
                 if not ready.done():
@@ -260,7 +252,7 @@ class KubernetesRegistry(Registry):
         only: str | None,
         version: str | None,
         known: dict[PodKey, Service],
-        queue: asyncio.Queue[Result | None],
+        queue: WatchQueue,
     ) -> None:
         core = await self._core()
         rsp = await core.list_namespaced_pod(
@@ -283,7 +275,7 @@ class KubernetesRegistry(Registry):
                 services = {} if kind == "DELETED" else pod_services(pod)
                 now = {(pod_name, n): s for n, s in services.items() if only in (None, n)}
                 was = {k: v for k, v in known.items() if k[0] == pod_name}
-                for result in _diff(was, now):
+                for result in diff(was, now):
                     queue.put_nowait(result)
                 for key in was:
                     known.pop(key, None)
@@ -310,16 +302,6 @@ def _index(pods: list[Any], only: str | None) -> dict[PodKey, Service]:
             if only in (None, svc_name):
                 out[(name, svc_name)] = svc
     return out
-
-
-def _diff(old: dict[PodKey, Service], new: dict[PodKey, Service]) -> list[Result]:
-    results = [Result("delete", svc) for key, svc in old.items() if key not in new]
-    for key, svc in new.items():
-        if key not in old:
-            results.append(Result("create", svc))
-        elif old[key] != svc:
-            results.append(Result("update", svc))
-    return results
 
 
 def _pod_name(pod: Any) -> str:

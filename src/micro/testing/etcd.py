@@ -21,6 +21,7 @@ async tests call them directly or through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import shutil
 import signal
@@ -31,6 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 __all__ = ["EtcdCluster", "EtcdServer", "free_port"]
 
@@ -51,7 +53,30 @@ def _binary(name: str) -> str:
     return path
 
 
-class EtcdServer:
+class _Managed(abc.ABC):
+    """``with``: ``start()`` on enter (``close()`` again if that fails), ``close()`` on exit."""
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class EtcdServer(_Managed):
     """One etcd member (a single-node cluster unless ``cluster`` names the others).
 
     Args:
@@ -231,21 +256,8 @@ class EtcdServer:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> EtcdServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class EtcdCluster:
+class EtcdCluster(_Managed):
     """``size`` members on loopback, each with its own ports and directory."""
 
     def __init__(self, size: int = 3, *, host: str = "127.0.0.1") -> None:
@@ -270,16 +282,3 @@ class EtcdCluster:
     def close(self) -> None:
         for member in self.members:
             member.close()
-
-    def __enter__(self) -> EtcdCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -15,11 +15,8 @@ from micro.errors import BadRequest, ConnectionClosed, MicroError, PayloadTooLar
 from micro.transport import Message
 from micro.transport._http_conn import HttpConnection
 from micro.transport._http_wire import (
-    NAMES,
     TRANSPORT_ID,
     encode,
-    header_name,
-    header_value,
     request_prefix,
     status_error,
 )
@@ -45,8 +42,6 @@ class HttpClientSocket(HttpConnection):
         self._prefix = request_prefix(address)
         self._parser = httptools.HttpResponseParser(self)
         self._status = 200
-        self._content_length = -1
-        self._chunked = False
         self._until_eof = False  # no length and not chunked: the body ends with the connection
         self._stop_error: MicroError | None = None  # set by a callback that stops the parser
         self._failed = False
@@ -104,23 +99,6 @@ class HttpClientSocket(HttpConnection):
             transport.close()
 
     # ------------------------------------------------------------------ parser callbacks
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = NAMES.get(name)
-        if key is None:
-            key = NAMES.learn(name)
-        if key:
-            try:
-                text = value.decode()
-            except UnicodeDecodeError:
-                text = header_value(value)
-            self._headers.setdefault(key, text)
-        elif self._in_head:  # a header the transport consumes (ignored in trailers)
-            key = header_name(name)
-            if key == "Content-Length":
-                self._content_length = int(value)
-            elif key == "Transfer-Encoding":
-                self._chunked = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False

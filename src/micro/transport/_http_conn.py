@@ -14,7 +14,13 @@ from typing import Any
 
 from micro.errors import ConnectionClosed, MicroError
 from micro.transport import Message, Socket
-from micro.transport._http_wire import TRANSPORT_ID, join_address
+from micro.transport._http_wire import (
+    NAMES,
+    TRANSPORT_ID,
+    header_name,
+    header_value,
+    join_address,
+)
 
 # Reading pauses when this many parsed messages wait for recv() (or max_body bytes of them).
 QUEUE_HIGH = 32
@@ -27,7 +33,7 @@ def _fresh(exc: MicroError) -> MicroError:
 
 
 class HttpConnection(Socket, asyncio.Protocol):
-    """One TCP connection speaking HTTP/1.1; subclasses add the parser callbacks."""
+    """One TCP connection speaking HTTP/1.1; subclasses add the parser callbacks but on_header."""
 
     def __init__(self, *, max_body: int, max_header: int) -> None:
         self.max_body = max_body
@@ -49,6 +55,9 @@ class HttpConnection(Socket, asyncio.Protocol):
         self._in_message = False
         self._in_head = False
         self._head_bytes = 0
+        # framing read from the head, consumed (and reset) by on_headers_complete
+        self._content_length = -1
+        self._chunked = False
 
     # ------------------------------------------------------------------ Socket API
 
@@ -145,6 +154,28 @@ class HttpConnection(Socket, asyncio.Protocol):
         self._headers = {}
         self._in_message = self._in_head = True
         self._head_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = NAMES.get(name)
+        if key is None:
+            key = NAMES.learn(name)
+        if key:
+            try:
+                text = value.decode()
+            except UnicodeDecodeError:
+                text = header_value(value)
+            self._headers.setdefault(key, text)
+        elif self._in_head:  # a header the transport consumes (ignored in trailers)
+            key = header_name(name)
+            if key == "Content-Length":
+                self._content_length = int(value)
+            elif key == "Transfer-Encoding":
+                self._chunked = True
+            else:
+                self._hop_header(key, value)
+
+    def _hop_header(self, key: str, value: bytes) -> None:
+        """Any other header of the head the transport consumes; a side that needs one reads it."""
 
     def _take_body(self) -> bytes:
         chunks = self._chunks

@@ -21,14 +21,11 @@ from micro.transport import Handler, Listener, Message
 from micro.transport._http_conn import HttpConnection
 from micro.transport._http_wire import (
     CONTINUE,
-    NAMES,
     RESPONSE_CLOSE_PREFIX,
     RESPONSE_PREFIX,
     TRANSPORT_ID,
     encode,
     error_response,
-    header_name,
-    header_value,
     join_address,
 )
 
@@ -57,8 +54,6 @@ class HttpServerSocket(HttpConnection):
         super().__init__(max_body=listener.max_body, max_header=listener.max_header)
         self._listener = listener
         self._parser = httptools.HttpRequestParser(self)
-        self._content_length = -1
-        self._chunked = False
         self._expect = False
         self._upgrade = False
         self._upgrade_length = -1  # body length of a POST that also asked for an Upgrade
@@ -171,26 +166,8 @@ class HttpServerSocket(HttpConnection):
 
     # ------------------------------------------------------------------ parser callbacks
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = NAMES.get(name)
-        if key is None:
-            key = NAMES.learn(name)
-        if key:
-            try:
-                text = value.decode()
-            except UnicodeDecodeError:
-                text = header_value(value)
-            self._headers.setdefault(key, text)
-        elif self._in_head:  # a header the transport consumes (ignored in trailers)
-            self._hop_header(header_name(name), value)
-
     def _hop_header(self, key: str, value: bytes) -> None:
-        # the framing state lives until on_headers_complete consumes (and resets) it
-        if key == "Content-Length":
-            self._content_length = int(value)
-        elif key == "Transfer-Encoding":
-            self._chunked = True
-        elif key == "Expect":
+        if key == "Expect":
             self._expect = value.lower() == b"100-continue"
         elif key == "Upgrade":
             self._upgrade = True
