@@ -422,10 +422,10 @@ class RpcClient(Client):
         await asyncio.sleep(delay)
 
     async def _select(self, selector: Selector, req: Request, opts: CallOptions) -> Next:
+        # only the hashed strategy reads metadata: build the merged copy only when there is any
+        metadata = md.outgoing(opts.metadata) if opts.metadata or md.get() else None
         try:
-            return await selector.select(
-                req.service, filters=opts.filters, metadata=md.outgoing(opts.metadata)
-            )
+            return await selector.select(req.service, filters=opts.filters, metadata=metadata)
         except ServiceNotFound as exc:
             registry = self.registry or getattr(selector, "registry", None)
             where = f" (no node in the {registry.name} registry)" if registry is not None else ""
