@@ -152,6 +152,16 @@ def test_blocking_client_with_bad_options_fails_before_any_thread() -> None:
     client.close()
 
 
+@pytest.fixture
+def interactive_sigint() -> Iterator[None]:
+    """The SIGINT handler an interactive Ctrl-C meets: a shell starts background jobs with
+    SIGINT ignored, and Python then keeps it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("interactive_sigint")
 def test_ctrl_c_while_waiting_cancels_the_call(remote: Remote) -> None:
     remote.server.handlers["G.Slow"] = slow(5.0)
     with BlockingClient(transport="http") as client:
