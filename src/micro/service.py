@@ -345,8 +345,7 @@ class Service:
         self._build()
         await self._run_hooks("before_start")
         await self._server.start()
-        self._started = True
-        log.info("service %s serving on %s", self.name, self._server.address)
+        self._started = True  # the server logs where it serves
         await self._run_hooks("after_start")
 
     async def stop(self) -> None:
