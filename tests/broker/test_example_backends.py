@@ -1,4 +1,6 @@
-"""examples/pubsub on every broker: the same two services, only MICRO_BROKER changes."""
+"""examples/pubsub on every broker: the same two services in two processes, only MICRO_BROKER
+changes; the mailer's @service.subscribe gets typed events from the users service's
+client.publish and answers with its own publish."""
 
 from __future__ import annotations
 
@@ -71,11 +73,9 @@ async def test_pubsub_example_on_backend(backend: str, prefix: str) -> None:
         assert users.returncode == 0, out
         lines = sorted(out.decode().split("\n")[:3])
         assert lines == [f"welcomed {n} by mailer" for n in (1, 2, 3)]
+        mailer.send_signal(signal.SIGTERM)  # the mailer drains and exits on SIGTERM
+        assert await asyncio.wait_for(mailer.wait(), 20) == 0
     finally:
         if mailer.returncode is None:
-            mailer.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(mailer.wait(), 20)
-            except TimeoutError:
-                mailer.kill()
-                await mailer.wait()
+            mailer.kill()
+            await mailer.wait()

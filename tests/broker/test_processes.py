@@ -121,31 +121,3 @@ async def test_queue_member_killed_mid_stream_loses_nothing(
     assert set(victim.got) | set(survivor.got) == set(range(total))
     assert publisher.stats["undelivered"] == 0
     assert publisher.stats["retried"] >= 1  # what the victim held was sent again
-
-
-async def test_pubsub_example_across_processes() -> None:
-    """Two Services in two processes: the mailer's @service.subscribe gets typed events from
-    the users service's client.publish and answers with its own publish."""
-    env = {**os.environ, "MICRO_BROKER": "http", "PYTHONPATH": str(ROOT / "src")}
-    mailer = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "examples/pubsub/subscriber.py"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    try:
-        assert mailer.stderr is not None
-        async with asyncio.timeout(20):
-            async for line in mailer.stderr:
-                if b"serving on" in line:
-                    break
-        users = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "examples/pubsub/publisher.py"), "3",
-            stdout=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        out, _ = await asyncio.wait_for(users.communicate(), 40)
-        assert users.returncode == 0, out
-        assert sorted(out.decode().split("\n")[:3]) == [
-            f"welcomed {n} by mailer" for n in (1, 2, 3)
-        ]
-    finally:
-        mailer.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(mailer.wait(), 20)
