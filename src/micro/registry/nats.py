@@ -79,7 +79,10 @@ class NatsRegistry(Registry):
             ``127.0.0.1:4222``.
         prefix: subject prefix, so unrelated deployments (or test runs) share one NATS;
             default ``MICRO_NATS_REGISTRY_PREFIX``, else ``micro.registry``.
-        timeout: the longest a lookup waits for its first answer, in seconds.
+        timeout: the longest a lookup waits for its first answer, in seconds. It costs
+            nothing when no node is there (NATS says "no responders" at once); it only
+            bounds the wait for a registry instance that is subscribed but slow to answer
+            (a busy event loop), so it is generous.
         gather: how long a lookup keeps listening after the last answer.
         user, password, token, tls: NATS authentication and TLS (an ``ssl.SSLContext``);
             user and password default to ``MICRO_REGISTRY_USERNAME``/``_PASSWORD``.
@@ -93,7 +96,7 @@ class NatsRegistry(Registry):
         *,
         address: str | Sequence[str] | None = None,
         prefix: str | None = None,
-        timeout: float = 0.5,
+        timeout: float = 2.0,
         gather: float = 0.05,
         user: str | None = None,
         password: str | None = None,

@@ -119,6 +119,23 @@ async def test_foreign_and_corrupt_messages_are_skipped(
             await nc.close()
 
 
+async def test_a_busy_instance_is_still_found(make: Make) -> None:
+    """An instance whose loop is busy answers late; a lookup waits for it (not 0.5 s)."""
+    async with make() as a, make() as b:
+        await a.register(_svc("busy"), ttl=30)
+        answer = a._answer
+
+        async def slow(msg: object, names: list[str]) -> None:
+            await asyncio.sleep(1.0)
+            await answer(msg, names)  # type: ignore[arg-type]
+
+        a._answer = slow  # type: ignore[method-assign]
+        started = time.monotonic()
+        found = await b.get_service("busy")
+        assert [n.id for s in found for n in s.nodes] == ["n1"]
+        assert time.monotonic() - started >= 1.0
+
+
 async def test_a_lapsed_registration_stops_answering(make: Make) -> None:
     async with make() as a, make() as b:
         await a.register(_svc("lapse"), ttl=0.5)
