@@ -242,6 +242,39 @@ async def test_disconnect_mid_request_leaves_nothing(transport: HttpTransport) -
     assert all(isinstance(e, ConnectionClosed) for e in recorder.endings)
 
 
+@pytest.mark.parametrize("stalled", ["head", "body"])
+async def test_a_request_too_slow_to_arrive_gets_408(stalled: str) -> None:
+    """A client that starts a request and stalls is cut off; an idle kept-alive one is not."""
+    transport = HttpTransport(linger=0.2, read_timeout=0.3)
+    try:
+        recorder = Recorder(reply=echo)
+        listener = await transport.listen("127.0.0.1:0", recorder)
+        host, port = listener.address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(post(b"first"))  # answered, then the connection idles past the timeout
+        await asyncio.sleep(0.5)
+        partial = POST + b"X-Half: " if stalled == "head" else post(b"0123456789")[:-4]
+        for byte in partial[:-1]:  # trickled: each byte in time, the whole request not
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.002)
+        writer.write(partial[-1:])
+        async with asyncio.timeout(5):
+            raw = await reader.read()
+        writer.close()
+        first, _, refusal = raw.partition(b"first")
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        status, headers, error = parse_refusal(refusal)
+        assert (status, headers["Connection"], error.code) == (408, "close", 408)
+        assert "within 0.3s" in error.detail
+        await asyncio.wait_for(recorder.ended.wait(), 5.0)
+        assert [m.body for m in recorder.messages] == [b"first"]
+        assert isinstance(recorder.endings[0], ConnectionClosed)
+        assert await listener.wait_closed(5.0)
+        await assert_still_serving(listener.address)
+    finally:
+        await transport.close()
+
+
 async def test_pipelined_requests_pause_reading(transport: HttpTransport) -> None:
     gate = asyncio.Event()
     sockets: list[HttpServerSocket] = []

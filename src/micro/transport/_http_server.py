@@ -2,7 +2,9 @@
 parsed with ``httptools.HttpRequestParser``, and the :class:`HttpListener` that owns them.
 
 The transport answers on its own only what a handler could not: bytes that are not HTTP
-(400), a method other than POST (405), a body over ``max_body`` (413). It writes the
+(400), a method other than POST (405), a body over ``max_body`` (413), a request whose head
+and body do not arrive in full within ``read_timeout`` seconds of its first byte (408: a
+stalled or deliberately slow client never holds a handler's memory for long). It writes the
 response with ``Connection: close``, half-closes, discards what the peer still sends for a
 short while (so the kernel does not turn the close into a reset that eats the answer), then
 closes. The handler's ``recv`` raises :class:`~micro.errors.ConnectionClosed`.
@@ -32,6 +34,7 @@ from micro.transport._http_wire import (
 logger = logging.getLogger("micro.transport.http")
 
 LINGER_SECONDS = 2.0
+READ_TIMEOUT_SECONDS = 30.0
 _POST = b"POST"
 
 
@@ -63,6 +66,7 @@ class HttpServerSocket(HttpConnection):
         self._close_at: Message | None = None
         self._close_after_send = False
         self._refusal: _Refuse | None = None
+        self._reading: asyncio.TimerHandle | None = None  # the read_timeout of a request
 
     @property
     def idle(self) -> bool:
@@ -110,6 +114,7 @@ class HttpServerSocket(HttpConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        self._read_done()
         self._listener._detach(self)
         super().connection_lost(exc)
 
@@ -152,6 +157,7 @@ class HttpServerSocket(HttpConnection):
 
     def _refuse(self, status: int, detail: str, allow: str = "") -> None:
         self._ignore_input = True
+        self._read_done()
         reason = f"refused a request from {self.remote} with {status}: {detail}"
         self.abort_reads(ConnectionClosed(reason, id=TRANSPORT_ID), drop_queued=True)
         transport = self.transport
@@ -164,7 +170,23 @@ class HttpServerSocket(HttpConnection):
             transport.write_eof()
         self._linger = self._loop.call_later(self._listener.linger, transport.close)
 
+    def _read_done(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
+
+    def _read_timed_out(self) -> None:
+        self._reading = None
+        timeout = self._listener.read_timeout
+        self._refuse(408, f"request not received in full within {timeout:g}s of its first byte")
+
     # ------------------------------------------------------------------ parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._listener.read_timeout and self._reading is None:
+            timeout = self._listener.read_timeout
+            self._reading = self._loop.call_later(timeout, self._read_timed_out)
 
     def _hop_header(self, key: str, value: bytes) -> None:
         if key == "Expect":
@@ -209,6 +231,8 @@ class HttpServerSocket(HttpConnection):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        if self._upgrade_length < 0:
+            self._read_done()
         if self._close_at is not None:
             return  # pipelined after a Connection: close request: never answered, dropped
         if self._upgrade_length >= 0:  # the body follows as "upgraded" bytes
@@ -247,6 +271,7 @@ class HttpServerSocket(HttpConnection):
             return b""
         self._upgrade_length = -1
         self._in_message = False
+        self._read_done()
         message = Message(self._upgrade_headers, self._take_body())
         self._upgrade_headers = {}
         self._deliver(message)
@@ -262,11 +287,18 @@ class HttpListener(Listener):
     """
 
     def __init__(
-        self, handler: Handler, *, max_body: int, max_header: int, linger: float = LINGER_SECONDS
+        self,
+        handler: Handler,
+        *,
+        max_body: int,
+        max_header: int,
+        linger: float = LINGER_SECONDS,
+        read_timeout: float | None = READ_TIMEOUT_SECONDS,
     ) -> None:
         self.max_body = max_body
         self.max_header = max_header
         self.linger = linger
+        self.read_timeout = read_timeout
         self._handler = handler
         self._server: asyncio.Server | None = None
         self._address = ""

@@ -45,7 +45,12 @@ import asyncio
 from micro.errors import ConnectError
 from micro.transport import DEFAULT_MAX_BODY, Handler, Transport
 from micro.transport._http_client import HttpClientSocket
-from micro.transport._http_server import LINGER_SECONDS, HttpListener, HttpServerSocket
+from micro.transport._http_server import (
+    LINGER_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    HttpListener,
+    HttpServerSocket,
+)
 from micro.transport._http_wire import (
     DEFAULT_DIAL_TIMEOUT,
     DEFAULT_MAX_HEADER,
@@ -67,8 +72,11 @@ class HttpTransport(Transport):
             (default 64 KiB); a larger request head is answered ``400``.
         dial_timeout: seconds ``dial`` waits for a connection when it gets no ``timeout``.
         backlog: the listen backlog of the accepting socket.
-        linger: seconds a refused connection (400/405/413) keeps discarding the peer's
+        linger: seconds a refused connection (400/405/408/413) keeps discarding the peer's
             bytes after the answer, before it closes.
+        read_timeout: seconds a request may take to arrive in full (head and body) from its
+            first byte; a slower one is answered ``408`` and the connection closed (default
+            30; None or 0 waits forever). Idle kept-alive connections are not affected.
     """
 
     name = "http"
@@ -81,6 +89,7 @@ class HttpTransport(Transport):
         dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
         backlog: int = 1024,
         linger: float = LINGER_SECONDS,
+        read_timeout: float | None = READ_TIMEOUT_SECONDS,
     ) -> None:
         if max_body < 0 or max_header <= 0:
             raise ValueError("max_body and max_header must be positive")
@@ -89,6 +98,7 @@ class HttpTransport(Transport):
         self.dial_timeout = dial_timeout
         self.backlog = backlog
         self.linger = linger
+        self.read_timeout = read_timeout
         self._listeners: set[HttpListener] = set()
         self._dialed: set[HttpClientSocket] = set()
 
@@ -127,7 +137,11 @@ class HttpTransport(Transport):
         """
         host, port = split_address(address, default_host="0.0.0.0")
         listener = HttpListener(
-            handler, max_body=self.max_body, max_header=self.max_header, linger=self.linger
+            handler,
+            max_body=self.max_body,
+            max_header=self.max_header,
+            linger=self.linger,
+            read_timeout=self.read_timeout,
         )
         try:
             await listener.start(host, port, backlog=self.backlog)
