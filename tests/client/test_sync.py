@@ -81,6 +81,18 @@ def test_blocking_call_from_plain_code(remote: Remote) -> None:
         client.call("greeter", "G.H", {}, address=remote.address)
 
 
+class Echo(msgspec.Struct):
+    a: int
+
+
+def test_blocking_call_decodes_into_the_response_type(remote: Remote) -> None:
+    with BlockingClient(transport="http") as client:
+        rsp = client.call("g", "G.H", {"a": 7}, response_type=Echo, address=remote.address)
+        assert rsp == Echo(a=7)
+        with pytest.raises(TypeError, match="timout"):
+            client.call("g", "G.H", {}, address=remote.address, timout=1)  # type: ignore[call-overload]
+
+
 def test_blocking_errors_keep_their_class(remote: Remote) -> None:
     remote.server.handlers["G.Missing"] = fail(NotFound("nothing here", id="greeter"))
     remote.server.handlers["G.Slow"] = slow(5.0)

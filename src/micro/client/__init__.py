@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 import msgspec
 
@@ -33,6 +33,7 @@ from micro.selector import Filter
 __all__ = [
     "Backoff",
     "CallFunc",
+    "CallKeywords",
     "CallOptions",
     "CallWrapper",
     "Client",
@@ -83,6 +84,21 @@ class CallOptions(msgspec.Struct, frozen=True):
     filters: tuple[Filter, ...] = ()
     metadata: Mapping[str, str] | None = None
     dial_timeout: float = 5.0
+
+
+class CallKeywords(TypedDict, total=False):
+    """The per-call keyword options of ``call`` and ``stream`` (see :meth:`Client.call`).
+
+    Wrappers and facades take them as ``**options: Unpack[CallKeywords]`` and pass them on,
+    so the option list is written once for every signature that only forwards it.
+    """
+
+    timeout: float | None
+    retries: int | None
+    address: str | Sequence[str] | None
+    content_type: str | None
+    filters: Sequence[Filter]
+    metadata: Mapping[str, str] | None
 
 
 CallFunc = Callable[[Node, Request, CallOptions], Awaitable[Any]]

@@ -26,7 +26,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from micro import metadata as md
 from micro import plugins
@@ -34,6 +34,7 @@ from micro.broker import Broker
 from micro.client import (
     Backoff,
     CallFunc,
+    CallKeywords,
     CallOptions,
     CallWrapper,
     Client,
@@ -231,12 +232,7 @@ class RpcClient(Client):
         request: Any = None,
         *,
         response_type: type[T],
-        timeout: float | None = None,
-        retries: int | None = None,
-        address: str | Sequence[str] | None = None,
-        content_type: str | None = None,
-        filters: Sequence[Filter] = (),
-        metadata: Mapping[str, str] | None = None,
+        **options: Unpack[CallKeywords],
     ) -> T: ...
 
     @overload
@@ -247,12 +243,7 @@ class RpcClient(Client):
         request: Any = None,
         *,
         response_type: Any = Any,
-        timeout: float | None = None,
-        retries: int | None = None,
-        address: str | Sequence[str] | None = None,
-        content_type: str | None = None,
-        filters: Sequence[Filter] = (),
-        metadata: Mapping[str, str] | None = None,
+        **options: Unpack[CallKeywords],
     ) -> Any: ...
 
     async def call(

@@ -21,12 +21,12 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from collections.abc import Coroutine, Iterator, Mapping
+from typing import Any, Self, TypeVar, Unpack, overload
 
+from micro.client import CallKeywords
 from micro.client.rpc import RpcClient
 from micro.client.stream import RpcStream
-from micro.selector import Filter
 
 __all__ = ["BlockingClient", "BlockingStream"]
 
@@ -65,6 +65,18 @@ class BlockingClient:
         """The event loop the client runs on."""
         return self._ensure()[0]
 
+    @overload
+    def call(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = None,
+        *,
+        response_type: type[T],
+        **options: Unpack[CallKeywords],
+    ) -> T: ...
+
+    @overload
     def call(
         self,
         service: str,
@@ -72,28 +84,26 @@ class BlockingClient:
         request: Any = None,
         *,
         response_type: Any = Any,
-        timeout: float | None = None,
-        retries: int | None = None,
-        address: str | Sequence[str] | None = None,
-        content_type: str | None = None,
-        filters: Sequence[Filter] = (),
-        metadata: Mapping[str, str] | None = None,
+        **options: Unpack[CallKeywords],
+    ) -> Any: ...
+
+    def call(
+        self,
+        service: str,
+        endpoint: str,
+        request: Any = None,
+        *,
+        response_type: Any = Any,
+        **options: Unpack[CallKeywords],
     ) -> Any:
-        """Call and wait; arguments, result and errors as :meth:`RpcClient.call`."""
+        """Call and wait; arguments, result and errors as :meth:`RpcClient.call`.
+
+        ``options`` are the per-call keywords (``timeout``, ``retries``, ``address``,
+        ``content_type``, ``filters``, ``metadata``) of :meth:`micro.client.Client.call`.
+        """
         client = self.client
         return self.run(
-            client.call(
-                service,
-                endpoint,
-                request,
-                response_type=response_type,
-                timeout=timeout,
-                retries=retries,
-                address=address,
-                content_type=content_type,
-                filters=filters,
-                metadata=metadata,
-            )
+            client.call(service, endpoint, request, response_type=response_type, **options)
         )
 
     def publish(
@@ -115,12 +125,7 @@ class BlockingClient:
         request: Any = None,
         *,
         response_type: Any = Any,
-        timeout: float | None = None,
-        retries: int | None = None,
-        address: str | Sequence[str] | None = None,
-        content_type: str | None = None,
-        filters: Sequence[Filter] = (),
-        metadata: Mapping[str, str] | None = None,
+        **options: Unpack[CallKeywords],
     ) -> BlockingStream:
         """Open a stream and return it (an iterator and a context manager).
 
@@ -128,16 +133,7 @@ class BlockingClient:
         closes the stream when they end.
         """
         stream = self.client.stream(
-            service,
-            endpoint,
-            request,
-            response_type=response_type,
-            timeout=timeout,
-            retries=retries,
-            address=address,
-            content_type=content_type,
-            filters=filters,
-            metadata=metadata,
+            service, endpoint, request, response_type=response_type, **options
         )
         self.run(stream.open())
         return BlockingStream(self, stream)
