@@ -41,6 +41,7 @@ from micro.client import (
     Request,
     RetryPredicate,
 )
+from micro.client.deadline import TaskDeadline
 from micro.client.options import ClientSettings, parse_duration, timeout_header
 from micro.client.pool import Pool
 from micro.client.retries import exponential_backoff, retry_on_error
@@ -277,21 +278,15 @@ class RpcClient(Client):
             self.dial_timeout,
         )
         req = Request(service, endpoint, request, content_type or self.content_type, response_type)
-        # asyncio.timeout_at() semantics, inlined: the context manager's two coroutines cost
-        # about as much as the rest of the client's own work per call
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("RpcClient.call must run inside an asyncio task")
-        expiry = _Expiry(task)
-        handle = loop.call_at(deadline, expiry.fire)
+        expiry = TaskDeadline(deadline, loop)
         try:
             return await self._run(req, opts, self._call)
         except asyncio.CancelledError:
-            if expiry.fired and task.uncancel() <= expiry.cancelling:
+            if expiry.expired():
                 raise _timeout(req, opts) from None
             raise
         finally:
-            handle.cancel()
+            expiry.cancel()
 
     async def publish(
         self,
@@ -514,21 +509,6 @@ class RpcClient(Client):
 
     def next_id(self) -> str:
         return str(next(self._ids))
-
-
-class _Expiry:
-    """Cancels a call's task at its deadline, remembering that it did."""
-
-    __slots__ = ("cancelling", "fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()
-        self.fired = False
-
-    def fire(self) -> None:
-        self.fired = True
-        self.task.cancel()
 
 
 def _addresses(address: str | Sequence[str] | None) -> tuple[str, ...]:

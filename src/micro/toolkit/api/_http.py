@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from starlette.types import Receive, Scope, Send
 
+from micro.client.deadline import TaskDeadline
 from micro.errors import BadRequest, MicroError, PayloadTooLarge
 from micro.registry import Endpoint
 from micro.toolkit.api._errors import API_ID
@@ -66,25 +67,6 @@ class RawResponse:
         await send({"type": "http.response.body", "body": body})
 
 
-class _Deadline:
-    """Cancels the reading task once the body is overdue, remembering that it did.
-
-    ``asyncio.timeout`` does the same with two coroutines and a state machine; this is one
-    timer handle, which matters on a path that runs for every request.
-    """
-
-    __slots__ = ("cancelling", "fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()
-        self.fired = False
-
-    def fire(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
 async def read_body(scope: Scope, receive: Receive, *, limit: int, timeout: float) -> bytes:
     """The whole request body, refusing more than ``limit`` bytes or a client too slow.
 
@@ -99,20 +81,17 @@ async def read_body(scope: Scope, receive: Receive, *, limit: int, timeout: floa
             raise BadRequest(f"invalid Content-Length {declared!r}", id=API_ID)
         if int(declared) > limit:
             raise PayloadTooLarge(f"body of {declared} bytes exceeds {limit}", id=API_ID)
-    task = asyncio.current_task()
-    if task is None:
-        raise RuntimeError("read_body must run inside an asyncio task")
-    deadline = _Deadline(task)
-    handle = asyncio.get_running_loop().call_later(timeout, deadline.fire)
+    loop = asyncio.get_running_loop()
+    deadline = TaskDeadline(loop.time() + timeout, loop)  # one timer: this runs per request
     try:
         return await _receive_all(receive, limit)
     except asyncio.CancelledError:
-        if deadline.fired and task.uncancel() <= deadline.cancelling:
+        if deadline.expired():
             detail = f"request body not received within {timeout:g}s"
             raise RequestTimeout(detail, id=API_ID) from None
         raise
     finally:
-        handle.cancel()
+        deadline.cancel()
 
 
 async def _receive_all(receive: Receive, limit: int) -> bytes:
