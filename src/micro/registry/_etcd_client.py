@@ -204,6 +204,12 @@ class EtcdClient:
         reply = await self._call(lambda md: self._kv.Range(request, **md))
         return reply.header.revision, [_kv(kv) for kv in reply.kvs]
 
+    async def revision(self, prefix: bytes) -> int:
+        """The store's current revision (read with a count-only range: no values move)."""
+        request = rpc.RangeRequest(key=prefix, range_end=prefix_end(prefix), count_only=True)
+        reply = await self._call(lambda md: self._kv.Range(request, **md))
+        return int(reply.header.revision)
+
     async def get(self, key: bytes) -> KeyValue | None:
         reply = await self._call(lambda md: self._kv.Range(rpc.RangeRequest(key=key), **md))
         return _kv(reply.kvs[0]) if reply.kvs else None

@@ -247,7 +247,10 @@ class EtcdRegistry(Registry):
         prefix = self.service_prefix(service) if service else self.prefix.encode()
         self._etcd()
         closed = self._closed
-        revision = 0  # where the next stream starts: after the last event seen
+        try:  # changes from now on, even if the first stream breaks before it is in place
+            revision = await self._etcd().revision(prefix) + 1
+        except (EtcdError, RegistryError):
+            revision = 0  # unreachable: the first stream that gets through says "now"
         failures = 0
         while not closed.is_set():
             try:

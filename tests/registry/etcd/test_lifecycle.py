@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 from micro.errors import ServiceNotFound
 from micro.registry import Node, Result, Service
+from micro.registry._etcd_client import Batch, EtcdError
 from micro.registry.etcd import EtcdRegistry
 from micro.testing.etcd import EtcdServer
 from tests.registry.etcd.conftest import etcdctl, raw_kvs
@@ -111,6 +113,34 @@ async def test_watch_reports_every_change_in_order(registry: EtcdRegistry) -> No
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_first_watch_stream_that_breaks_loses_no_change(
+    etcd: EtcdServer, registry: EtcdRegistry, prefix: str
+) -> None:
+    """A change made while the first stream fails before etcd confirmed it is still seen."""
+    client = registry._etcd()
+    real_watch = client.watch
+    calls = 0
+
+    async def first_breaks(key: bytes, start: int) -> AsyncIterator[Batch]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a change lands, then the stream dies before it is in place
+            async with EtcdRegistry(address=etcd.address, prefix=prefix) as other:
+                await other.register(_svc("gap", Node("g1", "127.0.0.1:1")), ttl=30)
+            raise EtcdError("stream reset before created", "UNAVAILABLE")
+        async for batch in real_watch(key, start):
+            yield batch
+
+    client.watch = first_breaks  # type: ignore[method-assign]
+    watch = registry.watch("gap")
+    try:
+        result = await asyncio.wait_for(anext(watch), 10)
+        assert (result.action, result.service.nodes[0].id) == ("create", "g1")
+        assert calls == 2
+    finally:
+        await watch.aclose()
 
 
 async def test_a_node_moving_to_another_version_is_an_update(registry: EtcdRegistry) -> None:
