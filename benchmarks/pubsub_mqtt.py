@@ -11,6 +11,11 @@ ack, what MqttBroker does). Both clients use paho's default of 20 QoS 1 messages
 (mosquitto's ``max_inflight_messages`` is 20 as well). The figure is received messages per
 second, from the first publish to the last message handled. Topics are unique per run,
 nothing is retained, sessions end on disconnect (session expiry 0).
+
+MQTT has no end-to-end flow control: mosquitto holds at most ``max_queued_messages`` (1000
+by default) QoS 1 messages for a subscriber beyond those in flight and silently drops the
+rest, even while it is connected. So on both sides a publish also waits until fewer than
+``LAG`` messages are published but not yet received (``LAG`` < 1000: nothing is dropped).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -33,6 +39,7 @@ ADDRESS = "127.0.0.1:1883"
 # while more than 10 are pending; 10 also stays under paho's and mosquitto's 20 in flight,
 # so no publish waits in paho's local queue.
 WINDOW = 10
+LAG = 500  # messages published but not yet received, at most (mosquitto queues 1000)
 TIMEOUT = 10.0  # seconds for connect, subscribe and a PUBACK (MqttBroker's default)
 BODY = b'{"id": 1, "name": "John"}'
 
@@ -42,10 +49,30 @@ def _host_port(address: str) -> tuple[str, int]:
     return (host, int(port)) if host else (port, 1883)
 
 
+class _Paced(Counter):
+    """A Counter that also hands out ``LAG`` publish credits, one given back per receipt."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.credits = asyncio.Semaphore(LAG)
+
+    def hit(self, k: int = 1) -> None:
+        super().hit(k)
+        for _ in range(k):
+            self.credits.release()
+
+    def paced(self, publish: Callable[[int], Awaitable[None]]) -> Callable[[int], Awaitable[None]]:
+        async def one(i: int) -> None:
+            await self.credits.acquire()
+            await publish(i)
+
+        return one
+
+
 async def run_micro(n: int, address: str = ADDRESS) -> float:
     """Received msgs/s through MqttBroker (QoS 1, one broadcast subscriber)."""
     topic = f"bench/micro/{uuid.uuid4().hex[:8]}"
-    counter = Counter(n)
+    counter = _Paced(n)
 
     async def handler(event: Event) -> None:
         counter.hit()
@@ -54,18 +81,18 @@ async def run_micro(n: int, address: str = ADDRESS) -> float:
     async with broker:
         await broker.subscribe(topic, handler)
         header = {"Content-Type": "application/json", "Micro-Topic": topic}
-        publish_all = publish_windowed(
-            n,
-            WINDOW,
-            lambda i: broker.publish(topic, Message({**header, "Micro-Id": str(i)}, BODY)),
-        )
+
+        async def publish(i: int) -> None:
+            await broker.publish(topic, Message({**header, "Micro-Id": str(i)}, BODY))
+
+        publish_all = publish_windowed(n, WINDOW, counter.paced(publish))
         return await timed(n, counter, publish_all)
 
 
 async def run_raw(n: int, address: str = ADDRESS) -> float:
     """Received msgs/s through aiomqtt alone, doing what MqttBroker does."""
     topic = f"bench/raw/{uuid.uuid4().hex[:8]}"
-    counter = Counter(n)
+    counter = _Paced(n)
     host, port = _host_port(address)
 
     def client(identifier: str) -> aiomqtt.Client:
@@ -96,7 +123,7 @@ async def run_raw(n: int, address: str = ADDRESS) -> float:
             await publisher.publish(topic, BODY, qos=1, properties=props, timeout=TIMEOUT)
 
         try:
-            rate = await timed(n, counter, publish_windowed(n, WINDOW, publish))
+            rate = await timed(n, counter, publish_windowed(n, WINDOW, counter.paced(publish)))
             await reader  # it stops by itself once everything arrived
         finally:
             reader.cancel()
@@ -104,7 +131,7 @@ async def run_raw(n: int, address: str = ADDRESS) -> float:
     return rate
 
 
-async def _raw_reader(client: aiomqtt.Client, counter: Counter) -> None:
+async def _raw_reader(client: aiomqtt.Client, counter: _Paced) -> None:
     async for message in client.messages:
         dict(getattr(message.properties, "UserProperty", None) or ())  # decode as micro does
         bytes(message.payload)
