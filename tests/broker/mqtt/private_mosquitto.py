@@ -16,7 +16,7 @@ from tests.broker.rabbitmq.private_node import free_port
 class PrivateMosquitto:
     """``mosquitto -c <conf>`` with ``persistence`` on or off; ``restart()`` keeps the port."""
 
-    def __init__(self, *, persistence: bool) -> None:
+    def __init__(self, *, persistence: bool, extra: str = "") -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="micro-mosquitto-")
         self.dir = Path(self.tmp.name)
         # mosquitto started as root drops to the `mosquitto` user, which must write here
@@ -28,7 +28,7 @@ class PrivateMosquitto:
             "allow_anonymous true\n"
             f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {self.dir}/\n"
-            f"log_dest file {self.dir}/mosquitto.log\n"
+            f"log_dest file {self.dir}/mosquitto.log\n" + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -116,3 +116,50 @@ async def test_live_subscription_reconnects_after_a_server_restart() -> None:
     finally:
         await mqtt.cleanup()
         await asyncio.to_thread(server.close)
+
+
+@pytest.mark.parametrize(("limit", "all_arrive"), [(5, False), (0, True)])
+async def test_a_subscriber_far_behind_loses_what_the_server_will_not_queue(
+    limit: int, all_arrive: bool
+) -> None:
+    """mosquitto drops QoS 1 messages past ``max_queued_messages`` even for a live subscriber.
+
+    The publisher got its PUBACK for each; ``max_queued_messages 0`` (no limit) keeps them all.
+    """
+    server = PrivateMosquitto(persistence=False, extra=f"max_queued_messages {limit}\n")
+    await server.start()
+    mqtt = Mqtt(server.address)
+    try:
+        topic = mqtt.topic("behind")
+        release = asyncio.Event()
+        got: list[str] = []
+
+        async def slow(event: MqttEvent) -> None:
+            await release.wait()
+            got.append(event.id)
+
+        subscriber = await mqtt.broker(qos=1, concurrency=1)
+        await subscriber.subscribe(topic, slow)
+        publisher = await mqtt.broker(qos=1)
+        sent = 60
+        for i in range(sent):
+            await publisher.publish(topic, msg(str(i)))  # each one PUBACKed by the server
+        release.set()
+        await _quiet(got, settle=1.0)
+        if all_arrive:
+            assert got == [f"id-{i}" for i in range(sent)]
+        else:
+            assert 0 < len(got) < sent
+            assert got == sorted(got, key=lambda i: int(i[3:]))  # what arrives, in order
+    finally:
+        await mqtt.cleanup()
+        await asyncio.to_thread(server.close)
+
+
+async def _quiet(got: list[str], settle: float) -> None:
+    """Wait until ``got`` stops growing for ``settle`` seconds (at most 20 s)."""
+    async with asyncio.timeout(20):
+        seen = -1
+        while len(got) != seen:
+            seen = len(got)
+            await asyncio.sleep(settle)
