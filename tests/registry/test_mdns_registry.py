@@ -251,7 +251,7 @@ async def test_silent_go_style_responder_is_kept_alive_by_refresh_queries(
     a._net.close()  # the process "dies": no goodbye, no answers
     started = time.monotonic()
     assert (await _next(watch, 3.0)).action == "delete"
-    assert time.monotonic() - started <= 2.1
+    assert time.monotonic() - started <= 2.5  # the 2 s record TTL, not zeroconf's 75 min
     a._published.clear()
 
 

@@ -36,7 +36,7 @@ async def test_unknown_name_is_answered_at_once(make: Make) -> None:
         with pytest.raises(ServiceNotFound):
             await registry.get_service("nobody-holds-this")
         assert await registry.list_services() == []
-        assert time.monotonic() - started < 0.3  # NATS "no responders", not the timeout
+        assert time.monotonic() - started < 1.0  # NATS "no responders", not the 2 s timeout
 
 
 async def test_watch_events_arrive_in_order(make: Make) -> None:
