@@ -304,6 +304,24 @@ async def test_auth_rejects_before_any_call(stack: Stack) -> None:
     assert (await http.get("/health")).status_code == 200
 
 
+async def open_sesame(token: str, scope: object) -> bool:
+    """An ``--auth-function`` for the test below (async, as a real check would be)."""
+    await asyncio.sleep(0)
+    return token == "sesame"
+
+
+async def test_auth_by_an_imported_function(stack: Stack) -> None:
+    from micro.toolkit.api.auth import import_check
+
+    _, http = await stack.gateway(auth=import_check("tests.toolkit.api.test_app:open_sesame"))
+
+    async def status(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return (await http.post("/calc/add", json={"a": 1}, headers=headers)).status_code
+
+    assert (await status("sesame"), await status("other")) == (200, 401)
+
+
 async def test_auth_by_service(stack: Stack) -> None:
     from micro.toolkit.api.auth import service_check
 

@@ -75,6 +75,11 @@ def test_cors_and_limits() -> None:
         (["--max-body", "lots"], "is not a size"),
         (["--address", "nowhere"], "expected host:port"),
         (["--timeout", "0"], "timeout must be > 0"),
+        (["--auth-tokens", " , "], "auth: no tokens given"),
+        (["--auth-function", "checks"], "auth function 'checks': use module:function"),
+        (["--auth-function", "no_such_module:check"], "No module named 'no_such_module'"),
+        (["--auth-function", "json:nope"], "has no attribute 'nope'"),
+        (["--auth-function", "json:__name__"], "auth function 'json:__name__' is not callable"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(
