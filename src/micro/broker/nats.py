@@ -28,11 +28,14 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
+from micro._nats import settle
 from micro.broker import Broker, BrokerError, Handler, Message, Subscription
 from micro.broker._common import AtMostOnceEvent, check_retries, deliver_at_most_once
 from micro.broker._nats_js import JetStreamOptions, JetStreamSubscription, ensure_stream
 
 __all__ = ["NatsBroker", "NatsEvent"]
+
+_SETTLE_TIMEOUT = 2  # seconds for the server to confirm a new subscription
 
 log = logging.getLogger("micro.broker.nats")
 
@@ -68,6 +71,7 @@ class CoreSubscription(Subscription):
 
     async def start(self, nc: NatsClient) -> None:
         self._sub = await nc.subscribe(self.topic, queue=self.queue or "", cb=self._on_msg)
+        await settle(nc, _SETTLE_TIMEOUT)  # in place at the server before subscribe returns
 
     async def _on_msg(self, msg: Msg) -> None:
         message = Message(dict(msg.headers) if msg.headers else {}, msg.data)

@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
+from micro._nats import settle
 from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Node, Registry, Result, Service, group_by_version
 from micro.registry._nats_table import NodeTable
@@ -145,7 +146,7 @@ class NatsRegistry(Registry):
                 for entries in self._local.values():
                     for entry in entries.values():
                         await nc.publish(*self._event(entry.service, "delete", None))
-                await nc.flush(timeout=1)
+                await settle(nc, 1)
         for entries in self._local.values():
             for entry in entries.values():
                 if entry.timer is not None:
@@ -217,7 +218,7 @@ class NatsRegistry(Registry):
             await self._subscribe_queries(nc, service.name)  # before any announcement
             for subject, body in events:
                 await nc.publish(subject, body)
-            await nc.flush(timeout=_FLUSH_TIMEOUT)
+            await settle(nc, _FLUSH_TIMEOUT)
         except (NatsError, OSError, TimeoutError) as exc:
             raise RegistryError(f"nats registry: register {service.name}: {exc}", id=_ID) from exc
 
@@ -245,7 +246,7 @@ class NatsRegistry(Registry):
                 if entry.timer is not None:
                     entry.timer.cancel()
                 await nc.publish(*self._event(entry.service, "delete", None))
-            await nc.flush(timeout=_FLUSH_TIMEOUT)
+            await settle(nc, _FLUSH_TIMEOUT)
         except (NatsError, OSError, TimeoutError) as exc:
             raise RegistryError(f"nats registry: deregister {service.name}: {exc}", id=_ID) from exc
 
@@ -370,7 +371,7 @@ class NatsRegistry(Registry):
         self._watchers.add(queue)
         seed = asyncio.ensure_future(self._seed(service, queue))
         try:
-            await nc.flush(timeout=_FLUSH_TIMEOUT)
+            await settle(nc, _FLUSH_TIMEOUT)
             async with contextlib.aclosing(_fold(queue)) as results:
                 async for result in results:
                     yield result

@@ -32,6 +32,18 @@ async def test_broadcast_reaches_every_subscriber_with_headers(topic: str) -> No
             assert event.id == "m1"
 
 
+async def test_a_publish_from_elsewhere_right_after_subscribe_arrives(topic: str) -> None:
+    """subscribe returns once the server has the subscription, not merely queued it."""
+    async with NatsBroker(address=SHARED) as publisher:
+        for i in range(50):
+            async with NatsBroker(address=SHARED) as subscriber:  # a fresh connection each time
+                inbox = Inbox()
+                await subscriber.subscribe(f"{topic}.{i}", inbox)
+                await publisher.publish(f"{topic}.{i}", Message({}, b"now"))
+                (event,) = await inbox.wait(1)
+                assert event.message.body == b"now"
+
+
 async def test_queue_group_members_share_without_duplicates(topic: str) -> None:
     async with NatsBroker(address=SHARED) as broker:
         members = [Inbox(), Inbox()]
