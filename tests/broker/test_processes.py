@@ -28,6 +28,7 @@ class Sub:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.got: list[int] = []
+        self.odd: list[bytes] = []  # lines that are not READY or GOT <n> (shown on failure)
         self.ready = asyncio.Event()
         self.reader = asyncio.create_task(self._read())
 
@@ -37,8 +38,10 @@ class Sub:
             text = line.decode().split()
             if text == ["READY"]:
                 self.ready.set()
-            elif text and text[0] == "GOT":
+            elif len(text) == 2 and text[0] == "GOT" and text[1].isdigit():
                 self.got.append(int(text[1]))
+            else:
+                self.odd.append(line)
 
     def kill(self) -> None:
         if self.proc.returncode is None:
@@ -118,6 +121,6 @@ async def test_queue_member_killed_mid_stream_loses_nothing(
             await wait_for(lambda: len(victim.got) > 5)
             victim.kill()
     await wait_for(lambda: set(victim.got) | set(survivor.got) >= set(range(total)), 30)
-    assert set(victim.got) | set(survivor.got) == set(range(total))
+    assert set(victim.got) | set(survivor.got) == set(range(total)), (victim.odd, survivor.odd)
     assert publisher.stats["undelivered"] == 0
     assert publisher.stats["retried"] >= 1  # what the victim held was sent again

@@ -137,7 +137,11 @@ def test_curl_done_when(api: tuple[Proc, str]) -> None:
     ).stdout.decode()
     body, status = out.rsplit("\n", 1)
     assert (status, json.loads(body)) == ("200", {"msg": "Hello John"})
-    assert '"POST /greeter/say-hello HTTP/1.1" 200' in proc.text()  # the access log
+    logged = '"POST /greeter/say-hello HTTP/1.1" 200'  # the access log, written after the reply
+    deadline = time.monotonic() + 5
+    while logged not in proc.text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged in proc.text()
 
 
 def test_http_client_over_every_rpc_path(api: tuple[Proc, str], ns: str) -> None:
