@@ -66,7 +66,7 @@ class HttpServerSocket(HttpConnection):
         self._close_at: Message | None = None
         self._close_after_send = False
         self._refusal: _Refuse | None = None
-        self._reading: asyncio.TimerHandle | None = None  # the read_timeout of a request
+        self._began = 0.0  # loop time the request being read began; 0: none (read_timeout)
 
     @property
     def idle(self) -> bool:
@@ -171,22 +171,18 @@ class HttpServerSocket(HttpConnection):
         self._linger = self._loop.call_later(self._listener.linger, transport.close)
 
     def _read_done(self) -> None:
-        if self._reading is not None:
-            self._reading.cancel()
-            self._reading = None
+        self._began = 0.0
 
     def _read_timed_out(self) -> None:
-        self._reading = None
-        timeout = self._listener.read_timeout
+        timeout = self._listener.read_timeout or 0.0
         self._refuse(408, f"request not received in full within {timeout:g}s of its first byte")
 
     # ------------------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._listener.read_timeout and self._reading is None:
-            timeout = self._listener.read_timeout
-            self._reading = self._loop.call_later(timeout, self._read_timed_out)
+        if self._listener.read_timeout and not self._began:
+            self._began = self._loop.time()  # the listener's sweep enforces the limit
 
     def _hop_header(self, key: str, value: bytes) -> None:
         if key == "Expect":
@@ -304,6 +300,7 @@ class HttpListener(Listener):
         self._address = ""
         self._connections: set[HttpServerSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int, *, backlog: int) -> None:
         loop = asyncio.get_running_loop()
@@ -357,6 +354,9 @@ class HttpListener(Listener):
                 await asyncio.wait(pending)
         for conn in list(self._connections):
             await conn.wait_lost()
+        if self._sweeper is not None and not self._connections:
+            self._sweeper.cancel()
+            self._sweeper = None
 
     # ------------------------------------------------------------------ internals
 
@@ -365,9 +365,31 @@ class HttpListener(Listener):
 
     def _attach(self, conn: HttpServerSocket) -> None:
         self._connections.add(conn)
-        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._serve(conn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self.read_timeout and self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
+
+    def _sweep_every(self) -> float:
+        return min(1.0, (self.read_timeout or 0.0) / 4)
+
+    def _sweep(self) -> None:
+        """Refuse requests read for longer than ``read_timeout``; runs while connections exist.
+
+        One sweep per interval over the open connections, rather than a timer per request:
+        the request path only notes when reading began (a clock read, no heap push).
+        """
+        self._sweeper = None
+        if not self._connections or not self.read_timeout:
+            return
+        loop = asyncio.get_running_loop()
+        oldest = loop.time() - self.read_timeout
+        for conn in list(self._connections):
+            if conn._began and conn._began <= oldest:
+                conn._read_timed_out()
+        self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
 
     def _detach(self, conn: HttpServerSocket) -> None:
         self._connections.discard(conn)

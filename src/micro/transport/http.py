@@ -76,7 +76,9 @@ class HttpTransport(Transport):
             bytes after the answer, before it closes.
         read_timeout: seconds a request may take to arrive in full (head and body) from its
             first byte; a slower one is answered ``408`` and the connection closed (default
-            30; None or 0 waits forever). Idle kept-alive connections are not affected.
+            30; None or 0 waits forever). Checked by one sweep over the open connections
+            every ``min(1, read_timeout / 4)`` seconds, not a timer per request. Idle
+            kept-alive connections are not affected.
     """
 
     name = "http"
