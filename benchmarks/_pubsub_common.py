@@ -3,11 +3,13 @@ the received-messages-per-second figure."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ["Counter", "publish_windowed", "timed"]
+__all__ = ["Counter", "main_for", "publish_windowed", "timed"]
 
 
 class Counter:
@@ -49,3 +51,35 @@ async def timed(n: int, counter: Counter, publish_all: Awaitable[None]) -> float
     await publish_all
     await asyncio.wait_for(counter.done.wait(), 120)
     return n / (time.perf_counter() - start)
+
+
+def main_for(
+    run: Callable[[int, str], Awaitable[dict[str, float]]],
+    *,
+    doc: str | None,
+    address: str,
+    anchor: str,
+    title: Callable[[int], str],
+    modes: Sequence[tuple[str, str, str]] = (("", "micro", "raw"),),
+) -> None:
+    """The command line of one ``pubsub_<backend>`` module: ``-n``, ``--url``, ``--json``.
+
+    ``modes`` are ``(label, micro key, raw key)`` rows of ``run``'s result to print.
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("-n", type=int, default=100_000, help="events per side (and mode)")
+    parser.add_argument("--url", "--address", default=address, help=f"default {address}")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.n, args.url))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(title(args.n))
+    width = max(len(label) for label, _, _ in modes)
+    for label, micro, raw in modes:
+        ratio = result[micro] / result[raw]
+        print(
+            f"  {label:<{width}} raw {anchor}: {result[raw]:>9,.0f} msg/s   "
+            f"micro: {result[micro]:>9,.0f} msg/s   ({ratio:.2f}x raw)"
+        )

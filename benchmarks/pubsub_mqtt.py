@@ -20,9 +20,7 @@ rest, even while it is connected. So on both sides a publish also waits until fe
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -30,7 +28,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from benchmarks._pubsub_common import Counter, publish_windowed, timed
+from benchmarks._pubsub_common import Counter, main_for, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.mqtt import MqttBroker
 
@@ -149,19 +147,13 @@ async def run(n: int, address: str = ADDRESS) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("-n", type=int, default=100_000, help="events per side")
-    parser.add_argument("--address", "--url", default=ADDRESS, help="host:port of the server")
-    parser.add_argument("--json", action="store_true", help="print JSON only")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.n, args.address))
-    if args.json:
-        print(json.dumps(result))
-        return
-    ratio = result["micro"] / result["raw"]
-    print(f"mqtt pub/sub (QoS 1), {args.n} events, {len(BODY)}-byte body")
-    print(f"  raw aiomqtt : {result['raw']:>9,.0f} msg/s")
-    print(f"  micro       : {result['micro']:>9,.0f} msg/s   ({ratio:.2f}x raw)")
+    main_for(
+        run,
+        doc=__doc__,
+        address=ADDRESS,
+        anchor="aiomqtt",
+        title=lambda n: f"mqtt pub/sub (QoS 1), {n} events, {len(BODY)}-byte body",
+    )
 
 
 if __name__ == "__main__":

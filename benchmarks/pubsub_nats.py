@@ -15,9 +15,6 @@ handled. Streams are unique per run and deleted afterwards.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -25,7 +22,7 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from benchmarks._pubsub_common import Counter, publish_windowed, timed
+from benchmarks._pubsub_common import Counter, main_for, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.nats import NatsBroker
 
@@ -120,22 +117,16 @@ async def run(n: int, url: str = URL) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("-n", type=int, default=100_000, help="core events per side")
-    parser.add_argument("--url", default=URL)
-    parser.add_argument("--json", action="store_true", help="print JSON only")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.n, args.url))
-    if args.json:
-        print(json.dumps(result))
-        return
-    print(f"nats pub/sub, {len(BODY)}-byte body ({args.n} core, {max(1, args.n // 4)} JetStream)")
-    for label, micro, raw in (("core", "micro", "raw"), ("JetStream", "micro_js", "raw_js")):
-        ratio = result[micro] / result[raw]
-        print(
-            f"  {label:<9} raw nats-py: {result[raw]:>9,.0f} msg/s   micro: "
-            f"{result[micro]:>9,.0f} msg/s   ({ratio:.2f}x raw)"
-        )
+    main_for(
+        run,
+        doc=__doc__,
+        address=URL,
+        anchor="nats-py",
+        title=lambda n: (
+            f"nats pub/sub, {len(BODY)}-byte body ({n} core, {max(1, n // 4)} JetStream)"
+        ),
+        modes=(("core", "micro", "raw"), ("JetStream", "micro_js", "raw_js")),
+    )
 
 
 if __name__ == "__main__":

@@ -11,14 +11,11 @@ Each side uses its own unique exchange, deleted afterwards.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import uuid
 
 import aio_pika
 
-from benchmarks._pubsub_common import Counter, publish_windowed, timed
+from benchmarks._pubsub_common import Counter, main_for, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.rabbitmq import RabbitmqBroker
 
@@ -102,19 +99,13 @@ async def run(n: int, url: str = URL) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=100_000, help="events per side")
-    parser.add_argument("--url", default=URL)
-    parser.add_argument("--json", action="store_true", help="print JSON only")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.n, args.url))
-    if args.json:
-        print(json.dumps(result))
-        return
-    ratio = result["micro"] / result["raw"]
-    print(f"rabbitmq pub/sub, {args.n} events, {len(BODY)}-byte body")
-    print(f"  raw aio-pika : {result['raw']:>9,.0f} msg/s")
-    print(f"  micro        : {result['micro']:>9,.0f} msg/s   ({ratio:.2f}x raw)")
+    main_for(
+        run,
+        doc=__doc__,
+        address=URL,
+        anchor="aio-pika",
+        title=lambda n: f"rabbitmq pub/sub, {n} events, {len(BODY)}-byte body",
+    )
 
 
 if __name__ == "__main__":

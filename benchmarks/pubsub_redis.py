@@ -16,7 +16,6 @@ handled. Keys are unique per run and deleted afterwards.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -24,7 +23,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from benchmarks._pubsub_common import Counter, publish_windowed, timed
+from benchmarks._pubsub_common import Counter, main_for, publish_windowed, timed
 from micro.broker import Event, Message
 from micro.broker.redis import RedisBroker
 
@@ -121,25 +120,14 @@ async def run(n: int, url: str = URL) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("-n", type=int, default=100_000, help="events per side and mode")
-    parser.add_argument("--url", default=URL)
-    parser.add_argument("--json", action="store_true", help="print JSON only")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.n, args.url))
-    if args.json:
-        print(json.dumps(result))
-        return
-    print(f"redis pub/sub, {args.n} events, {len(BODY)}-byte body")
-    for label, micro, raw in (
-        ("Streams", "micro", "raw"),
-        ("pub/sub", "micro_pubsub", "raw_pubsub"),
-    ):
-        ratio = result[micro] / result[raw]
-        print(
-            f"  {label:<8} raw redis-py: {result[raw]:>9,.0f} msg/s   micro: "
-            f"{result[micro]:>9,.0f} msg/s   ({ratio:.2f}x raw)"
-        )
+    main_for(
+        run,
+        doc=__doc__,
+        address=URL,
+        anchor="redis-py",
+        title=lambda n: f"redis pub/sub, {n} events, {len(BODY)}-byte body",
+        modes=(("Streams", "micro", "raw"), ("pub/sub", "micro_pubsub", "raw_pubsub")),
+    )
 
 
 if __name__ == "__main__":
