@@ -66,8 +66,9 @@ async def spawn() -> AsyncIterator[Spawn]:
         return sub
 
     yield start
-    for sub in subs:
+    for sub in subs:  # every process first: one failing below must not orphan the rest
         sub.kill()
+    for sub in subs:
         await sub.proc.wait()
         await sub.reader
 
