@@ -14,10 +14,12 @@ import asyncio
 
 from nats.aio.client import Client as NatsClient
 
-__all__ = ["settle"]
+__all__ = ["SETTLE_TIMEOUT", "settle"]
+
+SETTLE_TIMEOUT = 2  # seconds; nats-py wants an int
 
 
-async def settle(nc: NatsClient, timeout: int) -> None:
+async def settle(nc: NatsClient, timeout: int = SETTLE_TIMEOUT) -> None:
     """Return once the server has processed everything sent on ``nc`` before the call.
 
     Raises:

@@ -35,8 +35,6 @@ from micro.broker._nats_js import JetStreamOptions, JetStreamSubscription, ensur
 
 __all__ = ["NatsBroker", "NatsEvent"]
 
-_SETTLE_TIMEOUT = 2  # seconds for the server to confirm a new subscription
-
 log = logging.getLogger("micro.broker.nats")
 
 DEFAULT_ADDRESS = "nats://127.0.0.1:4222"
@@ -71,7 +69,7 @@ class CoreSubscription(Subscription):
 
     async def start(self, nc: NatsClient) -> None:
         self._sub = await nc.subscribe(self.topic, queue=self.queue or "", cb=self._on_msg)
-        await settle(nc, _SETTLE_TIMEOUT)  # in place at the server before subscribe returns
+        await settle(nc)  # in place at the server before subscribe returns
 
     async def _on_msg(self, msg: Msg) -> None:
         message = Message(dict(msg.headers) if msg.headers else {}, msg.data)

@@ -60,7 +60,6 @@ log = logging.getLogger("micro.registry.nats")
 DEFAULT_ADDRESS = "127.0.0.1:4222"
 DEFAULT_PREFIX = "micro.registry"
 _ID = "go.micro.registry"
-_FLUSH_TIMEOUT = 2  # seconds; nats-py wants an int
 
 
 @dataclass(slots=True)
@@ -218,7 +217,7 @@ class NatsRegistry(Registry):
             await self._subscribe_queries(nc, service.name)  # before any announcement
             for subject, body in events:
                 await nc.publish(subject, body)
-            await settle(nc, _FLUSH_TIMEOUT)
+            await settle(nc)
         except (NatsError, OSError, TimeoutError) as exc:
             raise RegistryError(f"nats registry: register {service.name}: {exc}", id=_ID) from exc
 
@@ -246,7 +245,7 @@ class NatsRegistry(Registry):
                 if entry.timer is not None:
                     entry.timer.cancel()
                 await nc.publish(*self._event(entry.service, "delete", None))
-            await settle(nc, _FLUSH_TIMEOUT)
+            await settle(nc)
         except (NatsError, OSError, TimeoutError) as exc:
             raise RegistryError(f"nats registry: deregister {service.name}: {exc}", id=_ID) from exc
 
@@ -371,7 +370,7 @@ class NatsRegistry(Registry):
         self._watchers.add(queue)
         seed = asyncio.ensure_future(self._seed(service, queue))
         try:
-            await settle(nc, _FLUSH_TIMEOUT)
+            await settle(nc)
             async with contextlib.aclosing(_fold(queue)) as results:
                 async for result in results:
                     yield result

@@ -114,7 +114,6 @@ class HttpServerSocket(HttpConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
-        self._read_done()
         self._listener._detach(self)
         super().connection_lost(exc)
 
@@ -173,8 +172,7 @@ class HttpServerSocket(HttpConnection):
     def _read_done(self) -> None:
         self._began = 0.0
 
-    def _read_timed_out(self) -> None:
-        timeout = self._listener.read_timeout or 0.0
+    def _read_timed_out(self, timeout: float) -> None:
         self._refuse(408, f"request not received in full within {timeout:g}s of its first byte")
 
     # ------------------------------------------------------------------ parser callbacks
@@ -388,7 +386,7 @@ class HttpListener(Listener):
         oldest = loop.time() - self.read_timeout
         for conn in list(self._connections):
             if conn._began and conn._began <= oldest:
-                conn._read_timed_out()
+                conn._read_timed_out(self.read_timeout)
         self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
 
     def _detach(self, conn: HttpServerSocket) -> None:
