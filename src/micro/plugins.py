@@ -21,13 +21,24 @@ from typing import Any, TypeVar
 from micro.errors import MicroError
 
 __all__ = [
+    "DISTRIBUTION",
     "PluginNotFound",
+    "install_hint",
     "create_broker",
     "known",
     "resolve",
 ]
 
 T = TypeVar("T")
+
+DISTRIBUTION = "pymicro-toolkit"
+"""The name this library is published under on PyPI (its import name is ``micro``)."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs the driver of ``extra``."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
 
 # kind -> name -> ("module:Class", extra that installs its driver or "" for the core)
 TABLE: dict[str, dict[str, tuple[str, str]]] = {
@@ -94,7 +105,7 @@ def resolve(kind: str, name: str) -> type[Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f"; install it with: pip install 'micro[{extra}]'" if extra else ""
+        hint = f"; install it with: {install_hint(extra)}" if extra else ""
         raise PluginNotFound(
             f"{kind} {name!r} is not available ({exc}){hint}", id="go.micro.plugins"
         ) from exc

@@ -391,9 +391,26 @@ class Service:
             await self.stop()
 
     def run(self, argv: Sequence[str] | None = None) -> None:
-        """Parse flags, then serve until SIGTERM/SIGINT in a new event loop (uvloop if present)."""
+        """Parse flags, then serve until SIGTERM/SIGINT in a new event loop (uvloop if present).
+
+        When the program has not configured logging, micro's own log lines (where it serves,
+        when it stops) go to stderr at INFO, as a command-line server's should.
+        """
         self._flags = parse_flags(argv)
+        default_logging()
         run_loop(self.serve())
+
+
+def default_logging() -> None:
+    """Send the ``micro`` loggers to stderr at INFO, unless logging is already configured."""
+    root, own = logging.getLogger(), logging.getLogger("micro")
+    if root.handlers or own.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    own.addHandler(handler)
+    if own.level == logging.NOTSET:
+        own.setLevel(logging.INFO)
 
 
 def run_loop(main: Awaitable[None]) -> None:

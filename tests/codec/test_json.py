@@ -100,7 +100,8 @@ def test_malformed_json(body: bytes) -> None:
 
 
 def test_invalid_utf8_is_a_codec_error() -> None:
-    assert "invalid UTF-8" in detail(b'{"name":"\xff"}', Request)
+    # our prefix only: what follows is msgspec's own wording, which changes between releases
+    assert detail(b'{"name":"\xff"}', Request).startswith("malformed JSON body: ")
 
 
 @pytest.mark.parametrize("body", [b"", b" ", b"\n", b"\r\n\t "])

@@ -18,7 +18,7 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(plugins.TABLE["registry"], "ghost", ("micro_no_such_mod:Ghost", "ghost"))
     with pytest.raises(plugins.PluginNotFound) as info:
         plugins.resolve("registry", "ghost")
-    assert "pip install 'micro[ghost]'" in info.value.detail
+    assert "pip install 'pymicro-toolkit[ghost]'" in info.value.detail
 
 
 def test_create_reads_env_and_shares_memory(monkeypatch: pytest.MonkeyPatch) -> None:

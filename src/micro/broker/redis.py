@@ -121,7 +121,7 @@ class PubSubSubscription(Subscription):
                 task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         try:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
         except Exception as exc:  # never raises
             log.debug("closing pub/sub failed: %r", exc)
 

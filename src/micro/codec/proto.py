@@ -4,7 +4,7 @@ As go-micro's ``proto`` codec: no length prefix, one message per transport messa
 needs the generated message class (the bytes do not say what they are); decoding into
 ``bytes`` hands the body over untouched, and encoding accepts raw bytes too, so a proxy can
 pass protobuf bodies along without their classes. Requires the ``protobuf`` package
-(``pip install 'micro[proto]'``), which is imported only when a message is seen.
+(``pip install 'pymicro-toolkit[proto]'``), which is imported only when a message is seen.
 """
 
 from __future__ import annotations

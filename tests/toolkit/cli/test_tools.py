@@ -62,8 +62,8 @@ def test_new_project_passes_its_tests_and_runs(tmp_path: Path) -> None:
     for doc in yaml.safe_load_all((root / "k8s" / "deployment.yaml").read_text()):
         kubernetes_validate.validate(doc, "1.30", strict=True)
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", pkg], cwd=root, env=env,
+    server = subprocess.Popen(  # the project directory, run from outside it
+        [MICRO, "run", "--no-reload", str(root)], cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -74,8 +74,8 @@ def test_new_project_passes_its_tests_and_runs(tmp_path: Path) -> None:
         counts = micro_json("stream", name, f"{handler}.Stream", '{"count": 2}')
         assert counts == [{"count": 0}, {"count": 1}]
     finally:
-        server.kill()
-        server.wait()
+        server.send_signal(2)  # micro run passes Ctrl-C on to the service, then exits
+        assert server.wait(timeout=20) == 0
 
 
 SERVICE = """
@@ -138,4 +138,10 @@ def test_run_rejects_what_it_cannot_run(tmp_path: Path) -> None:
     assert "no such file or module: no_such_module_here" in done.stderr
     os.mkdir(tmp_path / "pkg")
     done = micro("run", str(tmp_path / "pkg"))
-    assert "directory without __main__.py" in done.stderr
+    assert "has no __main__.py and no package with one" in done.stderr
+    for name in ("one", "two"):
+        (tmp_path / "pkg" / name).mkdir()
+        (tmp_path / "pkg" / name / "__init__.py").write_text("")
+        (tmp_path / "pkg" / name / "__main__.py").write_text("")
+    done = micro("run", str(tmp_path / "pkg"))
+    assert "holds several runnable packages (one, two)" in done.stderr

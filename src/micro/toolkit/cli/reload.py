@@ -1,10 +1,11 @@
 """``micro run``: run a service as a child process and restart it when its files change.
 
-Like ``faststream run --reload``: the target is a ``.py`` file, a directory with a
-``__main__.py``, or a module (``python -m``); its directory (the current one for a module)
-is watched with watchfiles for Python file changes. A restart sends SIGTERM, so the service
-deregisters and drains as usual, and SIGKILL only if it has not exited after ``GRACE`` s.
-A child that crashes is restarted on the next change. Ctrl-C or SIGTERM stops both.
+Like ``faststream run --reload``: the target is a ``.py`` file, a package or directory with
+a ``__main__.py``, a project directory holding one such package (``micro new``'s layout), or
+a module (``python -m``); its directory (the current one for a module) is watched with
+watchfiles for Python file changes. A restart sends SIGTERM, so the service deregisters and
+drains as usual, and SIGKILL only if it has not exited after ``GRACE`` s. A child that
+crashes is restarted on the next change. Ctrl-C or SIGTERM stops both.
 """
 
 from __future__ import annotations
@@ -17,29 +18,44 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from micro.toolkit.cli.app import CliError
 
-__all__ = ["GRACE", "command_for", "run"]
+__all__ = ["GRACE", "Target", "command_for", "run"]
 
 GRACE = 10.0
 
 
-def command_for(target: str, args: list[str]) -> tuple[list[str], Path]:
-    """The child's argv and the directory to watch for ``target``.
+@dataclass(frozen=True)
+class Target:
+    """How to start the child: its argv, the directory to watch, and where it imports from."""
+
+    argv: list[str]
+    watch: Path
+    import_root: Path | None = None  # prepended to the child's PYTHONPATH
+
+    def env(self) -> dict[str, str] | None:
+        if self.import_root is None:
+            return None
+        paths = [str(self.import_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def command_for(target: str, args: list[str]) -> Target:
+    """How to run ``target``: a ``.py`` file, a package or a directory with ``__main__.py``,
+    a project directory holding one such package (what ``micro new`` writes), or a module.
 
     Raises:
-        CliError: ``target`` is neither a file, a runnable directory nor an importable module.
+        CliError: ``target`` is none of those.
     """
     path = Path(target)
     if path.is_file():
-        return [sys.executable, str(path), *args], path.resolve().parent
+        return Target([sys.executable, str(path), *args], path.resolve().parent)
     if path.is_dir():
-        if not (path / "__main__.py").is_file():
-            raise CliError(f"{target} is a directory without __main__.py")
-        return [sys.executable, str(path), *args], path.resolve()
+        return _directory(path.resolve(), target, args)
     if target.endswith(".py"):
         raise CliError(f"no such file: {target}")
     sys.path.insert(0, os.getcwd())
@@ -51,7 +67,26 @@ def command_for(target: str, args: list[str]) -> tuple[list[str], Path]:
         sys.path.pop(0)
     if spec is None:
         raise CliError(f"no such file or module: {target}")
-    return [sys.executable, "-m", target, *args], Path.cwd()
+    return Target([sys.executable, "-m", target, *args], Path.cwd())
+
+
+def _is_package(path: Path) -> bool:
+    return (path / "__init__.py").is_file() and (path / "__main__.py").is_file()
+
+
+def _directory(path: Path, target: str, args: list[str]) -> Target:
+    if _is_package(path):  # run as `python -m pkg`, so that `import pkg` works inside it
+        return Target([sys.executable, "-m", path.name, *args], path, path.parent)
+    if (path / "__main__.py").is_file():
+        return Target([sys.executable, str(path), *args], path)
+    packages = sorted(p for p in path.iterdir() if p.is_dir() and _is_package(p))
+    if len(packages) == 1:
+        (package,) = packages
+        return Target([sys.executable, "-m", package.name, *args], package, path)
+    if packages:
+        names = ", ".join(p.name for p in packages)
+        raise CliError(f"{target} holds several runnable packages ({names}): name one")
+    raise CliError(f"{target} has no __main__.py and no package with one")
 
 
 def _say(text: str) -> None:
@@ -76,7 +111,7 @@ async def _first(*aws: Any) -> set[asyncio.Future[Any]]:
     return done
 
 
-async def _supervise(cmd: list[str], watch: list[Path], reload: bool) -> int:
+async def _supervise(target: Target, watch: list[Path], reload: bool) -> int:
     from watchfiles import PythonFilter, awatch
 
     stop = asyncio.Event()
@@ -88,7 +123,7 @@ async def _supervise(cmd: list[str], watch: list[Path], reload: bool) -> int:
     change: asyncio.Future[Any] | None = None
     try:
         while True:
-            proc = await asyncio.create_subprocess_exec(*cmd)
+            proc = await asyncio.create_subprocess_exec(*target.argv, env=target.env())
             exited = asyncio.ensure_future(proc.wait())
             if change is None and reload:
                 change = asyncio.ensure_future(anext(changes))
@@ -122,11 +157,11 @@ def run(args: argparse.Namespace) -> int:
     rest = list(args.args)
     if rest[:1] == ["--"]:
         rest = rest[1:]
-    cmd, where = command_for(args.target, rest)
-    watch = [Path(w).resolve() for w in args.watch] or [where]
+    target = command_for(args.target, rest)
+    watch = [Path(w).resolve() for w in args.watch] or [target.watch]
     for w in watch:
         if not w.is_dir():
             raise CliError(f"cannot watch {w}: not a directory")
     if not args.no_reload:
         _say(f"watching {', '.join(map(str, watch))}")
-    return asyncio.run(_supervise(cmd, watch, not args.no_reload))
+    return asyncio.run(_supervise(target, watch, not args.no_reload))

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from micro import __version__
+from micro.plugins import DISTRIBUTION
 from micro.toolkit.cli.app import CliError
 from micro.toolkit.cli.templates import FILES
 
@@ -39,6 +41,8 @@ class Project:
             ("__NAME__", self.name),
             ("__PKG__", self.package),
             ("__CLASS__", self.handler),
+            ("__DIST__", DISTRIBUTION),
+            ("__VERSION__", __version__),
         ):
             text = text.replace(token, value)
         return text
@@ -86,8 +90,8 @@ def create(args: argparse.Namespace) -> int:
     for rel in sorted(files):
         print(f"  {rel}")
     print(
-        f"\nnext:\n  cd {root}\n  python -m pytest              # the generated tests\n"
-        f"  micro run {project.package}       # serve it, reloading on changes\n"
+        f"\nnext:\n  cd {root}\n  {'python -m pytest':<30}# the generated tests\n"
+        f"  {'micro run ' + project.package:<30}# serve it, reloading on changes\n"
         f"  micro call {project.service} {project.handler}.Call "
         """'{"name": "John"}'""",
         file=sys.stdout,

@@ -1,4 +1,5 @@
-"""The files ``micro new`` writes. Tokens: __SERVICE__, __NAME__, __PKG__, __CLASS__."""
+"""The files ``micro new`` writes. Tokens: __SERVICE__, __NAME__, __PKG__, __CLASS__, __DIST__
+(this library's PyPI name) and __VERSION__ (its version)."""
 
 from __future__ import annotations
 
@@ -114,10 +115,11 @@ name = "__NAME__"
 version = "0.1.0"
 description = "The __SERVICE__ micro service"
 requires-python = ">=3.11"
-dependencies = ["micro"]
+dependencies = ["__DIST__>=__VERSION__"]  # imported as `micro`
 
 [project.optional-dependencies]
-test = ["pytest>=8", "pytest-asyncio>=0.23"]
+# the micro command (micro run, micro call) and the tests: pip install -e '.[dev]'
+dev = ["__DIST__[toolkit]>=__VERSION__", "pytest>=8", "pytest-asyncio>=0.23"]
 
 [tool.hatch.build.targets.wheel]
 packages = ["__PKG__"]
@@ -133,7 +135,7 @@ filterwarnings = ["error"]
 README = """\
 # __SERVICE__
 
-A [micro](https://github.com/micro/micro) service made by `micro new __NAME__`.
+A micro service (library `__DIST__`, imported as `micro`) made by `micro new __NAME__`.
 
 | file | what |
 |---|---|
@@ -141,10 +143,12 @@ A [micro](https://github.com/micro/micro) service made by `micro new __NAME__`.
 | `__PKG__/main.py` | the service: registers as `__SERVICE__` and serves until Ctrl-C |
 | `tests/test_handler.py` | tests that serve the handler in-process (`micro.testing.serve`) |
 | `Dockerfile`, `k8s/deployment.yaml` | container image and Kubernetes deployment |
+| `wheels/` | wheels the image installs before PyPI (e.g. a locally built `__DIST__`) |
 
 ```sh
+pip install -e '.[dev]'                # in a venv: this project, __DIST__, micro, pytest
 python -m pytest                       # run the tests
-micro run __PKG__                      # serve, restarting when a file changes
+micro run __PKG__                      # serve, restarting when a file changes (or: micro run .)
 micro call __SERVICE__ __CLASS__.Call '{"name": "John"}'
 micro stream __SERVICE__ __CLASS__.Stream '{"count": 3}'
 micro get service __SERVICE__
@@ -158,8 +162,9 @@ DOCKERFILE = """\
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY wheels ./wheels
 COPY __PKG__ ./__PKG__
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --find-links ./wheels .
 ENV MICRO_SERVER_ADDRESS=0.0.0.0:8080
 EXPOSE 8080
 USER nobody
@@ -252,4 +257,5 @@ FILES = {
     "Dockerfile": DOCKERFILE,
     "k8s/deployment.yaml": K8S,
     ".gitignore": "__pycache__/\n*.egg-info/\n.venv/\n",
+    "wheels/README.md": "Wheels put here are installed into the image before PyPI is asked.\n",
 }
