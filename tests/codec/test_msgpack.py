@@ -25,8 +25,9 @@ def test_round_trip_and_size() -> None:
 
 def test_validation_error_names_the_path() -> None:
     data = msgspec.msgpack.encode({"orderId": 1, "items": [{"sku": "a", "qty": "x"}]})
-    with pytest.raises(CodecError, match=r"Expected `int`, got `str` - at `\$.items\[0\].qty`"):
+    with pytest.raises(CodecError) as info:
         codec.decode(data, Order)
+    assert info.value.detail.endswith(" - at `$.items[0].qty`")  # msgspec's words before
 
 
 def test_pydantic_models() -> None:
@@ -42,8 +43,10 @@ def test_malformed(body: bytes) -> None:
 
 def test_empty_body_is_an_empty_map() -> None:
     assert codec.decode(b"") == {}
-    with pytest.raises(CodecError, match="empty body: Object missing required field `name`"):
+    with pytest.raises(CodecError) as info:
         codec.decode(b"", Request)
+    assert info.value.detail.startswith("empty body: ")
+    assert "`name`" in info.value.detail
 
 
 def test_unencodable() -> None:

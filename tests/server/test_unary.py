@@ -43,25 +43,24 @@ async def test_micro_method_and_legacy_spellings_route(peer: Peer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "body", "path", "words"),
-    [
-        ("Say.Hello", {"name": 3}, "$.name", "Expected `str`, got `int`"),
-        ("Say.Hello", {}, "", "missing required field `name`"),
-        ("Say.Order", {"id": "o", "items": [{"qty": "x"}]}, "$.items[0].qty", "Expected `int`"),
-        ("Say.Data", {"count": "2"}, "$.count", "Expected `int`"),
-        ("Say.Typed", {"value": "v"}, "$.value", "Expected `float`"),
-        ("Say.Pyd", {"age": "old"}, "$.age", "integer"),
+    ("endpoint", "body", "names"),
+    [  # the detail names the path (or the missing field); its other words are the library's
+        ("Say.Hello", {"name": 3}, "`$.name`"),
+        ("Say.Hello", {}, "`name`"),
+        ("Say.Order", {"id": "o", "items": [{"qty": "x"}]}, "`$.items[0].qty`"),
+        ("Say.Data", {"count": "2"}, "`$.count`"),
+        ("Say.Typed", {"value": "v"}, "`$.value`"),
+        ("Say.Pyd", {"age": "old"}, "`$.age`"),
     ],
 )
 async def test_invalid_bodies_are_400_naming_the_path(
-    peer: Peer, endpoint: str, body: Any, path: str, words: str
+    peer: Peer, endpoint: str, body: Any, names: str
 ) -> None:
     error = error_of(await peer.call(request(endpoint, body)))
     assert error["code"] == 400
     assert error["id"] == SERVICE
     assert error["status"] == "Bad Request"
-    assert words in error["detail"]
-    assert path in error["detail"]
+    assert names in error["detail"]
 
 
 async def test_every_request_type_decodes(peer: Peer) -> None:
