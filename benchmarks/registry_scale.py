@@ -13,7 +13,7 @@ Starts its own etcd (Debian ``etcd-server``) on free loopback ports in a temp di
 - ``cached lookup``: ``select()`` + ``next()`` on a warm cache, per call, with a count of
   registry calls made meanwhile (it must be 0: the call path never touches the network).
 
-Goals from issue 4: a watcher sees a change within 100 ms median; a cached lookup costs under
+Goals: a watcher sees a change within 100 ms median; a cached lookup costs under
 20 us. A benchmark, not a test: it prints the figures and whether each goal was met, and exits
 non-zero only when the cached lookup touched the registry.
 """

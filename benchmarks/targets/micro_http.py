@@ -1,6 +1,6 @@
 """``micro``: micro's own HTTP transport (go-micro "mucp" over HTTP/1.1), the system under test.
 
-Written against the intended public API (ARCHITECTURE.md section 3)::
+Written against the public API (README.md, "A service" and "Calling")::
 
     service = micro.Service("bench.greeter", address="127.0.0.1:0", registry="memory")
     service.handle(Greeter())
@@ -17,7 +17,7 @@ runner skips this target and says why.
 """
 
 # No ``from __future__ import annotations``: the handler's annotations stay real classes,
-# exactly as in the brief's example (micro should cope with string annotations too).
+# exactly as in README.md's example (micro should cope with string annotations too).
 
 from collections.abc import Awaitable, Callable
 from typing import Any

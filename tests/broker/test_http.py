@@ -18,7 +18,7 @@ from micro.registry import Node, Service
 from micro.registry.memory import MemoryRegistry
 from micro.transport import Message
 
-# go-micro v1.0's publish, verbatim (wire samples 5.4)
+# go-micro v1.0's publish, verbatim (as captured from a Go program)
 GO_ID = "broker-22a7a294-ad01-433d-9f22-66f496891071.5da39b6f-6dfd-47f9-906c-653492496d13"
 GO_BODY = (
     b'{"Header":{":topic":"go.micro.topic.greeting","Content-Type":"application/json",'

@@ -1,4 +1,4 @@
-"""Bytes captured from go-micro v1.0 (reference/go-micro-wire-samples.md, section 6)."""
+"""Bytes captured from a go-micro v1.0 program; docs/registry.md (mDNS) describes them."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ class PydanticRequest(pydantic.BaseModel):
 
 
 class Say:
-    """Mirrors the Go greeter of the wire samples (service go.micro.srv.greeter)."""
+    """Mirrors the Go greeter whose bytes were captured (service go.micro.srv.greeter)."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()

@@ -1,4 +1,4 @@
-"""Byte level: a go-micro v1.0 client's exact requests (wire samples 5.1-5.3) over raw TCP."""
+"""Byte level: a go-micro v1.0 client's exact requests (captured bytes) over raw TCP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SERVICE = "go.micro.srv.greeter"
 
 
 def go_request(endpoint: str, body: bytes, request_id: str | None) -> bytes:
-    """A POST exactly as go-micro v1.0's HTTP transport writes it (wire samples 5.1, 5.3)."""
+    """A POST exactly as go-micro v1.0's HTTP transport writes it."""
     lines = [
         "POST / HTTP/1.1",
         "Host: 127.0.0.1:50051",

@@ -1,4 +1,4 @@
-"""Bytes captured from go-micro v1.0.0 (reference/go-micro-wire-samples.md section 5), verbatim."""
+"""Bytes captured from a go-micro v1.0 program, verbatim; docs/protocol.md describes them."""
 
 from __future__ import annotations
 

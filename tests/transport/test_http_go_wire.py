@@ -1,4 +1,5 @@
-"""Byte-level compatibility with go-micro v1.0 (wire samples section 5).
+"""Byte-level compatibility with go-micro v1.0 (bytes captured from a go-micro v1.0 program;
+see docs/protocol.md).
 
 Server side: the exact request bytes a Go client wrote, fed to an HttpTransport listener over
 a real socket, in one write and split byte by byte. Client side: the exact response bytes a

@@ -1,4 +1,4 @@
-"""Sans-IO pieces of go-micro's HTTP broker protocol (reference section 2.8).
+"""Sans-IO pieces of go-micro's HTTP broker protocol (docs/broker.md, "The HTTP broker").
 
 A publication is ``POST /_sub?id=<subscriber node id>`` with ``Content-Type:
 application/json`` and the body ``{"Header": {..., ":topic": "<topic>"}, "Body": "<base64>"}``

@@ -1,6 +1,6 @@
 """The RPC client (go-micro's "rpc"/"mucp" client): selector -> pool -> transport -> codec.
 
-One call, as go-micro v1 does it (reference section 3), with its sharp edges fixed:
+One call, as go-micro v1 does it (docs/client.md), with its sharp edges fixed:
 
 1. One deadline covers the whole call: ``timeout`` seconds from the start, all attempts and
    backoff waits included. Each attempt sends what is left in the ``Timeout`` header (ns);

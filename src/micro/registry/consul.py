@@ -1,4 +1,4 @@
-"""The Consul registry, in go-micro's layout (reference section 2.3), over py-consul.
+"""The Consul registry, in go-micro's layout (docs/registry-consul.md), over py-consul.
 
 One Consul agent service per node: ID = node id, Name = service name, Address/Port from the
 node, and version, endpoints and node metadata in ``v-``/``e-``/``t-`` tags (see

@@ -1,6 +1,6 @@
 """The Kubernetes registry: services as labels and annotations on the pods that run them.
 
-go-plugins' layout (reference section 2.4; keys in :mod:`micro.registry._k8s_pods`): a
+go-plugins' layout (docs/registry-kubernetes.md; keys in :mod:`micro.registry._k8s_pods`): a
 service registers by patching its own pod (``POD_NAME``/``POD_NAMESPACE`` from the downward
 API), lookups list pods by label, and watches watch pods. Kubernetes itself is the liveness
 check: a pod that dies is deleted (or leaves phase ``Running``) and its services go with it,

@@ -1,4 +1,5 @@
-"""Keys and values written by go-plugins v1.0.0 ``etcdv3`` (reference wire samples 6.5)."""
+"""Keys and values written by go-plugins v1.0.0 ``etcdv3``, captured from a go-micro v1.0
+program (the layout is in docs/registry-etcd.md)."""
 
 from __future__ import annotations
 
