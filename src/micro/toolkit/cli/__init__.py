@@ -4,7 +4,7 @@
     micro call greeter Greeter.SayHello '{"name": "John"}'
     micro stream counter Counter.Count '{"to": 3}'
     micro publish user.created '{"id": 1}'      micro health greeter
-    micro new helloworld                        micro run helloworld.main
+    micro new helloworld                        micro run helloworld
     micro cli                                   (interactive shell)
 
 Modules: :mod:`.app` (parser, global options, errors; standard library only, so ``--help``

@@ -52,7 +52,7 @@ examples:
   micro publish user.created '{"id": 1}'
   micro health greeter
   micro --registry etcd --registry-address 127.0.0.1:2379 list services
-  micro new helloworld && cd helloworld && micro run helloworld.main
+  micro new helloworld && cd helloworld && micro run helloworld
 
 Every global option also reads its MICRO_* environment variable (shown in brackets).
 """
@@ -183,9 +183,9 @@ def _rpc_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 def _tool_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     run = _sub(
         sub, common, "run", "run a service, restarting it when its files change",
-        "micro run service.py -- --server_name greeter\n  micro run helloworld.main",
+        "micro run service.py -- --server_name greeter\n  micro run helloworld",
     )  # fmt: skip
-    run.add_argument("target", help="a .py file, a directory with __main__.py, or a module")
+    run.add_argument("target", help="a .py file, a package or project directory, or a module")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the service")
     run.add_argument("--no-reload", action="store_true", help="run once, do not watch files")
     run.add_argument("--watch", action="append", default=[], help="directory to watch")
