@@ -7,6 +7,7 @@ import abc
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,7 +86,8 @@ async def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 class PrivateServer(abc.ABC):
-    """A server process on a free loopback port with its files in ``directory``."""
+    """A server process (in its own process group) on a free loopback port, with its files in
+    ``directory``."""
 
     scheme = ""
 
@@ -102,18 +104,61 @@ class PrivateServer(abc.ABC):
     def command(self) -> list[str]:
         """The command line that runs the server in the foreground."""
 
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, the server runs on
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    def spawn(self) -> None:
+        """Start the process; it listens soon after."""
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
+
+    async def start(self) -> None:
+        self.spawn()
         await wait_port(self.port)
 
     def kill(self) -> None:
-        """SIGKILL: the crash case, no clean shutdown."""
+        """SIGKILL its process group: the crash case, no clean shutdown."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
+
+    def close(self) -> None:
+        """Kill it and remove its directory."""
+        self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PrivateNats(PrivateServer):
+    """``nats-server -js`` on a free loopback port with its store in ``directory``."""
+
+    scheme = "nats"
+
+    def command(self) -> list[str]:
+        cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        cmd += ["-sd", str(self.directory / "store"), "-l", str(self.directory / "nats.log")]
+        return cmd
+
+
+class PrivateRedis(PrivateServer):
+    """redis-server on a free loopback port in ``directory``; ``durable``: AOF fsynced on
+    every write, else nothing saved."""
+
+    scheme = "redis"
+
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
+        super().__init__(directory)
+        self.durable = durable
+
+    def command(self) -> list[str]:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.durable:
+            cmd += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            cmd += ["--appendonly", "no"]
+        cmd += ["--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")]
+        return cmd
 
 
 async def check_publishes_survive_a_crash(

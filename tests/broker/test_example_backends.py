@@ -1,6 +1,7 @@
 """examples/pubsub on every broker: the same two services in two processes, only MICRO_BROKER
-changes; the mailer's @service.subscribe gets typed events from the users service's
-client.publish and answers with its own publish."""
+changes (and MICRO_BROKER_ADDRESS, the server from tests/servers.py); the mailer's
+@service.subscribe gets typed events from the users service's client.publish and answers with
+its own publish."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +28,7 @@ async def _cleanup(backend: str, prefix: str) -> None:
     if backend == "redis":
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis(host="127.0.0.1", port=6379)
+        client = aioredis.Redis.from_url(servers.redis_url())
         try:
             keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
             if keys:
@@ -35,7 +38,7 @@ async def _cleanup(backend: str, prefix: str) -> None:
     elif backend == "rabbitmq":
         import aio_pika
 
-        connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+        connection = await aio_pika.connect(servers.amqp_url())
         async with connection:
             for suffix in ("", ".dlq"):
                 channel = await connection.channel()
@@ -55,6 +58,8 @@ async def prefix(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_pubsub_example_on_backend(backend: str, prefix: str) -> None:
     env = {**os.environ, "MICRO_BROKER": backend, "EXAMPLE_TOPIC_PREFIX": prefix}
+    if backend != "http":  # http listens on MICRO_BROKER_ADDRESS: leave it to pick a port
+        env["MICRO_BROKER_ADDRESS"] = servers.address(backend)
     mailer = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "examples/pubsub/subscriber.py"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,

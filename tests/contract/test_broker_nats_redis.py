@@ -1,5 +1,5 @@
 """The broker contract (micro.testing.broker) over the nats and redis backends, in each of
-their modes, against the shared nats-server (127.0.0.1:4222) and redis (127.0.0.1:6379)."""
+their modes, against the shared nats-server and redis (tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from micro.broker import Broker, Handler, Message, Subscription
 from micro.broker.nats import NatsBroker
 from micro.broker.redis import RedisBroker
 from micro.testing.broker import CHECKS, run_check
+from tests.servers import nats_url, redis_url
 
 pytestmark = pytest.mark.integration
 
-NATS = "nats://127.0.0.1:4222"
-REDIS = "redis://127.0.0.1:6379"
 FAST = {"backoff": (0.05,), "max_deliver": 3}
 
 
@@ -46,7 +45,7 @@ class TrackedRedis(Topics, RedisBroker):
 
 
 async def _delete_streams(topics: set[str]) -> None:
-    nc = await nats.connect(NATS)
+    nc = await nats.connect(nats_url())
     try:
         js = nc.jetstream()
         for info in await js.streams_info():
@@ -57,7 +56,7 @@ async def _delete_streams(topics: set[str]) -> None:
 
 
 async def _delete_keys(topics: set[str]) -> None:
-    client = aioredis.Redis.from_url(REDIS)
+    client = aioredis.Redis.from_url(redis_url())
     try:
         keys = [*topics, *(f"{t}:dlq" for t in topics)]
         if keys:
@@ -67,10 +66,10 @@ async def _delete_keys(topics: set[str]) -> None:
 
 
 MODES: dict[str, Callable[[set[str]], Broker]] = {
-    "nats-core": lambda used: TrackedNats(address=NATS),
-    "nats-jetstream": lambda used: TrackedNats(address=NATS, jetstream=True, **FAST),  # type: ignore[arg-type]
-    "redis-streams": lambda used: TrackedRedis(address=REDIS, claim_idle=2.0, **FAST),  # type: ignore[arg-type]
-    "redis-pubsub": lambda used: TrackedRedis(address=REDIS, streams=False),
+    "nats-core": lambda used: TrackedNats(address=nats_url()),
+    "nats-jetstream": lambda used: TrackedNats(address=nats_url(), jetstream=True, **FAST),  # type: ignore[arg-type]
+    "redis-streams": lambda used: TrackedRedis(address=redis_url(), claim_idle=2.0, **FAST),  # type: ignore[arg-type]
+    "redis-pubsub": lambda used: TrackedRedis(address=redis_url(), streams=False),
 }
 
 

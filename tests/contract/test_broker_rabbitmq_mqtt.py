@@ -1,5 +1,5 @@
 """The broker contract (micro.testing.broker) over the rabbitmq and mqtt backends, against the
-shared RabbitMQ (127.0.0.1:5672) and mosquitto (127.0.0.1:1883)."""
+shared RabbitMQ and mosquitto (tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from micro.broker import _rabbitmq_wire as wire
 from micro.broker.mqtt import MqttBroker
 from micro.broker.rabbitmq import RabbitmqBroker, RabbitmqSubscription
 from micro.testing.broker import CHECKS, run_check
+from tests.servers import amqp_url, mqtt_address
 
 pytestmark = pytest.mark.integration
-
-RABBIT = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 class TrackedRabbit(RabbitmqBroker):
@@ -41,12 +40,12 @@ async def rabbit_make() -> AsyncIterator[Callable[[], Broker]]:
     declared: set[str] = set()
 
     def make() -> Broker:
-        broker = TrackedRabbit(address=RABBIT, exchange=exchange)
+        broker = TrackedRabbit(address=amqp_url(), exchange=exchange)
         broker.declared = declared
         return broker
 
     yield make
-    connection = await aio_pika.connect(RABBIT)
+    connection = await aio_pika.connect(amqp_url())
     async with connection:
         channel = await connection.channel()
         for name in declared:
@@ -64,8 +63,12 @@ async def test_rabbitmq_contract(check: str, rabbit_make: Callable[[], Broker]) 
 @pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize("mode", ["qos0", "qos1", "durable"])
 async def test_mqtt_contract(check: str, mode: str) -> None:
+    address = mqtt_address()
     if mode == "durable":  # stable sessions, forgotten by the server 5 s after the test
         client_id = f"contract-{uuid.uuid4().hex[:8]}"
-        await run_check(check, lambda: MqttBroker(qos=1, client_id=client_id, session_expiry=5))
+        await run_check(
+            check,
+            lambda: MqttBroker(address=address, qos=1, client_id=client_id, session_expiry=5),
+        )
     else:
-        await run_check(check, lambda: MqttBroker(qos=int(mode[-1])))
+        await run_check(check, lambda: MqttBroker(address=address, qos=int(mode[-1])))

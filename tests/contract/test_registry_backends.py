@@ -1,6 +1,6 @@
-"""The registry contract over the networked backends of issue 4 (etcd has its own file).
+"""The registry contract over nats, consul and kubernetes (etcd has its own file).
 
-- nats: the running NATS at 127.0.0.1:4222, a unique subject prefix per test;
+- nats: the shared NATS (tests/servers.py), a unique subject prefix per test;
 - consul: the stand-in agent (micro.testing.consul_agent) on a free loopback port;
 - kubernetes: the fake API server (tests/registry/kubernetes/fake_api.py), one pod per
   registry. Two checks do not apply: one pod carries one version of a service (so
@@ -24,6 +24,7 @@ from micro.registry.nats import NatsRegistry
 from micro.testing.consul_agent import ConsulAgent
 from micro.testing.registry import CHECKS
 from tests.registry.kubernetes.fake_api import FakeKubernetes
+from tests.servers import address
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ NOT_APPLICABLE = {"kubernetes": {"versions_are_grouped", "ttl_expiry_removes_the
 @asynccontextmanager
 async def _nats() -> AsyncIterator[Callable[[], Registry]]:
     prefix = f"test.{uuid.uuid4().hex[:12]}"
-    yield lambda: NatsRegistry(address="127.0.0.1:4222", prefix=prefix)
+    yield lambda: NatsRegistry(address=address("nats"), prefix=prefix)
 
 
 @asynccontextmanager

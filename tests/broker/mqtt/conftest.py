@@ -1,4 +1,4 @@
-"""Fixtures: MQTT brokers on the shared mosquitto (127.0.0.1:1883) with unique topics."""
+"""Fixtures: MQTT brokers on the shared mosquitto (tests/servers.py) with unique topics."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ from paho.mqtt.properties import Properties
 
 from micro.broker import _mqtt_wire as wire
 from micro.broker.mqtt import MqttBroker
-
-SHARED = "127.0.0.1:1883"
+from tests.servers import mqtt_address
 
 
 class Mqtt:
     """Makes brokers; ``topic()`` gives a unique topic; ends every durable session it made."""
 
-    def __init__(self, address: str = SHARED) -> None:
-        self.address = address
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address or mqtt_address()
         self.prefix = f"test/{uuid.uuid4().hex[:10]}"
         self.brokers: list[MqttBroker] = []
         self.sessions: set[str] = set()

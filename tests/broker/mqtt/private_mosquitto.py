@@ -36,7 +36,7 @@ class PrivateMosquitto:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _spawn(self) -> None:
+    def spawn(self) -> None:
         self.proc = subprocess.Popen(
             ["mosquitto", "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
@@ -45,7 +45,7 @@ class PrivateMosquitto:
         )
 
     async def start(self, timeout: float = 10.0) -> None:
-        self._spawn()
+        self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -61,11 +61,11 @@ class PrivateMosquitto:
     def stop(self) -> None:
         """SIGTERM (mosquitto saves its persistence file on a clean exit)."""
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
 
     async def restart(self) -> None:

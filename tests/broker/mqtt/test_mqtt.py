@@ -1,4 +1,4 @@
-"""MqttBroker against the shared mosquitto (127.0.0.1:1883), unique topics per test."""
+"""MqttBroker against the shared mosquitto (tests/servers.py), unique topics per test."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from micro.broker.mqtt import MqttBroker, MqttEvent
 from micro.errors import BrokerError
 from tests.broker.helpers import Inbox, msg
 from tests.broker.mqtt.conftest import Mqtt
+from tests.servers import host_port
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +123,8 @@ async def test_manual_ack_and_foreign_messages(mqtt: Mqtt) -> None:
 
     await broker.subscribe(topic, handler, auto_ack=False)
     # a v3.1.1 client: no properties at all
-    async with aiomqtt.Client("127.0.0.1", 1883, protocol=aiomqtt.ProtocolVersion.V311) as raw:
+    host, port = host_port("mqtt")
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V311) as raw:
         await raw.publish(topic, b"from v3", qos=1)
     await broker.publish(topic, msg(1))
     async with asyncio.timeout(10):

@@ -1,5 +1,6 @@
-"""Fixtures for the NATS broker tests: unique topics on the shared server, cleaned up after,
-and a private JetStream server (own port and store) for tests that kill or restart it."""
+"""Fixtures for the NATS broker tests: unique topics on the shared server (tests/servers.py),
+cleaned up after, and a private JetStream server (own port and store) for tests that kill or
+restart it."""
 
 from __future__ import annotations
 
@@ -10,22 +11,10 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.broker.helpers import PrivateServer
+from tests.broker.helpers import PrivateNats
+from tests.servers import nats_url
 
-SHARED = "nats://127.0.0.1:4222"
-
-__all__ = ["SHARED", "PrivateNats"]
-
-
-class PrivateNats(PrivateServer):
-    """``nats-server -js`` on a free loopback port with its store in ``directory``."""
-
-    scheme = "nats"
-
-    def command(self) -> list[str]:
-        cmd = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js"]
-        cmd += ["-sd", str(self.directory / "store"), "-l", str(self.directory / "nats.log")]
-        return cmd
+__all__ = ["PrivateNats"]
 
 
 @pytest.fixture
@@ -43,7 +32,7 @@ async def topic() -> AsyncIterator[str]:
     """A unique subject; every stream storing it is deleted after the test."""
     token = f"t{uuid.uuid4().hex[:10]}"
     yield f"microtest.{token}"
-    nc = await nats.connect(SHARED)
+    nc = await nats.connect(nats_url())
     try:
         js = nc.jetstream()
         for info in await js.streams_info():

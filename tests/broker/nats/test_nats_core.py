@@ -12,15 +12,14 @@ from micro import plugins
 from micro.broker import BrokerError, Event, Message
 from micro.broker.nats import NatsBroker, parse_servers
 from tests.broker.helpers import Inbox, free_port
-
-from .conftest import SHARED
+from tests.servers import nats_url
 
 pytestmark = pytest.mark.integration
 
 
 async def test_broadcast_reaches_every_subscriber_with_headers(topic: str) -> None:
     header = {"Content-Type": "application/json", "Micro-Id": "m1", "X-User": "J\u00f6rg \u2713"}
-    async with NatsBroker(address=SHARED) as broker:
+    async with NatsBroker(address=nats_url()) as broker:
         first, second = Inbox(), Inbox()
         await broker.subscribe(topic, first)
         await broker.subscribe(topic, second)
@@ -34,9 +33,9 @@ async def test_broadcast_reaches_every_subscriber_with_headers(topic: str) -> No
 
 async def test_a_publish_from_elsewhere_right_after_subscribe_arrives(topic: str) -> None:
     """subscribe returns once the server has the subscription, not merely queued it."""
-    async with NatsBroker(address=SHARED) as publisher:
+    async with NatsBroker(address=nats_url()) as publisher:
         for i in range(50):
-            async with NatsBroker(address=SHARED) as subscriber:  # a fresh connection each time
+            async with NatsBroker(address=nats_url()) as subscriber:  # a fresh connection each time
                 inbox = Inbox()
                 await subscriber.subscribe(f"{topic}.{i}", inbox)
                 await publisher.publish(f"{topic}.{i}", Message({}, b"now"))
@@ -45,7 +44,7 @@ async def test_a_publish_from_elsewhere_right_after_subscribe_arrives(topic: str
 
 
 async def test_queue_group_members_share_without_duplicates(topic: str) -> None:
-    async with NatsBroker(address=SHARED) as broker:
+    async with NatsBroker(address=nats_url()) as broker:
         members = [Inbox(), Inbox()]
         for inbox in members:
             await broker.subscribe(topic, inbox, queue="workers")
@@ -69,9 +68,9 @@ async def test_foreign_message_and_failing_handler_do_not_stop_delivery(
         if event.message.body == b"boom":
             raise RuntimeError("handler bug")
 
-    async with NatsBroker(address=SHARED) as broker:
+    async with NatsBroker(address=nats_url()) as broker:
         await broker.subscribe(topic, flaky)
-        raw = await nats.connect(SHARED)
+        raw = await nats.connect(nats_url())
         try:
             await raw.publish(topic, b"no headers at all")
             await raw.flush()
@@ -86,7 +85,7 @@ async def test_foreign_message_and_failing_handler_do_not_stop_delivery(
 
 
 async def test_unsubscribe_stops_delivery(topic: str) -> None:
-    async with NatsBroker(address=SHARED) as broker:
+    async with NatsBroker(address=nats_url()) as broker:
         inbox = Inbox()
         sub = await broker.subscribe(topic, inbox)
         await broker.publish(topic, Message({}, b"1"))

@@ -13,15 +13,14 @@ from micro.broker import BrokerError, Event, Message
 from micro.broker._nats_js import JetStreamEvent
 from micro.broker.nats import NatsBroker
 from tests.broker.helpers import Inbox, child_subscriber, readline
-
-from .conftest import SHARED
+from tests.servers import nats_url
 
 pytestmark = pytest.mark.integration
 
 
 def js_broker(**options: object) -> NatsBroker:
     defaults: dict[str, object] = {"ack_wait": 2.0, "max_deliver": 3, "backoff": (0.05, 0.1)}
-    return NatsBroker(address=SHARED, jetstream=True, **{**defaults, **options})  # type: ignore[arg-type]
+    return NatsBroker(address=nats_url(), jetstream=True, **{**defaults, **options})  # type: ignore[arg-type]
 
 
 async def test_publish_is_stored_and_queue_members_share_it(topic: str) -> None:
@@ -124,7 +123,7 @@ async def test_headerless_core_publish_is_delivered(topic: str) -> None:
     async with js_broker() as broker:
         inbox = Inbox()
         await broker.subscribe(topic, inbox, queue="q")
-        raw = await nats.connect(SHARED)
+        raw = await nats.connect(nats_url())
         try:
             await raw.publish(topic, b"raw bytes \xff")
             await raw.flush()
@@ -153,7 +152,7 @@ async def test_refused_publish_raises_and_bad_topics_are_rejected(topic: str) ->
 @pytest.mark.slow
 async def test_member_killed_before_ack_gets_message_redelivered(topic: str) -> None:
     options = '{"ack_wait": 1.0}'
-    with child_subscriber("nats", SHARED, topic, "crashers", options) as child:
+    with child_subscriber("nats", nats_url(), topic, "crashers", options) as child:
         assert await readline(child) == "READY"
         async with js_broker(ack_wait=1.0) as broker:
             await broker.publish(topic, Message({"Micro-Id": "crash-1"}, b"survive me"))

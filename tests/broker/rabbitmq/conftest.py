@@ -1,4 +1,5 @@
-"""Fixtures: RabbitMQ brokers on the shared server under a unique exchange, cleaned up after."""
+"""Fixtures: RabbitMQ brokers on the shared server (tests/servers.py) under a unique exchange,
+cleaned up after."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import pytest
 
 from micro.broker import _rabbitmq_wire as wire
 from micro.broker.rabbitmq import RabbitmqBroker
-
-SHARED_URL = "amqp://guest:guest@127.0.0.1:5672/"
+from tests.servers import amqp_url
 
 
 class Rabbit:
     """Makes brokers on one unique exchange; remembers queue groups to delete at the end."""
 
-    def __init__(self, url: str = SHARED_URL) -> None:
-        self.url = url
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or amqp_url()
         self.exchange = f"test-{uuid.uuid4().hex[:10]}"
         self.brokers: list[RabbitmqBroker] = []
         self.groups: set[tuple[str, str]] = set()

@@ -65,7 +65,7 @@ class PrivateRabbit:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
-    def _spawn(self) -> None:
+    def spawn(self) -> None:
         self.proc = subprocess.Popen(
             [str(BIN / "rabbitmq-server")],
             env=self.env,
@@ -75,7 +75,7 @@ class PrivateRabbit:
         )
 
     async def start(self, timeout: float = 40.0) -> None:
-        self._spawn()
+        self.spawn()
         await self.wait_port(timeout)
 
     async def restart(self) -> None:

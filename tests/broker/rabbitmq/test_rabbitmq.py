@@ -1,4 +1,4 @@
-"""RabbitmqBroker against the shared RabbitMQ (127.0.0.1:5672), one unique exchange per test."""
+"""RabbitmqBroker against the shared RabbitMQ (tests/servers.py), one unique exchange per test."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Fixtures for the Redis broker tests: unique topics on the shared server, keys deleted
-after, and a private persistent redis-server (own port and directory) to kill and restart."""
+"""Fixtures for the Redis broker tests: unique topics on the shared server (tests/servers.py),
+keys deleted after, and a private persistent redis-server (own port and directory) to kill and
+restart."""
 
 from __future__ import annotations
 
@@ -10,23 +11,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.broker.helpers import PrivateServer
+from tests.broker.helpers import PrivateRedis
+from tests.servers import redis_url
 
-__all__ = ["SHARED", "PrivateRedis"]
-
-SHARED = "redis://127.0.0.1:6379"
-
-
-class PrivateRedis(PrivateServer):
-    """redis-server on a free loopback port, AOF fsynced on every write, in ``directory``."""
-
-    scheme = "redis"
-
-    def command(self) -> list[str]:
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        cmd += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
-        cmd += ["--logfile", str(self.directory / "redis.log")]
-        return cmd
+__all__ = ["PrivateRedis"]
 
 
 @pytest.fixture
@@ -44,7 +32,7 @@ async def topic() -> AsyncIterator[str]:
     """A unique topic; every key containing it is deleted after the test."""
     token = f"microtest:{uuid.uuid4().hex[:10]}"
     yield token
-    client = aioredis.Redis.from_url(SHARED)
+    client = aioredis.Redis.from_url(redis_url())
     try:
         keys = [key async for key in client.scan_iter(match=f"*{token}*")]
         if keys:

@@ -12,19 +12,18 @@ import redis.asyncio as aioredis
 from micro.broker import BrokerError, Event, Message
 from micro.broker.redis import RedisBroker
 from tests.broker.helpers import Inbox
-
-from .conftest import SHARED
+from tests.servers import redis_url
 
 pytestmark = pytest.mark.integration
 
 
 async def test_broadcast_with_go_micro_envelope(topic: str) -> None:
     header = {"Micro-Id": "p1", "X-User": "J\u00f6rg"}
-    async with RedisBroker(address=SHARED, streams=False) as broker:
+    async with RedisBroker(address=redis_url(), streams=False) as broker:
         first, second = Inbox(), Inbox()
         await broker.subscribe(topic, first)
         await broker.subscribe(topic, second)
-        client = aioredis.Redis.from_url(SHARED)
+        client = aioredis.Redis.from_url(redis_url())
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(topic)
@@ -52,7 +51,7 @@ async def test_garbage_and_failing_handler_do_not_stop_the_loop(
         if event.message.body == b"boom":
             raise RuntimeError("handler bug")
 
-    async with RedisBroker(address=SHARED, streams=False) as broker:
+    async with RedisBroker(address=redis_url(), streams=False) as broker:
         await broker.subscribe(topic, flaky)
         await broker._client().publish(topic, b"not json at all")
         await broker.publish(topic, Message({"Micro-Id": "bad-1"}, b"boom"))
@@ -65,7 +64,7 @@ async def test_garbage_and_failing_handler_do_not_stop_the_loop(
 
 
 async def test_queue_groups_are_refused_and_unsubscribe_stops(topic: str) -> None:
-    async with RedisBroker(address=SHARED, streams=False) as broker:
+    async with RedisBroker(address=redis_url(), streams=False) as broker:
         with pytest.raises(BrokerError, match="no queue groups"):
             await broker.subscribe(topic, Inbox(), queue="workers")
         inbox = Inbox()

@@ -13,15 +13,14 @@ from micro.broker import BrokerError, Event, Message
 from micro.broker._redis_streams import RedisEvent
 from micro.broker.redis import RedisBroker, parse_url
 from tests.broker.helpers import Inbox, child_subscriber, free_port, readline
-
-from .conftest import SHARED
+from tests.servers import redis_url
 
 pytestmark = pytest.mark.integration
 
 
 def streams_broker(**options: object) -> RedisBroker:
     defaults: dict[str, object] = {"max_deliver": 3, "backoff": (0.05, 0.1), "claim_idle": 1.0}
-    return RedisBroker(address=SHARED, **{**defaults, **options})  # type: ignore[arg-type]
+    return RedisBroker(address=redis_url(), **{**defaults, **options})  # type: ignore[arg-type]
 
 
 async def test_queue_members_share_and_broadcast_groups_get_all(topic: str) -> None:
@@ -43,7 +42,7 @@ async def test_queue_members_share_and_broadcast_groups_get_all(topic: str) -> N
         assert sorted(int(body) for m in members for body in m.bodies) == list(range(100))
         assert members[0].events[0].message.header == header
         groups = {g["name"] for g in await broker._client().xinfo_groups(topic)}
-    client = aioredis.Redis.from_url(SHARED)
+    client = aioredis.Redis.from_url(redis_url())
     try:
         after = {g["name"] for g in await client.xinfo_groups(topic)}
         pending = await client.xpending(topic, "workers")
@@ -152,14 +151,14 @@ async def test_bad_address_and_unconnected_use_raise_broker_error() -> None:
     assert parse_url("127.0.0.1:6379") == "redis://127.0.0.1:6379"
     created = plugins.create("broker", "redis", address="127.0.0.1:6379")
     assert isinstance(created, RedisBroker)
-    assert created.address == SHARED
+    assert created.address == "redis://127.0.0.1:6379"
     with pytest.raises(ValueError, match="claim_idle"):
         RedisBroker(claim_idle=0)
 
 
 @pytest.mark.slow
 async def test_member_killed_before_ack_gets_message_redelivered(topic: str) -> None:
-    with child_subscriber("redis", SHARED, topic, "crashers") as child:
+    with child_subscriber("redis", redis_url(), topic, "crashers") as child:
         assert await readline(child) == "READY"
         async with streams_broker(claim_idle=1.0) as broker:
             await broker.publish(topic, Message({"Micro-Id": "crash-1"}, b"survive me"))

@@ -1,4 +1,5 @@
-"""NATS registry fixtures: unique subject prefixes on the shared server, private servers."""
+"""NATS registry fixtures: unique subject prefixes on the shared server (tests/servers.py),
+private servers."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ import pytest
 
 from micro.registry import Registry
 from micro.registry.nats import NatsRegistry
-
-SHARED = "127.0.0.1:4222"
+from tests.servers import address
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def make(prefix: str) -> Callable[[], NatsRegistry]:
-    return lambda: NatsRegistry(address=SHARED, prefix=prefix)
+    return lambda: NatsRegistry(address=address("nats"), prefix=prefix)
 
 
 def free_port() -> int:

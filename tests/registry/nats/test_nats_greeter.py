@@ -15,7 +15,7 @@ import micro
 from micro.errors import ServiceNotFound
 from micro.registry import Result
 from micro.registry.nats import NatsRegistry
-from tests.registry.nats.conftest import SHARED
+from tests.servers import address
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ GREETER = os.path.join(ROOT, "tests", "integration", "greeter_service.py")
 def nats_env(prefix: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {
         "MICRO_REGISTRY": "nats",
-        "MICRO_REGISTRY_ADDRESS": SHARED,
+        "MICRO_REGISTRY_ADDRESS": address("nats"),
         "MICRO_NATS_REGISTRY_PREFIX": prefix,
     }
     for key, value in env.items():
@@ -68,7 +68,7 @@ async def test_greeter_runs_on_nats_by_env_alone(
     greeter: tuple[str, asyncio.subprocess.Process], prefix: str
 ) -> None:
     name, _ = greeter
-    async with NatsRegistry(address=SHARED, prefix=prefix) as registry:
+    async with NatsRegistry(address=address("nats"), prefix=prefix) as registry:
         await _wait_found(registry, name)
         found = await registry.get_service(name)
         assert [ep.name for ep in found[0].endpoints] == ["Greeter.SayHello"]
@@ -84,7 +84,7 @@ async def test_a_killed_node_vanishes_from_lookups_at_once_and_from_watches_in_i
     greeter: tuple[str, asyncio.subprocess.Process], prefix: str
 ) -> None:
     name, proc = greeter
-    async with NatsRegistry(address=SHARED, prefix=prefix) as registry:
+    async with NatsRegistry(address=address("nats"), prefix=prefix) as registry:
         await _wait_found(registry, name)
         seen: list[Result] = []
 

@@ -14,7 +14,8 @@ from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Node, Result, Service
 from micro.registry.nats import NatsRegistry
 from micro.selector.cache import RegistrySelector
-from tests.registry.nats.conftest import SHARED, PrivateNats, eventually
+from tests.registry.nats.conftest import PrivateNats, eventually
+from tests.servers import nats_url
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,7 @@ async def test_foreign_and_corrupt_messages_are_skipped(
 
     name = "victim"
     async with make() as a, make() as b:
-        nc = await nats.connect(f"nats://{SHARED}")
+        nc = await nats.connect(nats_url())
         try:
 
             async def liar(msg: object) -> None:

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket
 
 from micro.registry import Endpoint, Node, Service
 from micro.registry.mdns import MdnsRegistry
+from tests.servers import address
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -322,11 +323,11 @@ async def test_event_handler_publishes_through_nats(ns: str, tmp_path: Path) -> 
     async def on_event(event: Event) -> None:
         await got.put(event)
 
-    async with NatsBroker() as broker:
+    nats_address = address("nats")
+    async with NatsBroker(address=nats_address) as broker:
         sub = await broker.subscribe(f"{ns}.user", on_event)
-        proc, url = await asyncio.to_thread(
-            gateway, tmp_path, ns, "--handler", "event", env={"MICRO_BROKER": "nats"}
-        )
+        env = {"MICRO_BROKER": "nats", "MICRO_BROKER_ADDRESS": nats_address}
+        proc, url = await asyncio.to_thread(gateway, tmp_path, ns, "--handler", "event", env=env)
         try:
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 rsp = await http.post("/user/login/john", content=b'{"at": 1}')

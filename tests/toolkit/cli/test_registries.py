@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import address
 from tests.toolkit.cli.conftest import (
     GREETER,
     HERE,
@@ -73,7 +74,7 @@ def _received(path: Path, count: int, timeout: float = 10) -> list[object]:
 def test_publish_reaches_a_subscriber(broker: str, spawn: Spawn, tmp_path: Path) -> None:
     extra = {"MICRO_BROKER": broker}
     if broker == "nats":
-        extra["MICRO_BROKER_ADDRESS"] = "127.0.0.1:4222"
+        extra["MICRO_BROKER_ADDRESS"] = address("nats")
     env = base_env(**extra)
     name, topic, out = unique("sub"), unique("topic"), tmp_path / "events.jsonl"
     spawn(HERE / "subscriber_service.py", name, "--topic", topic, "--out", str(out), env=env)
