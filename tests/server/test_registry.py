@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -231,3 +232,76 @@ async def test_backends_from_env_are_owned_unless_shared(monkeypatch: pytest.Mon
     owning = RpcServer(name=SERVICE, address="127.0.0.1:0")
     assert [type(b).__name__ for b in owning._owned] == ["HttpTransport"]
     await owning.stop()
+
+
+class LosingRegistry(CountingRegistry):
+    """A registry that says "registration lost" whenever the test puts into ``losses``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses: asyncio.Queue[Exception | None] = asyncio.Queue()
+        self.listening = False
+
+    async def lost(self, service: Service) -> AsyncIterator[None]:
+        assert service.name == SERVICE
+        self.listening = True
+        try:
+            while (loss := await self.losses.get()) is None:
+                yield None
+            raise loss
+        finally:
+            self.listening = False
+
+
+async def eventually(probe: Callable[[], bool], within: float = 2.0) -> None:
+    async with asyncio.timeout(within):
+        while not probe():
+            await asyncio.sleep(0.005)
+
+
+def _losing_server(transport: Transport, registry: Registry) -> RpcServer:
+    server = RpcServer(
+        name=SERVICE,
+        address="127.0.0.1:0",
+        transport=transport,
+        registry=registry,
+        register_interval=3600,  # only the registry's signal can bring a re-registration
+    )
+    server.handle(Say())
+    return server
+
+
+async def test_a_lost_registration_is_registered_again_at_once(transport: Transport) -> None:
+    registry = LosingRegistry()
+    server = _losing_server(transport, registry)
+    await server.start()
+    try:
+        assert registry.calls == 1
+        await eventually(lambda: registry.listening)
+        await registry.deregister(server.service())  # the registry lost it behind our back
+        registry.losses.put_nowait(None)
+        await eventually(lambda: registry.calls == 2)
+        assert (await registered(registry)).nodes[0].id == server.id
+        registry.losses.put_nowait(None)
+        await eventually(lambda: registry.calls == 3)
+    finally:
+        await server.stop()
+    assert not registry.listening  # stop ends the listening
+
+
+async def test_a_broken_loss_signal_leaves_the_interval_running(
+    transport: Transport, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = LosingRegistry()
+    server = _losing_server(transport, registry)
+    with caplog.at_level(logging.WARNING, logger="micro.server"):
+        await server.start()
+        try:
+            await eventually(lambda: registry.listening)
+            registry.losses.put_nowait(RuntimeError("backend bug"))
+            await eventually(lambda: not registry.listening)
+            assert server._keeper is not None
+            assert not server._keeper.done()
+        finally:
+            await server.stop()
+    assert any("backend bug" in r.getMessage() for r in caplog.records)

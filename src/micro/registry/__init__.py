@@ -149,6 +149,24 @@ class Registry(abc.ABC):
         Each result carries the service with the nodes that changed.
         """
 
+    async def lost(self, service: Service) -> AsyncIterator[None]:
+        """One ``None`` each time ``service``'s registration here may have been lost.
+
+        A server registers again on each, besides its interval, so that a registry that lost
+        its data (a lease or key gone, a store restarted empty) lists the node again within
+        moments instead of at the next interval. A backend yields when it sees a node it
+        registered removed behind its back, and whenever it cannot know (its watch has just
+        got in place, or is back after a break); registering again is cheap when nothing
+        was lost.
+
+        The default yields nothing and ends at once, for backends whose registrations live
+        in this process (memory, mdns, nats) or that do not tell (consul, kubernetes: the
+        interval is their safety net). The iterator runs until the registry closes or the
+        consumer stops iterating; a store that is away makes it wait, not raise.
+        """
+        return
+        yield  # an async generator that yields nothing
+
 
 # -- helpers shared by the backends -------------------------------------------------------
 

@@ -193,6 +193,10 @@ class EtcdRegistry(Registry):
         alive = False
         if held is not None and held.id:
             alive = await client.keepalive_once(held.id) > 0
+            if not alive:
+                log.warning(
+                    "etcd lost the lease of %s; registering again", key.decode(errors="replace")
+                )
         elif held is not None:  # no lease: the key itself must still be there
             current = await client.get(key)
             alive = current is not None and current.value == held.value
@@ -274,6 +278,44 @@ class EtcdRegistry(Registry):
                 await asyncio.wait_for(closed.wait(), delay)
             except TimeoutError:
                 pass
+
+    async def lost(self, service: Service) -> AsyncIterator[None]:
+        """Yields once its watch on ``service``'s keys is in place, again each time that watch
+        is back after a break (etcd restarted, maybe empty: nothing says what it kept), and
+        when one of those keys is deleted (its lease expired, or someone deleted it).
+        :meth:`register` then renews each lease and writes what is missing."""
+        keys = {self.node_key(service.name, node.id) for node in service.nodes}
+        closed = self._closed
+        breaks = 0
+        while not closed.is_set():
+            try:
+                async for batch in self._etcd().watch(self.service_prefix(service.name), 0):
+                    breaks = 0
+                    deleted = [e.kv.key for e in batch.events if e.kind == "DELETE"]
+                    gone = [key for key in deleted if key in keys and self._forget_value(key)]
+                    if gone or batch.created:
+                        yield None
+            except (EtcdError, RegistryError) as exc:
+                if closed.is_set():
+                    return
+                breaks += 1
+                log.debug("etcd watch of %s's keys broke (%s); resuming", service.name, exc)
+            try:  # a short delay: etcd coming back is exactly what this waits for
+                await asyncio.wait_for(closed.wait(), min(0.1 * 2 ** max(breaks - 1, 0), 0.5))
+            except TimeoutError:
+                pass
+
+    def _forget_value(self, key: bytes) -> bool:
+        """A key we hold was deleted: the next register writes it again, lease alive or not.
+
+        Returns False for a key we no longer hold (our own deregister deleted it).
+        """
+        held = self._leases.get(key)
+        if held is None:
+            return False
+        log.warning("etcd: %s was deleted; registering it again", key.decode(errors="replace"))
+        held.value = b""
+        return True
 
     @staticmethod
     def _advance(batch: Batch, revision: int) -> int:

@@ -9,6 +9,17 @@ removed nodes without asking the registry per call. The TTL refetch is only the 
 missed results. If the watch fails or ends, it is restarted with backoff and every entry is
 refetched on its next use.
 
+**A registry that forgets a node does not take it away from callers.** A ``delete`` result
+naming a node removes it at once. A lookup that merely no longer lists a node (an etcd
+restarted empty, a store reset, a watch gap: the registry says "not found" or names fewer
+nodes, and nothing said "delete") keeps it as *unlisted* if a call to it succeeded within
+the last ``ttl`` and it is not skipped for failures; it is called like any other node. It is
+listed again by a ``create``/``update`` result or a lookup naming it, and it leaves once it
+is skipped for failures (a listed node would be offered again later; an unlisted one is
+dropped) or when a lookup made a whole ``ttl`` after it went unlisted still does not name
+it. A node that no call reached lately is not kept: with no evidence of its own, the
+selector takes the registry's word.
+
 When the registry fails (:class:`~micro.errors.RegistryError`) and a cached entry exists, the
 stale entry is served (a warning is logged once per outage and service) while a background task
 retries the registry with go-micro's backoff (10 ms, 100 ms, 1 s, ... capped at 30 s). An
@@ -31,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -96,14 +107,53 @@ def _merge(services: list[Service], result: Result) -> list[Service]:
     return _normalise(out)
 
 
-class _Entry:
-    __slots__ = ("expires", "nodes", "services", "stale")
+def _with_nodes(services: list[Service], old: list[Service], ids: Iterable[str]) -> list[Service]:
+    """``services`` plus the nodes of ``old`` named in ``ids``, each under its old version."""
+    wanted = set(ids)
+    if not wanted:
+        return services
+    out = list(services)
+    for service in old:
+        nodes = [node for node in service.nodes if node.id in wanted]
+        if not nodes:
+            continue
+        at = next((i for i, s in enumerate(out) if s.version == service.version), None)
+        if at is None:
+            out.append(msgspec.structs.replace(service, nodes=nodes))
+        else:
+            out[at] = msgspec.structs.replace(out[at], nodes=out[at].nodes + nodes)
+    return _normalise(out)
 
-    def __init__(self, services: list[Service], expires: float, *, stale: bool = False) -> None:
+
+class _Entry:
+    __slots__ = ("answered", "expires", "nodes", "services", "stale", "unlisted")
+
+    def __init__(
+        self,
+        services: list[Service],
+        expires: float,
+        *,
+        stale: bool = False,
+        answered: dict[str, float] | None = None,
+        unlisted: dict[str, float] | None = None,
+    ) -> None:
         self.services = services
         self.nodes = tuple(node for service in services for node in service.nodes)
         self.expires = expires
         self.stale = stale  # the registry failed; a recovery task is retrying it
+        self.answered = answered or {}  # node id -> when a call to it last succeeded
+        self.unlisted = unlisted or {}  # node id -> since when the registry has not listed it
+
+    def evolve(self, services: list[Service], listed: Iterable[str] = ()) -> _Entry:
+        """This entry with ``services``; nodes in ``listed`` are the registry's again."""
+        ids = {node.id for service in services for node in service.nodes}
+        unlisted = {i: t for i, t in self.unlisted.items() if i in ids}
+        for node_id in listed:
+            unlisted.pop(node_id, None)
+        answered = {i: t for i, t in self.answered.items() if i in ids}
+        return _Entry(
+            services, self.expires, stale=self.stale, answered=answered, unlisted=unlisted
+        )
 
 
 class _Mark:
@@ -214,6 +264,9 @@ class RegistrySelector(Selector):
             return  # says nothing about the node
         marks = self._marks.get(service)
         if error is None or not _is_failure(error):
+            entry = self._cache.get(service)
+            if entry is not None:
+                entry.answered[node.id] = self._clock()
             if marks and marks.pop(node.id, None) is not None and not marks:
                 del self._marks[service]
             return
@@ -233,6 +286,7 @@ class RegistrySelector(Selector):
                     state.failures,
                     self.blacklist_for,
                 )
+            self._drop_unlisted(service, node)
 
     def reset(self, service: str) -> None:
         self._cache.pop(service, None)
@@ -293,20 +347,73 @@ class RegistrySelector(Selector):
         try:
             services = await self.registry.get_service(service)
         except ServiceNotFound:
-            self._cache.pop(service, None)
-            raise
+            services = []
         finally:
             buffers = self._pending.get(service, [])
             if buffer in buffers:
                 buffers.remove(buffer)
             if not buffers:
                 self._pending.pop(service, None)
-        entry = self._cache[service] = _Entry(_normalise(services), self._clock() + self.ttl)
+        entry = self._refreshed(service, _normalise(services))
+        if entry is None:
+            self._cache.pop(service, None)
+            raise ServiceNotFound(f"service {service}: not found", id="go.micro.registry")
+        self._cache[service] = entry
         for result in buffer:
             self._apply(result)
         if self._cache.get(service) is None:  # the replay deleted every node
             raise ServiceNotFound(f"service {service}: not found", id="go.micro.registry")
         return self._cache.get(service, entry)
+
+    def _refreshed(self, service: str, services: list[Service]) -> _Entry | None:
+        """The entry for the registry's new answer (None: no node), keeping the nodes it left
+        out that still answer calls (see the module docstring)."""
+        now = self._clock()
+        old = self._cache.get(service)
+        if old is None:
+            return _Entry(services, now + self.ttl) if services else None
+        keep = self._unlisted(service, old, services, now)
+        if keep.keys() - old.unlisted.keys():
+            names = ", ".join(sorted(keep))
+            log.warning(
+                "the registry no longer lists %s nodes that answer: kept %s", service, names
+            )
+        services = _with_nodes(services, old.services, keep)
+        if not services:
+            return None
+        entry = old.evolve(services)
+        entry.expires, entry.stale, entry.unlisted = now + self.ttl, False, keep
+        return entry
+
+    def _unlisted(
+        self, service: str, old: _Entry, services: list[Service], now: float
+    ) -> dict[str, float]:
+        """Nodes of ``old`` missing from ``services`` that answered a call within ``ttl``,
+        are not skipped for failures, and have not gone unlisted for a whole ``ttl``."""
+        listed = {node.id for s in services for node in s.nodes}
+        marks = self._marks.get(service, {})
+        keep: dict[str, float] = {}
+        for node in old.nodes:
+            answered = old.answered.get(node.id)
+            since = old.unlisted.get(node.id, now)
+            mark = marks.get(node.id)
+            if (
+                node.id not in listed
+                and answered is not None
+                and answered > now - self.ttl
+                and since > now - self.ttl
+                and (mark is None or mark.failures < self.failures)
+            ):
+                keep[node.id] = since
+        return keep
+
+    def _drop_unlisted(self, service: str, node: Node) -> None:
+        """A node the registry no longer lists was skipped for failures: it is gone."""
+        entry = self._cache.get(service)
+        if entry is None or node.id not in entry.unlisted:
+            return
+        log.info("node %s of %s is not in the registry and fails: dropped", node.id, service)
+        self._change(service, entry, Result("delete", Service(name=service, nodes=[node])))
 
     def _go_stale(self, service: str, entry: _Entry, exc: RegistryError) -> None:
         if entry.stale:
@@ -372,8 +479,12 @@ class RegistrySelector(Selector):
         for buffer in self._pending.get(name, ()):
             buffer.append(result)
         entry = self._cache.get(name)
-        if entry is None:
-            return
+        if entry is not None:
+            self._change(name, entry, result)
+
+    def _change(self, name: str, entry: _Entry, result: Result) -> None:
+        """Apply one create, update or delete of ``name``'s nodes to its cached entry."""
+        listed: list[str] = []
         if result.action == "delete":
             marks = self._marks.get(name)
             if marks:
@@ -381,8 +492,10 @@ class RegistrySelector(Selector):
                     marks.pop(node.id, None)
                 if not marks:
                     del self._marks[name]
+        else:
+            listed = [node.id for node in result.service.nodes]
         services = _merge(entry.services, result)
         if services:
-            self._cache[name] = _Entry(services, entry.expires, stale=entry.stale)
+            self._cache[name] = entry.evolve(services, listed)
         else:
-            del self._cache[name]  # the registry now says "not found"; let it say so
+            del self._cache[name]  # every node was deleted: "not found", as the registry says

@@ -8,6 +8,7 @@ wire behaviour and the error table are in ``docs/protocol.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -268,19 +269,37 @@ class RpcServer(Server):
         self._registered = True
 
     async def _keep_registered(self) -> None:
+        """Register again every interval, and at once when the registry may have lost us."""
+        lost = asyncio.Event()
+        listener = asyncio.create_task(self._hear_losses(lost), name=f"micro-lost-{self.id}")
         failures = 0
         delay = self.register_interval
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self._register()
-            except Exception as exc:  # a registry hiccup must never stop the server
-                failures += 1
-                delay = min(self.register_interval, 0.5 * 2 ** (failures - 1))
-                log.warning("re-registering %s failed (%s); retry in %.1fs", self.id, exc, delay)
-            else:
-                failures = 0
-                delay = self.register_interval
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), delay)
+                lost.clear()
+                try:
+                    await self._register()
+                except Exception as exc:  # a registry hiccup must never stop the server
+                    failures += 1
+                    delay = min(self.register_interval, 0.5 * 2 ** (failures - 1))
+                    log.warning(
+                        "re-registering %s failed (%s); retry in %.1fs", self.id, exc, delay
+                    )
+                else:
+                    failures = 0
+                    delay = self.register_interval
+        finally:
+            listener.cancel()
+            await asyncio.wait({listener})
+
+    async def _hear_losses(self, lost: asyncio.Event) -> None:
+        try:
+            async for _ in self.registry.lost(self.service()):
+                lost.set()
+        except Exception as exc:  # a backend bug: the interval still re-registers
+            log.warning("watching the registration of %s failed: %r", self.id, exc)
 
     async def _shutdown(self, grace: float | None) -> None:
         self._router.draining = True

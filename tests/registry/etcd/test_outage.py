@@ -42,13 +42,13 @@ async def _resolve(address: str, name: str, limit: float) -> Service:
                 await asyncio.sleep(0.1)
 
 
-def _service(name: str, address: str) -> micro.Service:
+def _service(name: str, address: str, *, ttl: float = 2, interval: float = 0.5) -> micro.Service:
     service = micro.Service(
         name,
         address="127.0.0.1:0",
         registry=EtcdRegistry(address=address, timeout=1.0),
-        register_ttl=2,
-        register_interval=0.5,
+        register_ttl=ttl,
+        register_interval=interval,
         handle_signals=False,
     )
     service.handle(Greeter())
@@ -158,3 +158,102 @@ async def test_a_watch_ends_with_an_error_when_etcd_lost_its_history(
         assert isinstance(error, micro.errors.RegistryError), error
         assert "reset" in str(error)
         await task
+
+
+# -- etcd wiped under load ----------------------------------------------------------------------
+
+
+class _Load:
+    """``width`` calls in flight at all times until stopped; counts calls and failures."""
+
+    def __init__(self, client: micro.Client, name: str, width: int) -> None:
+        self.client, self.name, self.width = client, name, width
+        self.calls = 0
+        self.failures: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._progress = asyncio.Event()
+
+    async def run(self, limit: float) -> None:
+        """Call until :meth:`stop` or ``limit`` seconds (the bound of the run)."""
+        async with asyncio.timeout(limit):
+            await asyncio.gather(*(self._worker() for _ in range(self.width)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def more(self, calls: int) -> None:
+        """Wait until ``calls`` more calls have finished (the load is really running)."""
+        target = self.calls + calls
+        while self.calls < target:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def _worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.client.call(self.name, "Greeter.SayHello", {"name": "x"}, timeout=2.0)
+            except micro.errors.MicroError as exc:
+                kind = type(exc).__name__
+                self.failures[kind] = self.failures.get(kind, 0) + 1
+            self.calls += 1
+            self._progress.set()
+
+
+async def _registered(address: str, name: str, ids: set[str], limit: float) -> float | None:
+    """Seconds until every node in ``ids`` is in etcd again (None: not within ``limit``)."""
+    started = time.monotonic()
+    async with EtcdRegistry(address=address, timeout=1.0) as registry:
+        while True:
+            try:
+                found = {n.id for s in await registry.get_service(name) for n in s.nodes}
+            except (ServiceNotFound, micro.errors.RegistryError):
+                found = set()
+            took = time.monotonic() - started
+            if found >= ids:
+                return took
+            if took > limit:
+                return None
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("away", [0.0, 5.0], ids=["restart", "away-5s"])
+async def test_an_etcd_wiped_under_load_costs_no_call_and_servers_register_again(
+    private_etcd: EtcdServer, away: float
+) -> None:
+    # go-micro's default TTL and interval: the 30 s tick must not be what brings them back
+    name = f"wiped-{uuid.uuid4().hex[:8]}"
+    services = [_service(name, private_etcd.address, ttl=60, interval=30) for _ in range(3)]
+    client = micro.Client(registry=EtcdRegistry(address=private_etcd.address, timeout=1.0))
+    load = _Load(client, name, width=64)
+    running: asyncio.Task[None] | None = None
+    try:
+        for service in services:
+            await service.start()
+        ids = {service.server.id for service in services}
+        running = asyncio.create_task(load.run(limit=30.0))
+        await load.more(5000)
+        await asyncio.to_thread(private_etcd.stop)
+        await asyncio.sleep(away)  # the scenario, not a wait: etcd stays down this long
+        private_etcd.spawn(wipe=True)  # empty, on the same port
+        spawned = time.monotonic()
+        await asyncio.to_thread(private_etcd.wait_healthy)
+        healthy = time.monotonic()
+        back = await _registered(private_etcd.address, name, ids, limit=10.0)
+        await asyncio.sleep(3.0)  # the load goes on while the client meets the new etcd
+        load.stop()
+        await running
+        took = "not within 10 s" if back is None else f"{back:.2f} s later"
+        print(
+            f"\n{load.calls} calls, failed: {load.failures}; etcd healthy "
+            f"{healthy - spawned:.2f} s after its start, the nodes back in it {took}"
+        )
+        assert load.failures == {}
+        assert back is not None, "the nodes were not registered again"
+        assert back < 2.0
+    finally:
+        load.stop()
+        if running is not None:
+            await asyncio.gather(running, return_exceptions=True)
+        await client.close()
+        for service in services:
+            await service.stop()
