@@ -507,6 +507,8 @@ def _help(setting: Setting) -> str:
 
 
 def _plain(setting: Setting, value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if setting.kind == "duration" and isinstance(value, float):
         return f"{value:g}s"
     if setting.kind == "size" and isinstance(value, int) and value % (1024 * 1024) == 0:
@@ -572,4 +574,4 @@ def markdown(groups: Iterable[str] = GROUPS) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown())
+    print(markdown(), end="")
