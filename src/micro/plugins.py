@@ -1,7 +1,8 @@
-"""Backends by name: one table, lazy imports, install hints, and the env/flag builders.
+"""Backends by name: one table, lazy imports, install hints.
 
-``MICRO_REGISTRY=mdns`` (or ``--registry mdns``, or ``Service(registry="mdns")``) resolves
-here. Third-party packages add backends through entry-point groups ``micro.registry``,
+``MICRO_REGISTRY=mdns`` (or ``--registry mdns``, or ``Service(registry="mdns")``), read by
+:mod:`micro.settings`, resolves here; this module never reads the environment.
+Third-party packages add backends through entry-point groups ``micro.registry``,
 ``micro.selector``, ``micro.transport`` and ``micro.broker`` (``name = "pkg.module:Class"``).
 An unknown name fails at once, listing the known names and the extra that provides each.
 
@@ -13,18 +14,22 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from micro.errors import MicroError
 
+if TYPE_CHECKING:
+    from micro.settings import Settings
+
 __all__ = [
+    "DEFAULTS",
     "DISTRIBUTION",
     "PluginNotFound",
-    "install_hint",
+    "create",
     "create_broker",
+    "install_hint",
+    "is_shared",
     "known",
     "resolve",
 ]
@@ -113,29 +118,29 @@ def resolve(kind: str, name: str) -> type[Any]:
     return cls
 
 
-def env(name: str, environ: Mapping[str, str] | None = None) -> str:
-    """``MICRO_<NAME>`` from the environment ("" when unset)."""
-    return (environ if environ is not None else os.environ).get(f"MICRO_{name.upper()}", "")
+def create(
+    kind: str, name: str | None = None, *, settings: Settings | None = None, **options: Any
+) -> Any:
+    """An instance of the ``kind`` backend named ``name``.
 
-
-def create(kind: str, name: str | None = None, **options: Any) -> Any:
-    """An instance of the ``kind`` backend named ``name`` (env, then default, when ``None``).
-
-    ``options`` are passed to the constructor; empty values are dropped so backend defaults
-    apply. ``MICRO_<KIND>_ADDRESS`` fills ``address`` when the backend takes one and none is
-    given. Memory backends chosen by name are shared within the process.
+    The name is ``name``, else ``settings[kind]``, else the default (``mdns``, ``registry``,
+    ``http``, ``http``). Its constructor gets the keywords ``settings`` makes for this kind
+    (:meth:`micro.settings.Settings.options_for`, only those the backend accepts), then
+    ``options`` (which win; empty values are dropped so backend defaults apply). Memory
+    backends chosen by name with no options are shared within the process.
     """
-    chosen = name or env(kind) or DEFAULTS[kind]
+    chosen = name or (settings.get(kind) if settings is not None else None) or DEFAULTS[kind]
+    options = {k: v for k, v in options.items() if v not in (None, "", [], ())}
     if chosen == "memory" and not options:
         if kind not in _shared_memory:
             _shared_memory[kind] = resolve(kind, chosen)()
         return _shared_memory[kind]
     cls = resolve(kind, chosen)
-    options = {k: v for k, v in options.items() if v not in (None, "", [], ())}
-    address = env(f"{kind}_address")
-    if "address" not in options and address and _accepts(cls, "address"):
-        options["address"] = address
-    return cls(**options)
+    merged: dict[str, Any] = {}
+    if settings is not None and chosen != "memory":
+        merged = settings.options_for(kind, accepts=lambda keyword: _accepts(cls, keyword))
+    merged.update(options)
+    return cls(**merged)
 
 
 def _accepts(cls: type[Any], keyword: str) -> bool:
@@ -147,22 +152,21 @@ def _accepts(cls: type[Any], keyword: str) -> bool:
 
 
 def create_broker(
-    name: str | None = None, *, registry: Any = None, address: str | None = None
+    name: str | None = None,
+    *,
+    registry: Any = None,
+    settings: Settings | None = None,
+    address: str | None = None,
 ) -> Any:
-    """A broker by name (env, then default), given ``registry`` if it takes one (``http``).
-
-    ``address`` (``MICRO_BROKER_ADDRESS`` when None) goes to every backend that takes it.
-    """
-    chosen = name or env("broker") or DEFAULTS["broker"]
-    options: dict[str, Any] = {"address": address or env("broker_address") or None}
-    if registry is not None:
-        import inspect
-
-        if "registry" in inspect.signature(resolve("broker", chosen)).parameters:
+    """A broker by name (as :func:`create`), given ``registry`` if it takes one (``http``)."""
+    chosen = name or (settings.get("broker") if settings is not None else None)
+    chosen = chosen or DEFAULTS["broker"]
+    options: dict[str, Any] = {}
+    if chosen != "memory":
+        options["address"] = address
+        if registry is not None and _accepts(resolve("broker", chosen), "registry"):
             options["registry"] = registry
-    if chosen == "memory":
-        options.pop("address")
-    return create("broker", chosen, **options)
+    return create("broker", chosen, settings=settings, **options)
 
 
 def is_shared(backend: object) -> bool:

@@ -1,9 +1,9 @@
 """Service: a named unit that serves handlers and calls other services.
 
-It composes a registry, a selector, a transport, a broker, a server and a client from code,
-command-
-line flags and ``MICRO_*`` environment variables, in that order of precedence (code beats
-flags, flags beat env, env beats defaults)::
+It composes a registry, a selector, a transport, a broker, a server and a client from the
+settings of :mod:`micro.settings`: code, command-line flags and ``MICRO_*`` environment
+variables, in that order of precedence (code beats flags, flags beat env, env beats
+defaults), read once and passed down::
 
     service = micro.Service("greeter", version="1.0.0")
     service.handle(Greeter())
@@ -19,73 +19,29 @@ inside an existing event loop, and ``run()`` owns a loop of its own.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import inspect
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 from micro import plugins
 from micro.broker import Broker
 from micro.registry import Registry
 from micro.selector import Selector
+from micro.settings import SERVICE_GROUPS, Settings, SettingsError, load, parse_flags
 from micro.transport import Transport
 
-__all__ = ["FLAGS", "Service", "parse_flags"]
+__all__ = ["Service"]
 
 log = logging.getLogger("micro.service")
 
 Hook = Callable[[], Awaitable[None] | None]
 S = TypeVar("S")
-
-# flag name -> (env var suffix, help); every flag also reads MICRO_<SUFFIX>
-FLAGS: dict[str, tuple[str, str]] = {
-    "server_name": ("SERVER_NAME", "name of the service (default: the name given in code)"),
-    "server_version": ("SERVER_VERSION", "version to register (default: latest)"),
-    "server_address": ("SERVER_ADDRESS", "address to bind, host:port (default :0)"),
-    "server_advertise": ("SERVER_ADVERTISE", "address to put in the registry"),
-    "registry": ("REGISTRY", "registry backend: " + ", ".join(plugins.TABLE["registry"])),
-    "registry_address": ("REGISTRY_ADDRESS", "comma-separated registry addresses"),
-    "selector": ("SELECTOR", "selector backend (default: registry, round robin)"),
-    "transport": ("TRANSPORT", "transport backend: " + ", ".join(plugins.TABLE["transport"])),
-    "broker": ("BROKER", "broker backend: " + ", ".join(plugins.TABLE["broker"])),
-    "broker_address": ("BROKER_ADDRESS", "comma-separated broker addresses"),
-    "content_type": ("CONTENT_TYPE", "content type of outgoing calls (default application/json)"),
-    "register_ttl": ("REGISTER_TTL", "seconds a registration lives without refresh (60)"),
-    "register_interval": ("REGISTER_INTERVAL", "seconds between re-registrations (30)"),
-    "client_request_timeout": ("CLIENT_REQUEST_TIMEOUT", "call timeout, e.g. 5s or 500ms"),
-    "client_retries": ("CLIENT_RETRIES", "retries per call on 408/500/connection errors (1)"),
-    "client_pool_size": ("CLIENT_POOL_SIZE", "idle connections kept per address (100)"),
-    "mdns_interfaces": ("MDNS_INTERFACES", "comma-separated addresses mDNS may use"),
-}
-
-
-def parse_flags(argv: Sequence[str] | None = None, *, prog: str | None = None) -> dict[str, str]:
-    """Parse go-micro style flags (``--registry mdns``); only the flags given are returned."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Run a micro service. Every flag can also be set with its MICRO_* env var.",
-        argument_default=argparse.SUPPRESS,
-    )
-    for flag, (suffix, text) in FLAGS.items():
-        parser.add_argument(f"--{flag}", metavar=suffix, help=f"{text} [MICRO_{suffix}]")
-    return {k: str(v) for k, v in vars(parser.parse_args(argv)).items()}
-
-
-def _seconds(value: str, what: str) -> float:
-    """Seconds from ``"30"``, ``"30s"``, ``"500ms"``, ``"1m"``."""
-    text = value.strip().lower()
-    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[: -len(suffix)]) * scale
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what}: {value!r} is not a duration (try 30, 30s or 500ms)") from None
 
 
 class Service:
@@ -100,11 +56,11 @@ class Service:
         registry, selector, transport, broker: a backend instance or name (see
             ``micro.plugins``); the broker defaults to ``http``.
         content_type: content type of calls made with :attr:`client`.
-        register_ttl, register_interval: seconds (defaults 60 and 30).
+        register_ttl, register_interval: seconds or durations like ``"1m"`` (60 s, 30 s).
         wrappers: handler wrappers (server middleware), outermost first.
         subscriber_wrappers: subscriber wrappers, outermost first.
         call_wrappers: client call wrappers, outermost first.
-        grace: seconds in-flight requests get to finish on stop.
+        grace: seconds in-flight requests get to finish on stop (10).
         handle_signals: ``run()`` stops on SIGTERM/SIGINT.
     """
 
@@ -126,7 +82,7 @@ class Service:
         wrappers: Sequence[Any] = (),
         call_wrappers: Sequence[Any] = (),
         subscriber_wrappers: Sequence[Any] = (),
-        grace: float = 10.0,
+        grace: float | None = None,
         handle_signals: bool = True,
     ) -> None:
         self._code: dict[str, Any] = {
@@ -141,8 +97,10 @@ class Service:
             "content_type": content_type,
             "register_ttl": register_ttl,
             "register_interval": register_interval,
+            "server_grace": grace,
         }
         self._flags: dict[str, str] = {}
+        self._settings: Settings | None = None
         self._metadata = dict(metadata or {})
         self._wrappers = list(wrappers)
         self._call_wrappers = list(call_wrappers)
@@ -151,7 +109,6 @@ class Service:
         self._subscribers: list[tuple[str, object, dict[str, Any]]] = []
         self._broker: Any = None
         self._own_broker = False
-        self.grace = grace
         self.handle_signals = handle_signals
         self.hooks: dict[str, list[Hook]] = {
             "before_start": [],
@@ -166,20 +123,27 @@ class Service:
 
     # -- configuration -------------------------------------------------------------------
 
-    def option(self, key: str, default: Any = None) -> Any:
-        """One setting, resolved code > flag > env > ``default``."""
-        value = self._code.get(key)
-        if value is None:
-            value = self._flags.get(key)
-        if value is None:
-            value = os.environ.get(f"MICRO_{FLAGS[key][0]}") or None
-        return default if value is None else value
+    @property
+    def settings(self) -> Settings:
+        """The resolved settings (code > flags > env > defaults), read once.
+
+        Raises:
+            SettingsError: a flag or env var has a value that does not parse.
+        """
+        if self._settings is None:
+            self._settings = load(groups=SERVICE_GROUPS, flags=self._flags, code=self._code)
+        return self._settings
+
+    @property
+    def grace(self) -> float:
+        """Seconds in-flight requests get to finish on stop."""
+        return float(self.settings["server_grace"])
 
     @property
     def name(self) -> str:
-        name = self.option("server_name")
+        name = self.settings["server_name"]
         if not name:
-            raise ValueError("a service needs a name: Service('greeter') or --server_name")
+            raise SettingsError("a service needs a name: Service('greeter') or --server-name")
         return str(name)
 
     def handle(self, handler: object, **options: Any) -> None:
@@ -243,23 +207,23 @@ class Service:
     # -- components ----------------------------------------------------------------------
 
     def _make_broker(self, registry: Registry) -> Any:
-        chosen = self.option("broker")
-        if chosen is not None and not isinstance(chosen, str):
-            return chosen
-        broker = plugins.create_broker(
-            chosen, registry=registry, address=self.option("broker_address")
-        )
+        s = self.settings
+        if s["broker"] is not None and not isinstance(s["broker"], str):
+            return s["broker"]
+        address = None
+        host = s["server_address"].rpartition(":")[0]
+        http = (s["broker"] or plugins.DEFAULTS["broker"]) == "http"
+        if http and not s["broker_address"] and host not in ("", "0.0.0.0", "[::]"):
+            address = f"{host}:0"  # the http broker listens where the server does
+        broker = plugins.create_broker(registry=registry, settings=s, address=address)
         self._own_broker = not plugins.is_shared(broker)
         return broker
 
-    def _backend(self, kind: str) -> Any:
-        chosen = self.option(kind)
+    def _backend(self, kind: str, **options: Any) -> Any:
+        chosen = self.settings[kind]
         if chosen is not None and not isinstance(chosen, str):
             return chosen
-        options: dict[str, Any] = {}
-        if kind == "registry" and (addr := self.option("registry_address")):
-            options["address"] = addr
-        backend = plugins.create(kind, chosen, **options)
+        backend = plugins.create(kind, settings=self.settings, **options)
         if not plugins.is_shared(backend):
             self._owned.append(backend)
         return backend
@@ -270,34 +234,25 @@ class Service:
         from micro.client.rpc import RpcClient
         from micro.server.rpc import RpcServer
 
-        if ifaces := self._flags.get("mdns_interfaces"):
-            os.environ["MICRO_MDNS_INTERFACES"] = ifaces
+        s = self.settings
         registry = self._backend("registry")
         transport = self._backend("transport")
-        selector = self.option("selector")
-        if not isinstance(selector, Selector):
-            selector = plugins.create("selector", selector, registry=registry)
-            self._owned.append(selector)  # closed first: it watches the registry
+        selector = self._backend("selector", registry=registry)
         self._broker = broker = self._make_broker(registry)
-        server_options: dict[str, Any] = {
-            "name": self.name,
-            "broker": broker,
-            "subscriber_wrappers": self._sub_wrappers,
-            "version": self.option("server_version", "latest"),
-            "metadata": self._metadata,
-            "transport": transport,
-            "registry": registry,
-            "register_ttl": _seconds(str(self.option("register_ttl", 60)), "register_ttl"),
-            "register_interval": _seconds(
-                str(self.option("register_interval", 30)), "register_interval"
-            ),
-            "wrappers": self._wrappers,
-            "grace": self.grace,
-        }
-        for key, opt in (("address", "server_address"), ("advertise", "server_advertise")):
-            if value := self.option(opt):
-                server_options[key] = value
-        self._server = RpcServer(**server_options)
+        self._server = RpcServer(
+            name=self.name,
+            version=s["server_version"],
+            metadata=self._metadata,
+            transport=transport,
+            registry=registry,
+            broker=broker,
+            register_ttl=s["register_ttl"],
+            register_interval=s["register_interval"],
+            wrappers=self._wrappers,
+            subscriber_wrappers=self._sub_wrappers,
+            grace=self.grace,
+            settings=s,
+        )
         for handler, options in self._handlers:
             self._server.handle(handler, **options)
         for topic, target, sub_options in self._subscribers:
@@ -307,9 +262,9 @@ class Service:
             registry=registry,
             selector=selector,
             transport=transport,
-            content_type=self.option("content_type"),
             wrappers=self._call_wrappers,
             from_service=self.name,
+            settings=s,
         )
 
     @property
@@ -395,10 +350,37 @@ class Service:
 
         When the program has not configured logging, micro's own log lines (where it serves,
         when it stops) go to stderr at INFO, as a command-line server's should.
+
+        A configuration error (a bad flag or env value, an unknown backend, a bad address)
+        exits with status 2 and a runtime failure to start (port in use, registry out of
+        reach) with status 1, each as one line on stderr: ``<prog>: error: <what>``.
         """
-        self._flags = parse_flags(argv)
+        from micro.errors import MicroError
+
+        prog = _prog()
+        self._flags = parse_flags(argv, prog=prog)
+        self._settings = None
         default_logging()
-        run_loop(self.serve())
+        try:
+            self._build()
+        except (SettingsError, MicroError, ValueError) as exc:
+            _exit(prog, 2, exc)
+        try:
+            run_loop(self.serve())
+        except ValueError as exc:
+            _exit(prog, 2, exc)
+        except (MicroError, OSError) as exc:
+            _exit(prog, 1, exc)
+
+
+def _prog() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "service"
+
+
+def _exit(prog: str, status: int, exc: BaseException) -> NoReturn:
+    detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+    print(f"{prog}: error: {detail}", file=sys.stderr)
+    raise SystemExit(status)
 
 
 def default_logging() -> None:

@@ -4,6 +4,7 @@ import pytest
 
 from micro import plugins
 from micro.registry.memory import MemoryRegistry
+from micro.settings import load
 
 
 def test_unknown_backend_lists_known_names() -> None:
@@ -21,30 +22,35 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     assert "pip install 'pymicro-toolkit[ghost]'" in info.value.detail
 
 
-def test_create_reads_env_and_shares_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MICRO_REGISTRY", "memory")
-    first = plugins.create("registry")
+def test_create_takes_the_name_from_settings_and_shares_memory() -> None:
+    first = plugins.create("registry", settings=load(environ={"MICRO_REGISTRY": "memory"}))
     assert isinstance(first, MemoryRegistry)
     assert plugins.create("registry", "memory") is first
 
 
-def test_code_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_never_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MICRO_TRANSPORT", "nope")
-    transport = plugins.create("transport", "memory")
-    assert transport.name == "memory"
+    monkeypatch.setenv("MICRO_REGISTRY", "nope")
+    assert plugins.create("transport").name == "http"  # the default, not the env's "nope"
+    assert plugins.create("transport", "memory").name == "memory"
 
 
-def test_registry_address_env_reaches_backends_that_take_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    class WithAddress:
-        def __init__(self, *, address: str = "default") -> None:
-            self.address = address
+class WithAddress:
+    def __init__(self, *, address: str = "default", user: str = "") -> None:
+        self.address, self.user = address, user
 
-    monkeypatch.setitem(plugins.TABLE["registry"], "fake", (f"{__name__}:WithAddress", ""))
+
+def test_settings_reach_the_keywords_a_backend_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plugins, "resolve", lambda kind, name: WithAddress)
-    monkeypatch.setenv("MICRO_REGISTRY_ADDRESS", "10.0.0.1:2379")
-    assert plugins.create("registry", "fake").address == "10.0.0.1:2379"
-    assert plugins.create("registry", "fake", address="a:1").address == "a:1"
+    environ = {
+        "MICRO_REGISTRY": "fake",
+        "MICRO_REGISTRY_ADDRESS": "10.0.0.1:2379",
+        "MICRO_REGISTRY_USERNAME": "ann",  # to `user`: the first keyword it takes
+        "MICRO_REGISTRY_TLS_CA": "/ca.pem",  # not taken: left out, no TypeError
+    }
+    settings = load(environ=environ)
+    made = plugins.create("registry", settings=settings)
+    assert (made.address, made.user) == ("10.0.0.1:2379", "ann")
+    assert plugins.create("registry", settings=settings, address="a:1").address == "a:1"
     monkeypatch.setattr(plugins, "resolve", lambda kind, name: MemoryRegistry)
     assert isinstance(plugins.create("registry", "memory-ish"), MemoryRegistry)

@@ -10,7 +10,7 @@ from msgspec import Struct
 import micro
 from micro import plugins
 from micro.registry.memory import MemoryRegistry
-from micro.service import _seconds, parse_flags
+from micro.settings import SettingsError, parse_flags
 from micro.transport.memory import MemoryTransport
 
 
@@ -27,11 +27,13 @@ def test_code_beats_flags_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MICRO_REGISTER_TTL", "7")
     monkeypatch.setenv("MICRO_SERVER_VERSION", "from-env")
     service = micro.Service("svc", register_ttl=3)
-    service._flags = parse_flags(["--register_ttl", "5", "--server_version", "from-flag"])
-    assert service.option("register_ttl") == 3
-    assert service.option("server_version") == "from-flag"
-    assert micro.Service("svc").option("server_version") == "from-env"
-    assert micro.Service("svc").option("register_interval", 30) == 30
+    service._flags = parse_flags(["--register_ttl", "5", "--server-version", "from-flag"])
+    assert service.settings["register_ttl"] == 3
+    assert service.settings["server_version"] == "from-flag"
+    assert service.settings.source("server_version") == "--server-version"
+    assert micro.Service("svc").settings["server_version"] == "from-env"
+    assert micro.Service("svc").settings["register_interval"] == 30
+    assert micro.Service("svc", register_ttl="1m30s").settings["register_ttl"] == 90
 
 
 def test_name_comes_from_flags_when_code_gives_none() -> None:
@@ -48,18 +50,13 @@ def test_flags_help_names_env_vars(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "MICRO_REGISTRY" in out
     assert "--server_address" in out
+    assert "--server-address" in out
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("30", 30.0), ("30s", 30.0), ("500ms", 0.5), ("1m", 60.0), ("1.5", 1.5)]
-)
-def test_durations(text: str, seconds: float) -> None:
-    assert _seconds(text, "x") == seconds
-
-
-def test_bad_duration_says_what_to_write() -> None:
-    with pytest.raises(ValueError, match="try 30, 30s or 500ms"):
-        _seconds("soon", "register_ttl")
+def test_a_bad_env_duration_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MICRO_REGISTER_TTL", "soon")
+    with pytest.raises(SettingsError, match=r"^MICRO_REGISTER_TTL: .*'soon'"):
+        _ = micro.Service("svc").settings
 
 
 async def test_unknown_backend_fails_at_start_with_known_names() -> None:

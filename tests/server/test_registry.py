@@ -194,10 +194,9 @@ def test_advertise_address_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert advertise_address("[::1]:80") == "[::1]:80"
     assert advertise_address("0.0.0.0:80", "10.0.0.9") == "10.0.0.9:80"
     assert advertise_address("0.0.0.0:80", "svc.example:9000") == "svc.example:9000"
-    monkeypatch.setenv("MICRO_MDNS_INTERFACES", " 127.0.0.5 ,127.0.0.6")
-    assert advertise_address("0.0.0.0:81") == "127.0.0.5:81"
-    assert advertise_address(":82") == "127.0.0.5:82"
-    monkeypatch.delenv("MICRO_MDNS_INTERFACES")
+    pinned = (" 127.0.0.5 ", "127.0.0.6")
+    assert advertise_address("0.0.0.0:81", "", pinned) == "127.0.0.5:81"
+    assert advertise_address(":82", "", pinned) == "127.0.0.5:82"
     monkeypatch.setattr(_addr, "private_ipv4", lambda: "192.168.1.7")
     assert advertise_address("[::]:83") == "192.168.1.7:83"
 

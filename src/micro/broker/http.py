@@ -30,9 +30,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from micro import plugins
@@ -127,10 +126,12 @@ class HttpBroker(Broker):
     """go-micro's HTTP broker.
 
     Args:
-        address: ``host:port`` to listen on (``MICRO_BROKER_ADDRESS``; else the host of
-            ``MICRO_SERVER_ADDRESS`` with port 0; else ``127.0.0.1:0``).
-        advertise: the address put in the registry (default: the bound one).
-        registry: a Registry, a backend name, or None (``MICRO_REGISTRY``, else mdns).
+        address: ``host:port`` to listen on (default ``127.0.0.1:0``; a ``Service`` passes
+            the ``broker_address`` setting, else its server's host with port 0).
+        advertise: the address put in the registry (default: the bound one, an unspecified
+            host replaced by the first of ``interfaces``, else the private IPv4 address).
+        interfaces: the pinned mDNS interfaces (setting ``mdns_interfaces``).
+        registry: a Registry, a backend name, or None (mdns).
         register_ttl, register_interval: seconds a subscription's entry lives / between
             renewals (60 / 30).
         max_pending: deliveries queued or in flight before ``publish`` waits (10,000).
@@ -150,6 +151,7 @@ class HttpBroker(Broker):
         *,
         address: str | None = None,
         advertise: str | None = None,
+        interfaces: Sequence[str] = (),
         registry: Registry | str | None = None,
         register_ttl: float = 60.0,
         register_interval: float = 30.0,
@@ -163,7 +165,8 @@ class HttpBroker(Broker):
         on_undelivered: Undelivered | None = None,
     ) -> None:
         self.id = str(uuid.uuid4())
-        self._address = address or _default_address()
+        self._address = (address or "").split(",")[0].strip() or "127.0.0.1:0"
+        self._interfaces = tuple(interfaces)
         split_address(self._address, default_host="")  # fail now on a malformed address
         self._advertise = advertise or ""
         self.advertised = ""
@@ -223,7 +226,7 @@ class HttpBroker(Broker):
                 detail = f"http broker: listen {self._address}: {exc}"
                 raise BrokerError(detail, id=BROKER_ID) from None
             self._listener = listener
-            self.advertised = advertise_address(listener.address, self._advertise)
+            self.advertised = advertise_address(listener.address, self._advertise, self._interfaces)
             if self.register_interval > 0:
                 self._keeper = asyncio.create_task(self._keep_registered())
             log.debug("http broker %s listening on %s", self.id, listener.address)
@@ -499,12 +502,3 @@ class HttpBroker(Broker):
             await sender.close()  # unanswered deliveries go back on its queue
             for delivery in sender.queue:
                 self._give_up(delivery, gone)
-
-
-def _default_address() -> str:
-    address = os.environ.get("MICRO_BROKER_ADDRESS", "").split(",")[0].strip()
-    if address:
-        return address
-    server = os.environ.get("MICRO_SERVER_ADDRESS", "")
-    host = server.rpartition(":")[0] if ":" in server else ""
-    return f"{host or '127.0.0.1'}:0"

@@ -42,7 +42,7 @@ from micro.client import (
     RetryPredicate,
 )
 from micro.client.deadline import TaskDeadline
-from micro.client.options import ClientSettings, parse_duration, timeout_header
+from micro.client.options import timeout_header
 from micro.client.pool import Pool
 from micro.client.retries import exponential_backoff, retry_on_error
 from micro.client.stream import RpcStream
@@ -57,6 +57,7 @@ from micro.errors import (
 )
 from micro.registry import Node, Registry
 from micro.selector import Filter, Next, Selector
+from micro.settings import BACKEND_GROUPS, Settings, load, parse_duration
 from micro.transport import Message, Transport
 
 if TYPE_CHECKING:
@@ -71,8 +72,10 @@ _CACHE_LIMIT = 1024
 class RpcClient(Client):
     """Calls services over the transport; ``micro.Client``.
 
-    Every option has a default from the environment (see
-    :class:`~micro.client.options.ClientSettings`); code beats env.
+    Every option not given here comes from ``settings`` (a :class:`micro.settings.Settings`
+    of the client and backend groups, read from flags and ``MICRO_*`` env vars by whoever
+    built it, such as a :class:`~micro.Service`); without it, the client reads the
+    environment once, here. Code beats settings.
 
     Args:
         registry: a Registry, a backend name, or None (``MICRO_REGISTRY``, else ``mdns``).
@@ -95,6 +98,7 @@ class RpcClient(Client):
         backoff: seconds to wait before retry ``n`` (default: 10^n ms with +-50 % jitter).
         broker: a Broker, a backend name, or None (``MICRO_BROKER``, else ``http``) for
             :meth:`publish`; built and connected on the first publish.
+        settings: the resolved settings backends and defaults come from.
 
     Backends named here (or chosen by env) are built by the client and closed by
     :meth:`close`; instances passed in are started if needed and never closed. Nothing
@@ -121,13 +125,15 @@ class RpcClient(Client):
         retry_on: RetryPredicate = retry_on_error,
         backoff: Backoff = exponential_backoff,
         broker: Broker | str | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        env = ClientSettings()
-        self.content_type = content_type or env.content_type
-        self.timeout = env.timeout if timeout is None else parse_duration(timeout)
-        self.retries = env.retries if retries is None else retries
+        s = settings if settings is not None else load(groups=BACKEND_GROUPS)
+        self.settings = s
+        self.content_type = content_type or s["content_type"]
+        self.timeout = s["client_request_timeout"] if timeout is None else parse_duration(timeout)
+        self.retries = s["client_retries"] if retries is None else retries
         self.dial_timeout = (
-            env.dial_timeout if dial_timeout is None else parse_duration(dial_timeout)
+            s["client_dial_timeout"] if dial_timeout is None else parse_duration(dial_timeout)
         )
         self.from_service = from_service
         self.retry_on = retry_on
@@ -135,8 +141,8 @@ class RpcClient(Client):
         if isinstance(transport, Transport):
             self.transport, self._own_transport = transport, False
         else:
-            self.transport = plugins.create("transport", transport)
-            self._own_transport = (transport or plugins.env("transport")) != "memory"
+            self.transport = plugins.create("transport", transport, settings=s)
+            self._own_transport = not plugins.is_shared(self.transport)
         self.registry: Registry | None = registry if isinstance(registry, Registry) else None
         self.selector: Selector | None = selector if isinstance(selector, Selector) else None
         self._registry_name = registry if isinstance(registry, str) else None
@@ -146,8 +152,8 @@ class RpcClient(Client):
         self._broker_name = broker if isinstance(broker, str) else None
         self._own_broker = False
         self._broker_ready = False
-        pool_ttl_s = env.pool_ttl if pool_ttl is None else parse_duration(pool_ttl)
-        size = env.pool_size if pool_size is None else pool_size
+        pool_ttl_s = s["client_pool_ttl"] if pool_ttl is None else parse_duration(pool_ttl)
+        size = s["client_pool_size"] if pool_size is None else pool_size
         self._pool = Pool(self.transport, size=size, ttl=pool_ttl_s)
         self._ids = itertools.count(1)
         call: CallFunc = self._call_node
@@ -191,12 +197,14 @@ class RpcClient(Client):
         if self.selector is None:
             registry = self.registry
             if registry is None:
-                registry = plugins.create("registry", self._registry_name)
-                if (self._registry_name or plugins.env("registry")) != "memory":
+                registry = plugins.create("registry", self._registry_name, settings=self.settings)
+                if not plugins.is_shared(registry):
                     self._owned.append(registry)
                 self.registry = registry
             await registry.start()
-            self.selector = plugins.create("selector", self._selector_name, registry=registry)
+            self.selector = plugins.create(
+                "selector", self._selector_name, settings=self.settings, registry=registry
+            )
             self._owned.append(self.selector)
         await self.selector.start()
 
@@ -316,7 +324,9 @@ class RpcClient(Client):
             if self.registry is None and self.selector is None:
                 await self.start()  # the http broker finds subscribers in our registry
             registry = self.registry or getattr(self.selector, "registry", None)
-            broker = plugins.create_broker(self._broker_name, registry=registry)
+            broker = plugins.create_broker(
+                self._broker_name, registry=registry, settings=self.settings
+            )
             self._own_broker = not plugins.is_shared(broker)
             self.broker = broker
         await self.broker.connect()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +35,13 @@ def _bad(address: str, why: str) -> RegistryError:
 def parse_endpoints(address: str | Sequence[str] | None) -> Endpoints:
     """``"a:2379,b:2379"``, ``["https://user:pw@a:2379"]``... into :class:`Endpoints`.
 
-    ``None`` or empty means ``MICRO_REGISTRY_ADDRESS``, else ``127.0.0.1:2379``.
+    ``None`` or empty means ``127.0.0.1:2379``.
 
     Raises:
         RegistryError: an entry is not ``host[:port]`` or a ``http(s)://`` URL.
     """
     if not address:
-        address = os.environ.get("MICRO_REGISTRY_ADDRESS") or DEFAULT_ADDRESS
+        address = DEFAULT_ADDRESS
     items = address.split(",") if isinstance(address, str) else list(address)
     out = Endpoints()
     for item in (i.strip() for i in items):

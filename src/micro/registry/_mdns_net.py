@@ -15,7 +15,6 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -23,11 +22,10 @@ from dataclasses import dataclass
 
 from micro.errors import RegistryError
 
-__all__ = ["ENV_INTERFACES", "Interface", "MdnsSockets", "choose_interfaces"]
+__all__ = ["Interface", "MdnsSockets", "choose_interfaces"]
 
 log = logging.getLogger("micro.registry.mdns")
 
-ENV_INTERFACES = "MICRO_MDNS_INTERFACES"
 MDNS_ADDR = "224.0.0.251"
 MDNS_PORT = 5353
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux only
@@ -44,13 +42,19 @@ class Interface:
 
 
 def choose_interfaces(pinned: Sequence[str] | None) -> tuple[list[Interface], bool]:
-    """The interfaces to use and whether they were pinned (argument, else the env var).
+    """The interfaces to use and whether they were pinned (argument, else the setting).
+
+    The one setting a backend resolves itself: an ``MdnsRegistry`` made anywhere without
+    ``interfaces`` still obeys ``MICRO_MDNS_INTERFACES``, so that a machine pinned to
+    loopback never multicasts on its real interfaces, whoever builds the registry.
 
     Raises:
         RegistryError: a pinned address is not IPv4 or is not on this machine.
     """
     if pinned is None:
-        pinned = [a.strip() for a in os.environ.get(ENV_INTERFACES, "").split(",") if a.strip()]
+        from micro.settings import load
+
+        pinned = list(load(groups=("mdns",))["mdns_interfaces"] or ())
     known = _local_ipv4()
     if not pinned:
         chosen = [i for i in known if not i.network.is_loopback]

@@ -20,7 +20,6 @@ import contextlib
 import functools
 import logging
 import math
-import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -70,7 +69,7 @@ class ConsulRegistry(Registry):
         watch_wait: float = 30.0,
         allow_stale: bool = True,
     ) -> None:
-        address = address or os.environ.get("MICRO_REGISTRY_ADDRESS") or DEFAULT_ADDRESS
+        address = address or DEFAULT_ADDRESS
         first = (address.split(",") if isinstance(address, str) else list(address))[0].strip()
         scheme, _, hostport = first.rpartition("://")
         self.scheme = scheme or "http"

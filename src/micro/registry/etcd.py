@@ -104,22 +104,16 @@ class EtcdRegistry(Registry):
         tls_server_name: str | None = None,
         secure: bool = False,
     ) -> None:
-        import os
-
-        env = os.environ.get
         endpoints = parse_endpoints(address)
         if timeout <= 0:
             raise RegistryError("etcd timeout must be positive", id=_ID)
         self.prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else "/"
         self.endpoints = endpoints.hosts
         self.timeout = timeout
-        self._username = username or endpoints.username or env("MICRO_REGISTRY_USERNAME")
-        self._password = password or endpoints.password or env("MICRO_REGISTRY_PASSWORD")
+        self._username = username or endpoints.username
+        self._password = password or endpoints.password
         self._credentials = tls_credentials(
-            secure=secure or endpoints.secure,
-            ca=tls_ca or env("MICRO_REGISTRY_TLS_CA"),
-            cert=tls_cert or env("MICRO_REGISTRY_TLS_CERT"),
-            key=tls_key or env("MICRO_REGISTRY_TLS_KEY"),
+            secure=secure or endpoints.secure, ca=tls_ca, cert=tls_cert, key=tls_key
         )
         self._server_name = tls_server_name
         self._client: EtcdClient | None = None

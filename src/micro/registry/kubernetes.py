@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,10 @@ class KubernetesRegistry(Registry):
     Args:
         address: the API server URL; default: in-cluster config when running in a pod,
             else the current kubeconfig context (``MICRO_REGISTRY_ADDRESS`` also works).
-        namespace: default ``POD_NAMESPACE``, the service account's namespace, ``default``.
-        pod_name: this process's pod (needed to register); default ``POD_NAME``, then
-            ``HOSTNAME`` (which Kubernetes sets to the pod name).
+        namespace: default: the service account's namespace, else ``default`` (a service
+            passes the ``registry_namespace`` setting, which reads ``POD_NAMESPACE``).
+        pod_name: this process's pod (needed to register); default: the host name, which
+            Kubernetes sets to the pod name (setting ``registry_pod_name``, ``POD_NAME``).
         token: a bearer token for ``address``.
         verify_tls: verify the API server's certificate.
         watch_timeout: seconds one watch request lasts before it is renewed.
@@ -71,15 +73,14 @@ class KubernetesRegistry(Registry):
         verify_tls: bool = True,
         watch_timeout: int = 300,
     ) -> None:
-        address = address or os.environ.get("MICRO_REGISTRY_ADDRESS") or None
         first = (
             (address.split(",") if isinstance(address, str) else list(address))[0]
             if address
             else None
         )
         self.address = _url(first.strip()) if first else None
-        self.namespace = namespace or os.environ.get("POD_NAMESPACE") or _sa_namespace()
-        self.pod_name = pod_name or os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+        self.namespace = namespace or _sa_namespace()
+        self.pod_name = pod_name or socket.gethostname()  # a pod's hostname is its name
         self._token, self._verify, self.watch_timeout = token, verify_tls, watch_timeout
         self._api: client.ApiClient | None = None
         self._mine: dict[str, Service] = {}  # what this pod carries

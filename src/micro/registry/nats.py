@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
@@ -104,15 +103,11 @@ class NatsRegistry(Registry):
         tls: ssl.SSLContext | None = None,
         reconnect_wait: float = 1.0,
     ) -> None:
-        address = address or os.environ.get("MICRO_REGISTRY_ADDRESS") or DEFAULT_ADDRESS
+        address = address or DEFAULT_ADDRESS
         parts = address.split(",") if isinstance(address, str) else list(address)
         self.servers = [_url(a.strip()) for a in parts if a.strip()]
-        self.prefix = validate_prefix(
-            prefix or os.environ.get("MICRO_NATS_REGISTRY_PREFIX") or DEFAULT_PREFIX
-        )
+        self.prefix = validate_prefix(prefix or DEFAULT_PREFIX)
         self.timeout, self.gather = timeout, gather
-        user = user or os.environ.get("MICRO_REGISTRY_USERNAME") or None
-        password = password or os.environ.get("MICRO_REGISTRY_PASSWORD") or None
         self._auth = {"user": user, "password": password, "token": token, "tls": tls}
         self._reconnect_wait = reconnect_wait
         self._nc: NatsClient | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import os
+from collections.abc import Sequence
 
 from micro.registry import join_host_port, split_host_port
 
@@ -12,12 +12,12 @@ __all__ = ["advertise_address", "private_ipv4"]
 _UNSPECIFIED = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
-def advertise_address(bound: str, advertise: str = "") -> str:
+def advertise_address(bound: str, advertise: str = "", pinned: Sequence[str] = ()) -> str:
     """``host:port`` to put in the registry.
 
     ``advertise`` wins (its port may be omitted: the bound port is used). An unspecified
-    bound host becomes the first ``MICRO_MDNS_INTERFACES`` address, else the host's private
-    IPv4 address.
+    bound host becomes the first ``pinned`` address (the mDNS interfaces setting), else the
+    host's private IPv4 address.
     """
     host, port = split_host_port(bound)
     if advertise:
@@ -27,8 +27,7 @@ def advertise_address(bound: str, advertise: str = "") -> str:
             return join_host_port(advertise.strip("[]"), port)
         return advertise
     if host in _UNSPECIFIED:
-        pinned = [a.strip() for a in os.environ.get("MICRO_MDNS_INTERFACES", "").split(",")]
-        host = next((a for a in pinned if a), "") or private_ipv4()
+        host = next((a.strip() for a in pinned if a.strip()), "") or private_ipv4()
     return join_host_port(host, port)
 
 

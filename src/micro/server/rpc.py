@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,7 @@ from micro.server._subscriber import SubscriberSpec, broker_handler, introspect_
 from micro.server._subscriber import endpoint_record as subscriber_record
 from micro.server.debug import Debug
 from micro.server.handler import introspect
+from micro.settings import SERVICE_GROUPS, Settings, load
 from micro.transport import Listener, Transport
 
 __all__ = ["RpcServer"]
@@ -37,25 +37,29 @@ log = logging.getLogger("micro.server")
 class RpcServer(Server):
     """Serves handlers over a transport and keeps its node registered.
 
+    Options not given here come from ``settings`` (:mod:`micro.settings`, service groups);
+    without it, the server reads flags-free settings from the environment once, here.
+
     Args:
-        name: the service name (env ``MICRO_SERVER_NAME``, else ``go.micro.server``).
+        name: the service name (setting ``server_name``, else ``go.micro.server``).
         version: the service version.
         id: the node id (default ``<name>-<uuid4>``).
-        address: where to listen (env ``MICRO_SERVER_ADDRESS``, else ``:0``).
-        advertise: the address put in the registry (env ``MICRO_SERVER_ADVERTISE``); by
+        address: where to listen (setting ``server_address``, default ``:0``).
+        advertise: the address put in the registry (setting ``server_advertise``); by
             default the bound address, with an unspecified host replaced by the first
-            ``MICRO_MDNS_INTERFACES`` address or the host's private IPv4 address.
+            address of the ``mdns_interfaces`` setting or the host's private IPv4 address.
         metadata: extra node metadata.
-        transport: where to listen (default: from env, ``http``).
-        registry: where to register (default: from env, ``mdns``).
-        broker: the broker subscribers receive from (default: built from env when a
-            subscriber is added, ``http``); connected on start, drained on stop.
+        transport: where to listen (default: the ``transport`` setting, ``http``).
+        registry: where to register (default: the ``registry`` setting, ``mdns``).
+        broker: the broker subscribers receive from (default: built from the settings when
+            a subscriber is added, ``http``); connected on start, drained on stop.
         broker_name: the broker's name for the node metadata (default: ``broker.name``).
         register_ttl: seconds the registration lives unless renewed (0: forever).
         register_interval: seconds between re-registrations (0: never).
         wrappers: handler middleware; the first is outermost.
         subscriber_wrappers: subscriber middleware; the first is outermost.
         grace: seconds ``stop()`` lets in-flight requests finish by default.
+        settings: the resolved settings backends and defaults come from.
     """
 
     name = "mucp"
@@ -78,16 +82,20 @@ class RpcServer(Server):
         wrappers: Iterable[HandlerWrapper] = (),
         subscriber_wrappers: Iterable[SubscriberWrapper] = (),
         grace: float = 10.0,
+        settings: Settings | None = None,
     ) -> None:
-        self.service_name = name or os.environ.get("MICRO_SERVER_NAME") or SERVER_ID
+        s = settings if settings is not None else load(groups=SERVICE_GROUPS)
+        self.settings = s
+        self.service_name = name or s["server_name"] or SERVER_ID
         self.version = version
         self.id = id or f"{self.service_name}-{uuid.uuid4()}"
-        self._address = address or os.environ.get("MICRO_SERVER_ADDRESS") or ":0"
-        self._advertise = advertise or os.environ.get("MICRO_SERVER_ADVERTISE") or ""
+        self._address = address or s["server_address"]
+        self._advertise = advertise or s["server_advertise"] or ""
+        self._pinned: tuple[str, ...] = s["mdns_interfaces"] or ()
         self.metadata = dict(metadata or {})
         self._owned: list[Any] = []
-        self.transport: Transport = transport or self._own(plugins.create("transport"))
-        self.registry: Registry = registry or self._own(plugins.create("registry"))
+        self.transport: Transport = transport or self._own(plugins.create("transport", settings=s))
+        self.registry: Registry = registry or self._own(plugins.create("registry", settings=s))
         self.broker: Broker | None = broker
         self.broker_name = broker_name or (broker.name if broker is not None else "http")
         self._own_broker = False
@@ -164,7 +172,7 @@ class RpcServer(Server):
             raise RuntimeError("subscribe before the server starts")
         specs = introspect_subscriber(topic, subscriber, queue=queue, auto_ack=auto_ack)
         if self.broker is None:
-            self.broker = plugins.create_broker(registry=self.registry)
+            self.broker = plugins.create_broker(registry=self.registry, settings=self.settings)
             self.broker_name = self.broker.name
             self._own_broker = not plugins.is_shared(self.broker)
         self._subscribers.extend(specs)
@@ -216,7 +224,7 @@ class RpcServer(Server):
         self._debug.started = time.time()
         listener = await self.transport.listen(self._address, self._router.serve)
         self._listener = listener
-        self._advertised = advertise_address(listener.address, self._advertise)
+        self._advertised = advertise_address(listener.address, self._advertise, self._pinned)
         try:
             await self._subscribe_all()
             await self._register()

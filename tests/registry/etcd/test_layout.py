@@ -206,11 +206,15 @@ def test_addresses_are_parsed() -> None:
         EtcdRegistry(tls_cert=b"-----BEGIN CERTIFICATE-----")
 
 
-def test_address_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_address_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from micro import plugins
+    from micro.settings import load
 
     monkeypatch.setenv("MICRO_REGISTRY_ADDRESS", "127.0.0.9:1234,127.0.0.10:1235")
-    assert EtcdRegistry().endpoints == [("127.0.0.9", 1234), ("127.0.0.10", 1235)]
-    made = plugins.create("registry", "etcd", address="127.0.0.11:5")
+    assert EtcdRegistry().endpoints == [("127.0.0.1", 2379)]  # a backend never reads env
+    settings = load()  # an entry point does, once
+    made = plugins.create("registry", "etcd", settings=settings)
+    assert made.endpoints == [("127.0.0.9", 1234), ("127.0.0.10", 1235)]
+    made = plugins.create("registry", "etcd", settings=settings, address="127.0.0.11:5")
     assert isinstance(made, EtcdRegistry)
     assert made.endpoints == [("127.0.0.11", 5)]

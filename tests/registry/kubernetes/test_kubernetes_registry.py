@@ -149,9 +149,13 @@ async def test_errors_are_registry_errors(api: FakeKubernetes) -> None:
 
 
 def test_settings_from_the_downward_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    from micro import plugins
+    from micro.settings import load
+
     monkeypatch.setenv("POD_NAME", "greeter-abc")
     monkeypatch.setenv("POD_NAMESPACE", "shop")
-    registry = KubernetesRegistry(address="10.96.0.1:443")
+    settings = load(code={"registry": "kubernetes", "registry_address": "10.96.0.1:443"})
+    registry = plugins.create("registry", settings=settings)
     assert (registry.pod_name, registry.namespace) == ("greeter-abc", "shop")
     assert registry.address == "http://10.96.0.1:443"
     assert KubernetesRegistry(address="https://k8s:6443").address == "https://k8s:6443"

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from micro import plugins
 from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Node, Result, Service
 from micro.registry.nats import NatsRegistry
 from micro.selector.cache import RegistrySelector
+from micro.settings import load
 from tests.registry.nats.conftest import PrivateNats, eventually
 from tests.servers import nats_url
 
@@ -175,7 +177,8 @@ def test_options_from_arguments_and_env(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("MICRO_NATS_REGISTRY_PREFIX", "team.a")
     monkeypatch.setenv("MICRO_REGISTRY_USERNAME", "alice")
     monkeypatch.setenv("MICRO_REGISTRY_PASSWORD", "s3cret")
-    registry = NatsRegistry()
+    assert NatsRegistry().servers == ["nats://127.0.0.1:4222"]  # a backend never reads env
+    registry = plugins.create("registry", "nats", settings=load())
     assert registry.servers == ["nats://10.0.0.1:4222", "nats://u:p@h:1"]
     assert (registry._auth["user"], registry._auth["password"]) == ("alice", "s3cret")
     assert registry.prefix == "team.a"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from micro.toolkit.api.cli import _settings, build_options, listen_address, main, parser
+from micro.toolkit.api.cli import build_options, listen_address, main, read_settings
 from micro.toolkit.api.options import ApiOptions, parse_size
 
 
 def options(argv: list[str], env: dict[str, str] | None = None) -> ApiOptions:
-    return build_options(_settings(parser().parse_args(argv), env or {}))
+    return build_options(read_settings(argv, environ=env or {}))
 
 
 def test_defaults_are_go_micros() -> None:

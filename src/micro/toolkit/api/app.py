@@ -34,6 +34,7 @@ from micro.errors import (
 )
 from micro.registry import Registry, split_host_port
 from micro.selector import Selector
+from micro.settings import BACKEND_GROUPS, Settings, load
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
 from micro.toolkit.api._http import RawResponse, header, media_type, read_body
@@ -79,6 +80,8 @@ class Gateway:
         client: a :class:`micro.Client` for the calls (else one over the registry/selector).
         auth: the bearer-token check; when given, every request but ``auth_exempt`` paths
             needs ``Authorization: Bearer <token>`` and gets 401 before any service call.
+        settings: the backend settings (:mod:`micro.settings`) the registry, selector and
+            client are built from (default: read from the environment, here, once).
 
     Serve it with any ASGI server (``uvicorn.run(Gateway(...))``). It starts on the ASGI
     lifespan event or, without one, on the first request; :meth:`close` releases what it
@@ -93,19 +96,23 @@ class Gateway:
         selector: Selector | None = None,
         client: Client | None = None,
         auth: AuthCheck | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.options = options = options or ApiOptions()
         options.check()
+        settings = settings if settings is not None else load(groups=BACKEND_GROUPS)
         self.resolver = make_resolver(options.resolver, options.namespace)
         self._owned: list[Any] = []
         if registry is None:
-            registry = plugins.create("registry", options.registry)
+            registry = plugins.create("registry", options.registry, settings=settings)
             self._owned.append(registry)
         if selector is None:
-            selector = plugins.create("selector", registry=registry)
+            selector = plugins.create("selector", settings=settings, registry=registry)
             self._owned.append(selector)
         if client is None:
-            client = micro.Client(registry=registry, selector=selector, timeout=options.timeout)
+            client = micro.Client(
+                registry=registry, selector=selector, timeout=options.timeout, settings=settings
+            )
             self._owned.append(client)
         self.registry: Registry = registry
         self.selector: Selector = selector

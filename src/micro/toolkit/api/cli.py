@@ -1,126 +1,80 @@
 """``micro api``: parse the options and serve the gateway with uvicorn.
 
-Every flag also reads ``MICRO_API_<NAME>`` (``--enable-rpc`` <- ``MICRO_API_ENABLE_RPC``);
-flags beat env, env beats defaults. go-micro's underscore spellings (``--enable_rpc``) work.
+The options are the ``api`` group of :mod:`micro.settings` (every flag also reads
+``MICRO_API_<NAME>``: ``--enable-rpc`` <- ``MICRO_API_ENABLE_RPC``) plus the backend
+settings (``--registry``, ``--broker``...); flags beat env, env beats defaults. go-micro's
+underscore spellings (``--enable_rpc``) work.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from micro.toolkit.api.options import ApiOptions, parse_size
-from micro.toolkit.api.resolver import HANDLERS
+from micro.settings import BACKEND_GROUPS, BY_NAME, Settings, SettingsError, add_arguments, load
+from micro.toolkit.api.options import ApiOptions
 
-__all__ = ["build_options", "main", "parser"]
+__all__ = ["API_GROUPS", "build_options", "listen_address", "main", "parser", "read_settings"]
 
-_TRUE = ("1", "true", "yes", "on")
-
-# dest -> (flags, env suffix, help)
-_FLAGS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "address": (("--address",), "ADDRESS", "host:port to listen on (default :8080)"),
-    "namespace": (("--namespace",), "NAMESPACE", "service namespace (default go.micro.api)"),
-    "handler": (("--handler",), "HANDLER", "meta (default), " + ", ".join(HANDLERS[1:])),
-    "resolver": (("--resolver",), "RESOLVER", "micro (default), host, path, grpc"),
-    "cors_allowed_origins": (
-        ("--cors-allowed-origins", "--cors"),
-        "CORS_ALLOWED_ORIGINS",
-        "comma list of allowed origins, * for any (default: no CORS)",
-    ),
-    "cors_allowed_methods": (("--cors-allowed-methods",), "CORS_ALLOWED_METHODS", "comma list"),
-    "cors_allowed_headers": (("--cors-allowed-headers",), "CORS_ALLOWED_HEADERS", "comma list"),
-    "max_body": (("--max-body",), "MAX_BODY", "largest request body, e.g. 10M (default 10M)"),
-    "read_timeout": (("--read-timeout",), "READ_TIMEOUT", "seconds to receive a body (30)"),
-    "rate_limit": (("--rate-limit",), "RATE_LIMIT", "requests/s per client (default off)"),
-    "rate_burst": (("--rate-burst",), "RATE_BURST", "rate limit burst (default: the rate)"),
-    "timeout": (("--timeout",), "TIMEOUT", "seconds per service call (client default 5)"),
-    "auth_tokens": (("--auth-tokens",), "AUTH_TOKENS", "comma list of accepted bearer tokens"),
-    "auth_function": (("--auth-function",), "AUTH_FUNCTION", "module:function checking tokens"),
-    "auth_service": (("--auth-service",), "AUTH_SERVICE", "service checking tokens"),
-    "auth_endpoint": (("--auth-endpoint",), "AUTH_ENDPOINT", "its endpoint (Auth.Verify)"),
-    "registry": (("--registry",), "", "registry backend [MICRO_REGISTRY] (default mdns)"),
-    "log_level": (("--log-level",), "LOG_LEVEL", "debug, info (default), warning, error"),
-}
-_SWITCHES: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "enable_rpc": (("--enable-rpc", "--enable_rpc"), "ENABLE_RPC", "serve POST /rpc"),
-    "cors_allow_credentials": (
-        ("--cors-allow-credentials",),
-        "CORS_ALLOW_CREDENTIALS",
-        "allow credentials in CORS",
-    ),
-    "no_access_log": (("--no-access-log",), "NO_ACCESS_LOG", "do not log each request"),
-}
+API_GROUPS = ("api", *BACKEND_GROUPS)
 
 
 def parser() -> argparse.ArgumentParser:
     """The ``micro api`` argument parser (only given flags land in the namespace)."""
     p = argparse.ArgumentParser(
         prog="micro api",
-        description="The API gateway: HTTP in front of the services in the registry.",
+        description="The API gateway: HTTP in front of the services in the registry. Every "
+        "option also reads its environment variable (in brackets); flags beat the environment.",
         epilog="example: micro api --address 127.0.0.1:8080 --namespace go.micro.api",
-        argument_default=argparse.SUPPRESS,
     )
-    for dest, (flags, env, text) in _FLAGS.items():
-        hint = f" [MICRO_API_{env}]" if env else ""
-        p.add_argument(*flags, dest=dest, metavar=dest.upper(), help=text + hint)
-    for dest, (flags, env, text) in _SWITCHES.items():
-        p.add_argument(*flags, dest=dest, action="store_true", help=f"{text} [MICRO_API_{env}]")
+    add_arguments(p, API_GROUPS)
     return p
 
 
-def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
-    given = vars(args)
-    out: dict[str, Any] = {}
-    for dest, (_, env, _text) in _FLAGS.items():
-        if dest in given:
-            out[dest] = given[dest]
-        elif env and f"MICRO_API_{env}" in environ:
-            out[dest] = environ[f"MICRO_API_{env}"]
-    for dest, (_, env, _text) in _SWITCHES.items():
-        out[dest] = bool(given.get(dest)) or environ.get(f"MICRO_API_{env}", "").lower() in _TRUE
-    return out
+def read_settings(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    given: Mapping[str, str] | None = None,
+) -> Settings:
+    """The gateway's settings from ``argv`` (and ``given``: the ``micro`` command's global
+    options), else ``environ``, else defaults.
+
+    Raises:
+        SettingsError: a value does not parse (the message names the option).
+        SystemExit: an unknown option or ``--help`` (argparse).
+    """
+    flags = {k: v for k, v in vars(parser().parse_args(argv)).items() if k in BY_NAME}
+    return load(groups=API_GROUPS, flags={**(given or {}), **flags}, environ=environ)
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _number(s: dict[str, Any], key: str, kind: type[float] | type[int]) -> Any:
-    try:
-        return kind(s[key])
-    except ValueError:
-        raise ValueError(f"--{key.replace('_', '-')}: {s[key]!r} is not a number") from None
-
-
-def build_options(settings: dict[str, Any]) -> ApiOptions:
-    """The :class:`ApiOptions` of parsed settings.
+def build_options(settings: Settings) -> ApiOptions:
+    """The :class:`ApiOptions` of resolved settings.
 
     Raises:
         ValueError: a setting is invalid (the message names it).
     """
-    o = ApiOptions(access_log=not settings.get("no_access_log", False))
-    for key in ("address", "namespace", "handler", "resolver", "registry"):
-        if key in settings:
-            setattr(o, key, settings[key])
-    o.enable_rpc = bool(settings.get("enable_rpc"))
-    if "cors_allowed_origins" in settings:
-        o.cors_origins = _csv(settings["cors_allowed_origins"])
-    if "cors_allowed_methods" in settings:
-        o.cors_methods = _csv(settings["cors_allowed_methods"])
-    if "cors_allowed_headers" in settings:
-        o.cors_headers = _csv(settings["cors_allowed_headers"])
-    o.cors_credentials = bool(settings.get("cors_allow_credentials"))
-    if "max_body" in settings:
-        o.max_body = parse_size(settings["max_body"])
-    for key, kind in (("read_timeout", float), ("rate_limit", float), ("rate_burst", int)):
-        if key in settings:
-            setattr(o, key, _number(settings, key, kind))
-    if "timeout" in settings:
-        o.timeout = _number(settings, "timeout", float)
+    s = settings
+    o = ApiOptions(
+        address=s["api_address"],
+        namespace=s["api_namespace"],
+        handler=s["api_handler"],
+        resolver=s["api_resolver"],
+        enable_rpc=s["api_enable_rpc"],
+        cors_origins=s["api_cors_allowed_origins"],
+        cors_methods=s["api_cors_allowed_methods"],
+        cors_headers=s["api_cors_allowed_headers"],
+        cors_credentials=s["api_cors_allow_credentials"],
+        max_body=s["api_max_body"],
+        read_timeout=s["api_read_timeout"],
+        rate_limit=s["api_rate_limit"],
+        rate_burst=s["api_rate_burst"],
+        timeout=s["api_timeout"],
+        access_log=not s["api_no_access_log"],
+        registry=s["registry"],
+    )
     o.check()
     return o
 
@@ -133,32 +87,32 @@ def listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _auth(settings: dict[str, Any], gateway_client: Any) -> Any:
+def _auth(settings: Settings, gateway_client: Any) -> Any:
     from micro.toolkit.api import auth
 
-    if settings.get("auth_tokens"):
-        return auth.static_tokens(_csv(settings["auth_tokens"]))
-    if settings.get("auth_function"):
-        return auth.import_check(settings["auth_function"])
-    if settings.get("auth_service"):
-        endpoint = settings.get("auth_endpoint") or "Auth.Verify"
-        return auth.service_check(gateway_client, settings["auth_service"], endpoint)
+    if settings.source("api_auth_tokens") != "default":  # given, even if empty: an error
+        return auth.static_tokens(settings["api_auth_tokens"])
+    if settings["api_auth_function"]:
+        return auth.import_check(settings["api_auth_function"])
+    if settings["api_auth_service"]:
+        endpoint = settings["api_auth_endpoint"]
+        return auth.service_check(gateway_client, settings["api_auth_service"], endpoint)
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``micro api`` until SIGINT/SIGTERM; returns the exit status (2: bad options)."""
-    args = parser().parse_args(argv)
-    settings = _settings(args, os.environ)
-    logging.basicConfig(
-        level=str(settings.get("log_level", "info")).upper(),
-        format="%(asctime)s %(name)s %(message)s",
-    )
+def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
+    """Run ``micro api`` until SIGINT/SIGTERM; returns the exit status (2: bad options).
+
+    ``given`` are global options of the ``micro`` command (``micro --registry etcd api``).
+    """
     try:
+        settings = read_settings(argv, given=given)
+        level = str(settings["api_log_level"])
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
         options = build_options(settings)
         host, port = listen_address(options.address)
         gateway = _gateway(options, settings)
-    except ValueError as exc:
+    except (SettingsError, ValueError) as exc:
         print(f"micro api: {exc}", file=sys.stderr)
         return 2
     import uvicorn
@@ -167,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gateway,
         host=host,
         port=port,
-        log_level=str(settings.get("log_level", "info")).lower(),
+        log_level=level.lower(),
         access_log=False,
         lifespan="on",
         ws_max_size=max(options.max_body, 1),
@@ -179,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _gateway(options: ApiOptions, settings: dict[str, Any]) -> Any:
+def _gateway(options: ApiOptions, settings: Settings) -> Any:
     from micro.toolkit.api.app import Gateway
 
-    gateway = Gateway(options)
+    gateway = Gateway(options, settings=settings)
     check = _auth(settings, gateway.client)
     if check is not None:
         gateway.set_auth(check)

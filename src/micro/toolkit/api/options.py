@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from micro.settings import parse_size  # re-exported: sizes are parsed there
 from micro.toolkit.api.resolver import HANDLERS, RESOLVERS
 
 __all__ = ["ApiOptions", "parse_size"]
@@ -66,16 +67,3 @@ class ApiOptions:
             raise ValueError("rate_limit must be >= 0")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be > 0")
-
-
-def parse_size(text: str) -> int:
-    """``"1048576"``, ``"512K"``, ``"10M"``, ``"1G"`` (also KB/MB/GB, any case) -> bytes."""
-    value = text.strip().upper().removesuffix("B")
-    scale = 1
-    for suffix, factor in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
-        if value.endswith(suffix):
-            value, scale = value[:-1], factor
-            break
-    if not value.isdigit():
-        raise ValueError(f"{text!r} is not a size (try 1048576, 512K or 10M)")
-    return int(value) * scale

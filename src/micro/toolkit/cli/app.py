@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-__all__ = ["GLOBAL_FLAGS", "CliError", "build_parser", "main", "run_args"]
+from micro.settings import BACKEND_GROUPS, BY_NAME, SETTINGS, Settings, add_arguments, load
 
-# flag -> (env var, help); the flag's dest is its name with "-" -> "_"
-GLOBAL_FLAGS: dict[str, tuple[str, str]] = {
-    "--registry": ("MICRO_REGISTRY", "registry backend: mdns (default), etcd, consul, ..."),
-    "--registry-address": ("MICRO_REGISTRY_ADDRESS", "registry address(es), host:port,..."),
-    "--selector": ("MICRO_SELECTOR", "selector backend (default: registry cache)"),
-    "--transport": ("MICRO_TRANSPORT", "transport backend: http (default), memory, ..."),
-    "--transport-address": ("MICRO_TRANSPORT_ADDRESS", "transport address(es)"),
-    "--broker": ("MICRO_BROKER", "broker backend: http (default), nats, rabbitmq, ..."),
-    "--broker-address": ("MICRO_BROKER_ADDRESS", "broker address(es), host:port,..."),
-    "--content-type": ("MICRO_CONTENT_TYPE", "codec of requests (default application/json)"),
-    "--mdns-interfaces": ("MICRO_MDNS_INTERFACES", "comma list of addresses mDNS may use"),
-}
+__all__ = ["CLI_GROUPS", "CliError", "build_parser", "cli_settings", "main", "run_args"]
+
+CLI_GROUPS = (*BACKEND_GROUPS, "cli")
+"""The settings the ``micro`` command takes as global options (see :mod:`micro.settings`)."""
 TOOLKIT = {
     "api": "the API gateway (HTTP -> RPC)",
     "web": "the web dashboard",
@@ -37,10 +28,7 @@ TOOLKIT = {
     "bot": "the chat bot",
 }
 _VALUE_FLAGS = {
-    *GLOBAL_FLAGS,
-    *("--" + f[2:].replace("-", "_") for f in GLOBAL_FLAGS),
-    "--output",
-    "-o",
+    flag for s in SETTINGS if s.group in CLI_GROUPS and s.kind != "bool" for flag in s.flags
 }
 
 EXAMPLES = """\
@@ -54,7 +42,8 @@ examples:
   micro --registry etcd --registry-address 127.0.0.1:2379 list services
   micro new helloworld && cd helloworld && micro run helloworld
 
-Every global option also reads its MICRO_* environment variable (shown in brackets).
+Every global option also reads its MICRO_* environment variable (shown in brackets);
+docs/configuration.md lists them all.
 """
 
 
@@ -84,16 +73,7 @@ class Parser(argparse.ArgumentParser):
 def _common() -> argparse.ArgumentParser:
     """The global options, shared by the main parser and every command."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    group = common.add_argument_group("global options")
-    for flag, (env, text) in GLOBAL_FLAGS.items():
-        names = [flag, "--" + flag[2:].replace("-", "_")] if "-" in flag[2:] else [flag]
-        group.add_argument(*names, metavar="X", help=f"{text} [{env}]")
-    group.add_argument(
-        "-o", "--output", choices=["table", "json"], help="output format [MICRO_OUTPUT]"
-    )
-    group.add_argument(
-        "--debug", action="store_true", help="show tracebacks on errors [MICRO_DEBUG]"
-    )
+    add_arguments(common, CLI_GROUPS)
     return common
 
 
@@ -121,7 +101,7 @@ def _call_options(cmd: argparse.ArgumentParser, stream: bool) -> None:
     )
     cmd.add_argument("-a", "--address", help="call this host:port instead of selecting a node")
     cmd.add_argument(
-        "-t", "--timeout", help="seconds or a duration like 500ms [MICRO_CLIENT_REQUEST_TIMEOUT]"
+        "-t", "--timeout", help="seconds or a duration like 500ms (--client-request-timeout)"
     )
     cmd.add_argument("-r", "--retries", type=int, help="retries after the first attempt")
     cmd.add_argument(
@@ -218,26 +198,30 @@ def build_parser() -> Parser:
     return parser
 
 
-def setting(args: argparse.Namespace, flag: str) -> str:
-    """A global option: the flag's value, else its env var, else ""."""
-    value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-    if value is None:
-        env = GLOBAL_FLAGS[flag][0] if flag in GLOBAL_FLAGS else f"MICRO_{flag[2:].upper()}"
-        value = os.environ.get(env, "")
-    return str(value)
+def given_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The global options given on the command line: ``setting name -> text``."""
+    return {k: v for k, v in vars(args).items() if k in BY_NAME and isinstance(v, str)}
 
 
-def apply_env(args: argparse.Namespace) -> None:
-    """Export the given global flags as ``MICRO_*`` so every backend and app sees them."""
-    for flag, (env, _) in GLOBAL_FLAGS.items():
-        value = getattr(args, flag[2:].replace("-", "_"), None)
-        if value:
-            os.environ[env] = value
+def cli_settings(args: argparse.Namespace) -> Settings:
+    """The settings of the command: global options, else ``MICRO_*`` env, else defaults.
+
+    Raises:
+        CliError: a value does not parse (exit status 2, naming the option or variable).
+    """
+    from micro.settings import SettingsError
+
+    try:
+        return load(groups=CLI_GROUPS, flags=given_flags(args))
+    except SettingsError as exc:
+        raise CliError(str(exc), code=2) from None
 
 
 def _is_debug(args: argparse.Namespace) -> bool:
-    env = os.environ.get("MICRO_DEBUG", "").lower() in ("1", "true", "yes")
-    return bool(getattr(args, "debug", False)) or env
+    try:
+        return bool(cli_settings(args)["debug"])
+    except CliError:
+        return False
 
 
 def _command_index(argv: Sequence[str]) -> int:
@@ -257,7 +241,7 @@ def _toolkit(argv: Sequence[str]) -> int | None:
     if i >= len(argv) or argv[i] not in TOOLKIT or "-h" in argv[:i] or "--help" in argv[:i]:
         return None
     args = _common().parse_args(argv[:i])
-    apply_env(args)
+    cli_settings(args)  # fail on a bad value before the app starts
     name, rest = argv[i], list(argv[i + 1 :])
     if name != "api":
         raise CliError(f"'micro {name}' is not available yet")
@@ -265,14 +249,14 @@ def _toolkit(argv: Sequence[str]) -> int | None:
         from micro.toolkit.api.cli import main as api_main  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise CliError(f"'micro api' is not available: {exc}") from None
-    return int(api_main(rest) or 0)
+    return int(api_main(rest, given=given_flags(args)) or 0)
 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run one parsed command (no error handling: see :func:`main`)."""
     from micro.toolkit.cli import commands
 
-    apply_env(args)
+    args.settings = cli_settings(args)
     return commands.dispatch(args)
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from micro.errors import MicroError
+from micro.settings import Settings
 from micro.toolkit.cli import output
-from micro.toolkit.cli.app import CliError, setting
+from micro.toolkit.cli.app import CliError, cli_settings
 from micro.toolkit.cli.runtime import (
     Runtime,
     call_error,
@@ -30,11 +30,18 @@ from micro.toolkit.cli.runtime import (
 __all__ = ["COMMANDS", "dispatch", "execute"]
 
 Command = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
-DEFAULT_TIMEOUT = 5.0
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The command's settings (read once per command line; a shell line reads its own)."""
+    found = getattr(args, "settings", None)
+    if not isinstance(found, Settings):
+        found = args.settings = cli_settings(args)
+    return found
 
 
 def output_mode(args: argparse.Namespace) -> str:
-    mode = getattr(args, "output", None) or os.environ.get("MICRO_OUTPUT") or "table"
+    mode = str(settings_of(args)["output"])
     if mode not in ("table", "json"):
         raise CliError(f"unknown output {mode!r}; use table or json")
     return mode
@@ -52,7 +59,7 @@ def _seconds(text: str | None, default: float) -> float:
     from micro.client.options import parse_duration
 
     if not text:
-        text = os.environ.get("MICRO_CLIENT_REQUEST_TIMEOUT") or str(default)
+        text = str(default)
     try:
         value = parse_duration(text)
     except ValueError as exc:
@@ -123,7 +130,7 @@ def _call_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {
         "address": args.address or None,
         "metadata": parse_metadata(args.metadata) or None,
-        "content_type": setting(args, "--content-type") or None,
+        "content_type": settings_of(args)["content_type"],
     }
     if args.retries is not None:
         if args.retries < 0:
@@ -135,7 +142,7 @@ def _call_options(args: argparse.Namespace) -> dict[str, Any]:
 async def cmd_call(rt: Runtime, args: argparse.Namespace) -> int:
     request = read_json(args.request)
     options = _call_options(args)
-    timeout = _seconds(args.timeout, DEFAULT_TIMEOUT)
+    timeout = _seconds(args.timeout, settings_of(args)["client_request_timeout"])
     try:
         async with output.waiting(f"calling {args.service} {args.endpoint}"):
             rsp = await rt.client.call(
@@ -179,7 +186,7 @@ async def _send_rest(stream: Any, requests: list[Any]) -> None:
 async def cmd_stream(rt: Runtime, args: argparse.Namespace) -> int:
     requests = read_json_docs(args.request)
     options = _call_options(args)
-    timeout = _seconds(args.timeout, DEFAULT_TIMEOUT)
+    timeout = _seconds(args.timeout, settings_of(args)["client_request_timeout"])
     if args.timeout:
         options["timeout"] = timeout
     printer = _Printer(output_mode(args) == "json")
@@ -220,7 +227,7 @@ async def cmd_publish(rt: Runtime, args: argparse.Namespace) -> int:
     publish = getattr(rt.client, "publish", None)
     if publish is None:
         raise CliError("publish is not available: this micro.Client has no publish()")
-    content_type = setting(args, "--content-type") or None
+    content_type = settings_of(args)["content_type"]
     try:
         async with output.waiting(f"publishing to {args.topic}"):
             await publish(args.topic, message, content_type=content_type, metadata=metadata)
@@ -287,7 +294,7 @@ async def execute(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    async with Runtime() as rt:
+    async with Runtime(settings_of(args)) as rt:
         return await execute(rt, args)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import signal
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from micro.toolkit.cli.app import CliError
+from micro.settings import BY_NAME
+from micro.toolkit.cli.app import CliError, given_flags
 
 __all__ = ["GRACE", "Target", "command_for", "run"]
 
@@ -36,12 +38,17 @@ class Target:
     argv: list[str]
     watch: Path
     import_root: Path | None = None  # prepended to the child's PYTHONPATH
+    settings: tuple[tuple[str, str], ...] = ()  # env vars of the global options given
 
     def env(self) -> dict[str, str] | None:
-        if self.import_root is None:
+        """The child's environment: ours, with the given global options as their env vars."""
+        if self.import_root is None and not self.settings:
             return None
-        paths = [str(self.import_root), *filter(None, [os.environ.get("PYTHONPATH")])]
-        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        env = {**os.environ, **dict(self.settings)}
+        if self.import_root is not None:
+            paths = [str(self.import_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+            env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
 
 
 def command_for(target: str, args: list[str]) -> Target:
@@ -157,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     rest = list(args.args)
     if rest[:1] == ["--"]:
         rest = rest[1:]
-    target = command_for(args.target, rest)
+    given = tuple((BY_NAME[k].env[0], v) for k, v in given_flags(args).items())
+    target = dataclasses.replace(command_for(args.target, rest), settings=given)
     watch = [Path(w).resolve() for w in args.watch] or [target.watch]
     for w in watch:
         if not w.is_dir():

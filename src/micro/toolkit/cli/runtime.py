@@ -23,6 +23,7 @@ from micro.errors import (
     ServiceNotFound,
     Timeout,
 )
+from micro.settings import BACKEND_GROUPS, Settings, load
 from micro.toolkit.cli.app import CliError
 
 __all__ = ["Runtime", "call_error", "one_line", "parse_metadata", "read_json", "read_json_docs"]
@@ -34,12 +35,13 @@ REGISTRY_START_TIMEOUT = 10.0
 class Runtime:
     """The registry and (lazily) the client of one command or shell session.
 
-    Backends come from the ``MICRO_*`` environment, which the global flags were exported to.
+    Backends come from ``settings`` (the command's global options and ``MICRO_*`` env).
     """
 
-    def __init__(self) -> None:
-        self.registry_name = plugins.env("registry") or plugins.DEFAULTS["registry"]
-        self.registry_address = plugins.env("registry_address")
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else load(groups=BACKEND_GROUPS)
+        self.registry_name: str = self.settings["registry"]
+        self.registry_address: str = self.settings["registry_address"] or ""
         self.registry: Any = None
         self._client: Any = None
 
@@ -48,12 +50,12 @@ class Runtime:
         if self.registry_address:
             return f"{self.registry_name} at {self.registry_address}"
         if self.registry_name == "mdns":
-            return f"mdns on {plugins.env('mdns_interfaces') or 'all interfaces'}"
+            pinned = ",".join(self.settings["mdns_interfaces"] or ()) or "all interfaces"
+            return f"mdns on {pinned}"
         return self.registry_name
 
     async def __aenter__(self) -> Runtime:
-        options = {"address": self.registry_address} if self.registry_address else {}
-        self.registry = plugins.create("registry", self.registry_name, **options)
+        self.registry = plugins.create("registry", settings=self.settings)
         await self.registry_op(
             asyncio.wait_for(self.registry.start(), REGISTRY_START_TIMEOUT), "connect"
         )
@@ -71,7 +73,7 @@ class Runtime:
         if self._client is None:
             from micro.client.rpc import RpcClient
 
-            self._client = RpcClient(registry=self.registry)
+            self._client = RpcClient(registry=self.registry, settings=self.settings)
         return self._client
 
     async def registry_op(self, op: Awaitable[T], what: str = "") -> T:

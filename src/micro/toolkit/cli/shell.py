@@ -1,6 +1,7 @@
 """``micro cli``: an interactive shell (prompt_toolkit) running the same commands.
 
-History is kept in ``MICRO_CLI_HISTORY`` (default ``~/.micro_history``); Tab completes
+History is kept in the ``cli_history`` setting's file (``MICRO_CLI_HISTORY``, default
+``~/.micro_history``); Tab completes
 command names, service names (from the registry) and, after ``call``/``stream <service>``,
 that service's endpoints. One registry connection and one client serve the whole session,
 so repeated calls skip discovery. ``help`` lists commands, ``quit``/``exit``/Ctrl-D leave.
@@ -23,8 +24,8 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 
 from micro.errors import MicroError
-from micro.toolkit.cli.app import CliError, build_parser
-from micro.toolkit.cli.commands import COMMANDS, execute
+from micro.toolkit.cli.app import CliError, build_parser, given_flags
+from micro.toolkit.cli.commands import COMMANDS, execute, settings_of
 from micro.toolkit.cli.runtime import Runtime, one_line
 
 __all__ = ["MicroCompleter", "run"]
@@ -126,8 +127,9 @@ def _parse(parser: argparse.ArgumentParser, line: str, session: argparse.Namespa
         return None
     if args.command in NOT_IN_SHELL:
         raise CliError(f"'{args.command}' does not run inside the shell; run 'micro {line}'")
-    if getattr(args, "output", None) is None:
-        args.output = getattr(session, "output", None)
+    for name, value in given_flags(session).items():  # the session's options, unless given
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
     return args
 
 
@@ -153,7 +155,7 @@ async def _one(rt: Runtime, parser: argparse.ArgumentParser, line: str, session:
 async def _loop(session_args: argparse.Namespace, history: str) -> int:
     parser = build_parser()
     parser.prog = ""
-    async with Runtime() as rt:
+    async with Runtime(settings_of(session_args)) as rt:
         completer = MicroCompleter(rt)
         warm = asyncio.create_task(completer.refresh_services())
         session: PromptSession[str] = PromptSession(
@@ -178,5 +180,5 @@ async def _loop(session_args: argparse.Namespace, history: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the shell until quit/exit/Ctrl-D."""
-    history = os.environ.get("MICRO_CLI_HISTORY") or os.path.expanduser("~/.micro_history")
+    history = os.path.expanduser(settings_of(args)["cli_history"])
     return asyncio.run(_loop(args, history))

@@ -1,0 +1,577 @@
+"""Every setting in one table: name, type, default, env var, flag spellings and help.
+
+Entry points (``Service``, ``micro.Client``, the ``micro`` command and its apps) read the
+settings once, in the order code > flag > env > default, and pass plain arguments down;
+backends never read the environment. ``micro <app> --help`` and ``docs/configuration.md``
+are generated from this table (``python -m micro.settings`` prints the docs page)::
+
+    settings = load(groups=SERVICE_GROUPS, argv=["--registry", "etcd"])
+    settings["registry"]                       # "etcd" (a flag beats MICRO_REGISTRY)
+    plugins.create("registry", settings["registry"], **settings.options_for("registry"))
+
+Every flag is accepted with dashes and with go-micro's underscores (``--registry-address``,
+``--registry_address``). Durations are seconds (``30``) or Go-style (``500ms``, ``1m30s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "GROUPS",
+    "SERVICE_GROUPS",
+    "SETTINGS",
+    "Setting",
+    "Settings",
+    "SettingsError",
+    "add_arguments",
+    "load",
+    "markdown",
+    "parse_duration",
+    "parse_flags",
+]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names where it came from."""
+
+
+# -- value types ----------------------------------------------------------------------------
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,  # micro sign
+    "\u03bcs": 1e-6,  # greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_PART = re.compile(r"(\d+\.?\d*|\.\d+)([a-z\u00b5\u03bc]+)")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from a number or a Go duration: ``2``, ``"2.5"``, ``"500ms"``, ``"1m30s"``.
+
+    Raises:
+        ValueError: the text is neither a number nor a Go duration.
+    """
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    rest = text.lstrip("+-")
+    total, pos = 0.0, 0
+    while pos < len(rest):
+        match = _PART.match(rest, pos)
+        if match is None or match.group(2) not in _UNITS:
+            raise ValueError(f"invalid duration {value!r} (use seconds or e.g. 500ms, 5s, 1m)")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not rest:
+        raise ValueError(f"invalid duration {value!r} (use seconds or e.g. 500ms, 5s, 1m)")
+    return sign * total
+
+
+def _non_negative_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds < 0:
+        raise ValueError(f"duration {text!r} is negative")
+    return seconds
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if value < 0 or value != value:
+        raise ValueError(f"{text!r} is not a number >= 0")
+    return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"1048576"``, ``"512K"``, ``"10M"``, ``"1G"`` (also KB/MB/GB, any case)."""
+    value = text.strip().upper().removesuffix("B")
+    scale = 1
+    for suffix, factor in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
+        if value.endswith(suffix):
+            value, scale = value[:-1], factor
+            break
+    if not value.isdigit():
+        raise ValueError(f"{text!r} is not a size (try 1048576, 512K or 10M)")
+    return int(value) * scale
+
+
+_KINDS: dict[str, Callable[[str], Any]] = {
+    "text": _text,
+    "duration": _non_negative_duration,
+    "count": _count,
+    "number": _number,
+    "bool": _boolean,
+    "list": _csv,
+    "size": parse_size,
+}
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting.
+
+    Attributes:
+        name: its key, e.g. ``registry_address``.
+        kind: ``text``, ``duration``, ``count``, ``number``, ``bool``, ``list`` or ``size``.
+        default: the value when nothing sets it (``None``: the backend's own default).
+        help: one line for ``--help`` and the docs.
+        group: ``service``, ``client``, ``registry``, ``mdns``, ``selector``, ``transport``,
+            ``broker``, ``api`` or ``cli``.
+        env: the environment variables read, first set wins (default ``MICRO_<NAME>``).
+        flags: the flag spellings (default ``--name-with-dashes`` and ``--name_with_under``).
+        backends: ``((kind, keywords), ...)``: the backends it configures and, for each, the
+            constructor keywords it may go to (the first one the chosen backend accepts).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    group: str
+    env: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    backends: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    blank: bool = False  # an env var set to "" is a value (else it counts as unset)
+
+    def __post_init__(self) -> None:
+        if not self.env:
+            object.__setattr__(self, "env", (f"MICRO_{self.name.upper()}",))
+        if not self.flags:
+            dashed = "--" + self.name.replace("_", "-")
+            underscored = "--" + self.name
+            flags = (dashed, underscored) if dashed != underscored else (dashed,)
+            object.__setattr__(self, "flags", flags)
+
+    def parse(self, text: str, source: str) -> Any:
+        """``text`` as this setting's type.
+
+        Raises:
+            SettingsError: it does not parse; the message starts with ``source``.
+        """
+        try:
+            return _KINDS[self.kind](text)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+
+
+def _s(
+    name: str,
+    kind: str,
+    default: Any,
+    help: str,
+    group: str,
+    backends: tuple[tuple[str, tuple[str, ...]], ...] = (),
+    env: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (),
+    blank: bool = False,
+) -> Setting:
+    return Setting(name, kind, default, help, group, env, flags, backends, blank)
+
+
+def _reg(*keywords: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return (("registry", keywords),)
+
+
+def _brk(*keywords: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return (("broker", keywords),)
+
+
+_CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_CORS_HEADERS = ("Content-Type", "Authorization", "Accept", "X-Requested-With", "Timeout")
+
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    # -- the service
+    _s("server_name", "text", None, "name to register (default: the name given in code)",
+       "service"),
+    _s("server_version", "text", "latest", "version to register", "service"),
+    _s("server_address", "text", ":0", "host:port to bind (:0: a free port, all interfaces)",
+       "service"),
+    _s("server_advertise", "text", None, "host:port to register instead of the bound one",
+       "service"),
+    _s("register_ttl", "duration", 60.0, "how long a registration lives without a refresh",
+       "service"),
+    _s("register_interval", "duration", 30.0, "time between re-registrations", "service"),
+    _s("server_grace", "duration", 10.0, "time in-flight requests get to finish on stop",
+       "service"),
+    # -- discovery
+    _s("registry", "text", "mdns", "registry backend: mdns, etcd, nats, consul, kubernetes, "
+       "memory", "registry"),
+    _s("registry_address", "text", None, "registry address(es), comma-separated", "registry",
+       _reg("address")),
+    _s("registry_username", "text", None, "registry user (etcd, nats)", "registry",
+       _reg("username", "user")),
+    _s("registry_password", "text", None, "registry password (etcd, nats)", "registry",
+       _reg("password")),
+    _s("registry_token", "text", None, "registry token (nats, consul, kubernetes)",
+       "registry", _reg("token")),
+    _s("registry_prefix", "text", None, "key or subject prefix (etcd, nats)", "registry",
+       _reg("prefix"), env=("MICRO_REGISTRY_PREFIX", "MICRO_NATS_REGISTRY_PREFIX")),
+    _s("registry_timeout", "duration", None, "registry operation timeout", "registry",
+       _reg("timeout")),
+    _s("registry_tls_ca", "text", None, "CA file for the registry's certificate (etcd)",
+       "registry", _reg("tls_ca")),
+    _s("registry_tls_cert", "text", None, "client certificate file (etcd)", "registry",
+       _reg("tls_cert")),
+    _s("registry_tls_key", "text", None, "client key file (etcd)", "registry",
+       _reg("tls_key")),
+    _s("registry_namespace", "text", None, "namespace of the pods (kubernetes)", "registry",
+       _reg("namespace"), env=("MICRO_REGISTRY_NAMESPACE", "POD_NAMESPACE")),
+    _s("registry_pod_name", "text", None, "this pod's name (kubernetes)", "registry",
+       _reg("pod_name"), env=("MICRO_REGISTRY_POD_NAME", "POD_NAME")),
+    _s("mdns_interfaces", "list", None, "IPv4 addresses mDNS may use, comma-separated "
+       "(default: every interface)", "mdns",
+       (("registry", ("interfaces",)), ("broker", ("interfaces",)))),
+    _s("mdns_domain", "text", None, "mDNS domain services are published in (default micro)",
+       "mdns", _reg("domain")),
+    _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
+       "selector"),
+    # -- transport
+    _s("transport", "text", "http", "transport backend: http, memory", "transport"),
+    _s("transport_read_timeout", "duration", None, "time a request gets to arrive in full "
+       "once its first byte has (http, default 30s)", "transport",
+       (("transport", ("read_timeout",)),)),
+    _s("transport_max_body", "size", None, "largest request or response body (http, "
+       "default 10M)", "transport", (("transport", ("max_body",)),)),
+    # -- pub/sub
+    _s("broker", "text", "http", "broker backend: http, nats, rabbitmq, redis, mqtt, memory",
+       "broker"),
+    _s("broker_address", "text", None, "broker address(es), comma-separated", "broker",
+       _brk("address")),
+    _s("broker_jetstream", "bool", None, "nats: JetStream (at-least-once, durable) instead "
+       "of core NATS", "broker", _brk("jetstream")),
+    _s("broker_streams", "bool", None, "redis: Streams (at-least-once) instead of pub/sub "
+       "(default true)", "broker", _brk("streams")),
+    _s("broker_max_deliver", "count", None, "deliveries of a message before it is "
+       "dead-lettered (nats JetStream, redis, rabbitmq)", "broker",
+       _brk("max_deliver", "max_deliveries")),
+    _s("broker_ack_wait", "duration", None, "time a delivery may stay unacknowledged "
+       "before it is redelivered (nats JetStream)", "broker", _brk("ack_wait")),
+    _s("broker_prefix", "text", None, "stream key prefix (redis) or exchange (rabbitmq)",
+       "broker", _brk("prefix", "exchange")),
+    _s("broker_client_id", "text", None, "client id or connection name (mqtt, nats)",
+       "broker", _brk("client_id", "name")),
+    _s("broker_username", "text", None, "broker user (mqtt; the others take it in the "
+       "address URL)", "broker", _brk("username")),
+    _s("broker_password", "text", None, "broker password (mqtt)", "broker",
+       _brk("password")),
+    _s("broker_qos", "count", None, "MQTT quality of service, 0 or 1 (default 1)", "broker",
+       _brk("qos")),
+    # -- the client
+    _s("content_type", "text", "application/json", "content type of outgoing calls",
+       "client"),
+    _s("client_request_timeout", "duration", 5.0, "time a call may take, retries included",
+       "client"),
+    _s("client_retries", "count", 1, "retries of a call on 408, 500 or a connection error",
+       "client"),
+    _s("client_pool_size", "count", 100, "idle connections kept per address", "client"),
+    _s("client_pool_ttl", "duration", 60.0, "time an idle pooled connection is kept",
+       "client"),
+    _s("client_dial_timeout", "duration", 5.0, "time a connection may take to open",
+       "client"),
+    # -- micro api
+    _s("api_address", "text", ":8080", "host:port to listen on", "api",
+       flags=("--address",)),
+    _s("api_namespace", "text", "go.micro.api", "namespace joined to resolved service "
+       "names (\"\": bare names)", "api", flags=("--namespace",), blank=True),
+    _s("api_handler", "text", "meta", "meta, rpc, api, http (proxy), web, event", "api",
+       flags=("--handler",)),
+    _s("api_resolver", "text", "micro", "micro, host, path, grpc", "api",
+       flags=("--resolver",)),
+    _s("api_enable_rpc", "bool", False, "serve POST /rpc", "api",
+       flags=("--enable-rpc", "--enable_rpc")),
+    _s("api_cors_allowed_origins", "list", (), "allowed origins, * for any (default: no "
+       "CORS)", "api", flags=("--cors-allowed-origins", "--cors")),
+    _s("api_cors_allowed_methods", "list", _CORS_METHODS, "CORS methods", "api",
+       flags=("--cors-allowed-methods",)),
+    _s("api_cors_allowed_headers", "list", _CORS_HEADERS, "CORS headers", "api",
+       flags=("--cors-allowed-headers",)),
+    _s("api_cors_allow_credentials", "bool", False, "allow credentials in CORS", "api",
+       flags=("--cors-allow-credentials",)),
+    _s("api_max_body", "size", 10 * 1024 * 1024, "largest request body (413 beyond)",
+       "api", flags=("--max-body",)),
+    _s("api_read_timeout", "duration", 30.0, "time a client gets to send its body (408 "
+       "beyond)", "api", flags=("--read-timeout",)),
+    _s("api_rate_limit", "number", 0.0, "requests/s per client address (0: off)", "api",
+       flags=("--rate-limit",)),
+    _s("api_rate_burst", "count", 0, "rate limit bucket size (0: the rate)", "api",
+       flags=("--rate-burst",)),
+    _s("api_timeout", "duration", None, "time per service call (default: the client's)",
+       "api", flags=("--timeout",)),
+    _s("api_auth_tokens", "list", (), "accepted bearer tokens", "api",
+       flags=("--auth-tokens",)),
+    _s("api_auth_function", "text", None, "module:function(token, scope) checking tokens",
+       "api", flags=("--auth-function",)),
+    _s("api_auth_service", "text", None, "a service checking tokens", "api",
+       flags=("--auth-service",)),
+    _s("api_auth_endpoint", "text", "Auth.Verify", "the endpoint of that service", "api",
+       flags=("--auth-endpoint",)),
+    _s("api_no_access_log", "bool", False, "do not log each request", "api",
+       flags=("--no-access-log",)),
+    _s("api_log_level", "text", "info", "debug, info, warning, error", "api",
+       flags=("--log-level",)),
+    # -- the micro command
+    _s("output", "text", "table", "output format: table or json", "cli",
+       flags=("-o", "--output")),
+    _s("debug", "bool", False, "show tracebacks on errors", "cli", flags=("--debug",)),
+    _s("cli_history", "text", "~/.micro_history", "history file of micro cli", "cli",
+       flags=("--cli-history",)),
+)
+# fmt: on
+
+GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client", "api",
+          "cli")  # fmt: skip
+"""The groups in the order ``--help`` and the docs show them."""
+
+SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client")
+"""What a service reads: everything but the toolkit apps' own settings."""
+
+BACKEND_GROUPS = SERVICE_GROUPS[1:]
+"""What a client or a toolkit app reads besides its own group."""
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def _in(groups: Iterable[str]) -> Iterator[Setting]:
+    wanted = set(groups)
+    return (s for s in SETTINGS if s.group in wanted)
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+class Settings(Mapping[str, Any]):
+    """Resolved settings (a read-only mapping ``name -> value``) and where each came from."""
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self._sources = dict(sources)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        given = {k: v for k, v in self._values.items() if self._sources[k] != "default"}
+        return f"Settings({given!r})"
+
+    def source(self, name: str) -> str:
+        """Where ``name`` came from: ``code``, a flag (``--x``), an env var, or ``default``."""
+        return self._sources[name]
+
+    def options_for(
+        self, kind: str, accepts: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]:
+        """The constructor keywords the given settings make for a ``kind`` backend.
+
+        Only settings that are set (not ``None``) are included; with ``accepts``, each goes
+        to the first of its keywords that the backend accepts (and is left out otherwise).
+        """
+        out: dict[str, Any] = {}
+        for setting in SETTINGS:
+            value = self._values.get(setting.name)
+            if value is None:
+                continue
+            for target, keywords in setting.backends:
+                if target != kind:
+                    continue
+                chosen = next((k for k in keywords if accepts is None or accepts(k)), None)
+                if chosen is not None:
+                    out[chosen] = value
+        return out
+
+    def with_code(self, code: Mapping[str, Any]) -> Settings:
+        """A copy where the non-``None`` values of ``code`` win."""
+        values, sources = dict(self._values), dict(self._sources)
+        for name, value in code.items():
+            if value is not None:
+                values[name], sources[name] = _from_code(name, value), "code"
+        return Settings(values, sources)
+
+
+def _from_code(name: str, value: Any) -> Any:
+    setting = BY_NAME[name]
+    if isinstance(value, str) and setting.kind not in ("text",):
+        return setting.parse(value, name)
+    return value
+
+
+def load(
+    *,
+    groups: Iterable[str] = GROUPS,
+    argv: Sequence[str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    code: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve the settings of ``groups``: ``code`` > flags > ``environ`` > defaults.
+
+    Args:
+        groups: which groups to read.
+        argv: command-line arguments to parse (flags of those groups only).
+        flags: already parsed flags (``name -> text``), e.g. from :func:`parse_flags`.
+        environ: the environment (default ``os.environ``).
+        code: values given in code (``None`` values are ignored).
+
+    Raises:
+        SettingsError: a value does not parse (the message names the flag or env var).
+        SystemExit: ``argv`` has an unknown flag or asks for ``--help`` (argparse).
+    """
+    env = os.environ if environ is None else environ
+    given = dict(flags or {})
+    if argv is not None:
+        given.update(parse_flags(argv, groups=groups))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in _in(groups):
+        values[setting.name], sources[setting.name] = _resolve(setting, given, env)
+    return Settings(values, sources).with_code(code or {})
+
+
+def _resolve(setting: Setting, flags: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Any, str]:
+    """The value of ``setting`` and its source: a flag, an env var, or the default."""
+    if setting.name in flags:
+        raw, flag = flags[setting.name], (setting.flags or (setting.name,))[0]
+        return (setting.parse(raw, flag) if isinstance(raw, str) else raw), flag
+    for var in setting.env:
+        if env.get(var, "").strip() or (setting.blank and var in env):
+            return setting.parse(env[var], var), var
+    return setting.default, "default"
+
+
+# -- command lines and docs -----------------------------------------------------------------
+
+
+def _help(setting: Setting) -> str:
+    default = setting.default
+    if isinstance(default, tuple):
+        default = ",".join(default)
+    shown = "" if default in (None, "", False) else f" (default {_plain(setting, default)})"
+    return f"{setting.help}{shown} [{setting.env[0]}]"
+
+
+def _plain(setting: Setting, value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if setting.kind == "duration" and isinstance(value, float):
+        return f"{value:g}s"
+    if setting.kind == "size" and isinstance(value, int) and value % (1024 * 1024) == 0:
+        return f"{value // (1024 * 1024)}M"
+    return str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] = GROUPS) -> None:
+    """Add the flags of ``groups`` to ``parser``, one argument group each.
+
+    Only flags given on the command line land in the namespace (``dest`` = setting name),
+    so the namespace can be passed to :func:`load` as ``flags=vars(namespace)``.
+    """
+    for group in GROUPS:
+        members = [s for s in _in([group]) if s.flags and group in set(groups)]
+        if not members:
+            continue
+        section = parser.add_argument_group(f"{group} settings")
+        for setting in members:
+            options: dict[str, Any] = {"dest": setting.name, "default": argparse.SUPPRESS}
+            if setting.kind == "bool":
+                options["action"] = "store_const"
+                options["const"] = "true"
+            else:
+                options["metavar"] = setting.kind.upper() if setting.kind != "text" else "X"
+            section.add_argument(*setting.flags, help=_help(setting), **options)
+
+
+def parse_flags(
+    argv: Sequence[str] | None, *, groups: Iterable[str] = SERVICE_GROUPS, prog: str | None = None
+) -> dict[str, str]:
+    """Parse ``argv`` for the flags of ``groups``; only the flags given are returned.
+
+    Raises:
+        SystemExit: an unknown flag (exit status 2, with argparse's usage line) or ``--help``.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a micro service. Every flag can also be set by its environment "
+        "variable (in brackets); flags beat the environment.",
+    )
+    add_arguments(parser, groups)
+    return dict(vars(parser.parse_args(argv)))
+
+
+def markdown(groups: Iterable[str] = GROUPS) -> str:
+    """The settings of ``groups`` as Markdown tables, one per group (docs/configuration.md)."""
+    wanted = set(groups)
+    out: list[str] = []
+    for group in (g for g in GROUPS if g in wanted):
+        out += [f"### {group}", "", "| setting | flags | env | default | meaning |",
+                "|---|---|---|---|---|"]  # fmt: skip
+        for s in _in([group]):
+            flags = ", ".join(f"`{f}`" for f in s.flags) or "-"
+            env = ", ".join(f"`{e}`" for e in s.env)
+            default = s.default
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            shown = "-" if default in (None, "", ()) else f"`{_plain(s, default)}`"
+            out.append(f"| {s.name} | {flags} | {env} | {shown} | {s.help} ({s.kind}) |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
