@@ -36,7 +36,7 @@ from micro.registry import Registry, split_host_port
 from micro.selector import Selector
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
-from micro.toolkit.api._http import RawResponse, header, media_type, read_body
+from micro.toolkit.api._http import RawResponse, decode_json, header, media_type, read_body
 from micro.toolkit.api.catalog import Catalog
 from micro.toolkit.api.handlers import (
     Reply,
@@ -59,6 +59,7 @@ log = logging.getLogger("micro.api")
 
 Handler = Callable[["Gateway", Scope, Receive, Route], Awaitable[Reply]]
 _ROUTE_CACHE = 4096
+_RPC_ID = "go.micro.rpc"
 HANDLERS: dict[str, Handler] = {
     "rpc": rpc_handler,
     "api": api_handler,
@@ -349,34 +350,28 @@ def _rpc_fields(scope: Scope, body: bytes) -> tuple[str, str, Any, str]:
     ):
         fields: Any = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
     else:
-        try:
-            fields = msgspec.json.decode(body or b"{}")
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid JSON body: {exc}", id="go.micro.rpc") from None
+        fields = decode_json(body or b"{}", "JSON body", error_id=_RPC_ID)
     if not isinstance(fields, dict):
-        raise BadRequest("the body must be a JSON object", id="go.micro.rpc")
+        raise BadRequest("the body must be a JSON object", id=_RPC_ID)
     service = fields.get("service")
     endpoint = fields.get("endpoint") or fields.get("method")
     if not service or not isinstance(service, str):
-        raise BadRequest("invalid service", id="go.micro.rpc")
+        raise BadRequest("invalid service", id=_RPC_ID)
     if not endpoint or not isinstance(endpoint, str):
-        raise BadRequest("invalid endpoint", id="go.micro.rpc")
+        raise BadRequest("invalid endpoint", id=_RPC_ID)
     request = fields.get("request", {})
     if isinstance(request, str):
-        try:
-            request = msgspec.json.decode(request or "{}")
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid request JSON: {exc}", id="go.micro.rpc") from None
+        request = decode_json(request or "{}", "request JSON", error_id=_RPC_ID)
     address = fields.get("address") or ""
     if not isinstance(address, str):
-        raise BadRequest("invalid address", id="go.micro.rpc")
+        raise BadRequest("invalid address", id=_RPC_ID)
     if address:
         try:
             host, port = split_host_port(address)
         except ValueError:
             host, port = "", 0
         if not host or not 0 < port < 65536:
-            raise BadRequest(f"invalid address {address!r}: want host:port", id="go.micro.rpc")
+            raise BadRequest(f"invalid address {address!r}: want host:port", id=_RPC_ID)
     return service, endpoint, request, address
 
 
