@@ -1,9 +1,9 @@
 """The gateway: an ASGI application that turns HTTP requests into calls to services.
 
-Request flow: access log -> CORS -> rate limit -> auth -> built-in paths (``/health``,
-``/openapi.json``, ``/docs``, ``/rpc``) -> route (``meta`` metadata, else the resolver) ->
-handler (``rpc``, ``api``, ``http``, ``web``, ``event``; WebSockets to streams or through
-the ``web`` proxy). Errors become go-micro's JSON error with the matching status.
+Request flow: access log -> header check -> CORS -> rate limit -> auth -> built-in paths
+(``/health``, ``/openapi.json``, ``/docs``, ``/rpc``) -> route (``meta`` metadata, else the
+resolver) -> handler (``rpc``, ``api``, ``http``, ``web``, ``event``; WebSockets to streams
+or through the ``web`` proxy). Errors become go-micro's JSON error with the matching status.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from micro.toolkit.api.handlers import (
     event_handler,
     rpc_handler,
 )
-from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, RateLimit
+from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, HeaderCheck, RateLimit
 from micro.toolkit.api.openapi import build_document
 from micro.toolkit.api.options import ApiOptions
 from micro.toolkit.api.proxy import http_handler, web_socket_proxy
@@ -196,6 +196,7 @@ class Gateway:
                 allow_headers=list(opts.cors_headers),
                 allow_credentials=opts.cors_credentials,
             )
+        app = HeaderCheck(app)
         if opts.access_log:
             app = AccessLog(app)
         return app
