@@ -59,6 +59,9 @@ log = logging.getLogger("micro.api")
 
 Handler = Callable[["Gateway", Scope, Receive, Route], Awaitable[Reply]]
 _ROUTE_CACHE = 4096
+# Paths and hosts are the client's to choose: a longer key is resolved every time, so that
+# the cache holds at most _ROUTE_CACHE short keys (before this, 4096 8 KB paths held 50 MB).
+_ROUTE_KEY_MAX = 256
 _RPC_ID = "go.micro.rpc"
 HANDLERS: dict[str, Handler] = {
     "rpc": rpc_handler,
@@ -228,7 +231,8 @@ class Gateway:
         """Where the request goes: an endpoint's own metadata route, else the resolver's.
 
         Routes are cached per (method, path, host) until the catalog changes: resolving
-        (regexes, CamelCasing) costs more than a dict lookup on every request.
+        (regexes, CamelCasing) costs more than a dict lookup on every request. Only short
+        keys are cached, so the cache's size is bounded in bytes, not only in entries.
         """
         method = scope.get("method", "GET")
         path = scope["path"]
@@ -241,9 +245,10 @@ class Gateway:
         found = routes.get(key)
         if found is None:
             found = self._resolve(method, path, host)
-            if len(routes) >= _ROUTE_CACHE:
-                routes.clear()
-            routes[key] = found
+            if len(path) + len(host) <= _ROUTE_KEY_MAX:
+                if len(routes) >= _ROUTE_CACHE:
+                    routes.clear()
+                routes[key] = found
         return found
 
     def _resolve(self, method: str, path: str, host: str) -> Route:

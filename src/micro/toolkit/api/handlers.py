@@ -62,14 +62,16 @@ def call_metadata(scope: Scope) -> dict[str, str]:
 
 
 # raw header name -> its metadata key, or None when it is not forwarded (a per-request
-# canonical() and set test cost more than the rest of call_metadata)
+# canonical() and set test cost more than the rest of call_metadata). Names are the client's
+# to choose: only short ones are kept, so the table stays under 1024 x 64 bytes.
 _META_NAMES: dict[bytes, str | None] = {}
+_META_NAME_MAX = 64
 
 
 def _meta_name(key: bytes) -> str | None:
     name = canonical(key.decode("latin-1"))
     found = None if name in _DROP else name
-    if len(_META_NAMES) < 1024:
+    if len(_META_NAMES) < 1024 and len(key) <= _META_NAME_MAX:
         _META_NAMES[key] = found
     return found
 
