@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,21 @@ _FLAGS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cors_allowed_headers": (("--cors-allowed-headers",), "CORS_ALLOWED_HEADERS", "comma list"),
     "max_body": (("--max-body",), "MAX_BODY", "largest request body, e.g. 10M (default 10M)"),
     "read_timeout": (("--read-timeout",), "READ_TIMEOUT", "seconds to receive a body (30)"),
+    "header_timeout": (
+        ("--header-timeout",),
+        "HEADER_TIMEOUT",
+        "seconds from a request's first byte to the end of its head (30)",
+    ),
+    "idle_timeout": (
+        ("--idle-timeout",),
+        "IDLE_TIMEOUT",
+        "seconds a connection may wait without starting a request (60)",
+    ),
+    "max_connections": (
+        ("--max-connections",),
+        "MAX_CONNECTIONS",
+        "open connections; past it the longest idle is closed (1000, 0: no limit)",
+    ),
     "rate_limit": (("--rate-limit",), "RATE_LIMIT", "requests/s per client (default off)"),
     "rate_burst": (("--rate-burst",), "RATE_BURST", "rate limit burst (default: the rate)"),
     "timeout": (("--timeout",), "TIMEOUT", "seconds per service call (client default 5)"),
@@ -116,7 +132,15 @@ def build_options(settings: dict[str, Any]) -> ApiOptions:
     o.cors_credentials = bool(settings.get("cors_allow_credentials"))
     if "max_body" in settings:
         o.max_body = parse_size(settings["max_body"])
-    for key, kind in (("read_timeout", float), ("rate_limit", float), ("rate_burst", int)):
+    numbers: dict[str, type[float] | type[int]] = {
+        "read_timeout": float,
+        "header_timeout": float,
+        "idle_timeout": float,
+        "max_connections": int,
+        "rate_limit": float,
+        "rate_burst": int,
+    }
+    for key, kind in numbers.items():
         if key in settings:
             setattr(o, key, _number(settings, key, kind))
     if "timeout" in settings:
@@ -163,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvicorn
 
+    from micro.toolkit.api.connections import protocol_class
+
     config = uvicorn.Config(
         gateway,
         host=host,
@@ -170,8 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=str(settings.get("log_level", "info")).lower(),
         access_log=False,
         lifespan="on",
+        http=protocol_class(
+            idle_timeout=options.idle_timeout,
+            header_timeout=options.header_timeout,
+            max_connections=options.max_connections,
+        ),
         ws_max_size=max(options.max_body, 1),
-        timeout_keep_alive=5,
+        # the protocol closes idle connections itself; uvicorn's own timer is a backstop
+        timeout_keep_alive=math.ceil(options.idle_timeout),
         timeout_graceful_shutdown=10,
         proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
     )
