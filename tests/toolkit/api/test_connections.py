@@ -195,3 +195,27 @@ def _closed_by_the_gateway(socks: list[socket.socket], expected: int, timeout: f
                 open_.remove(sock)
                 closed += 1
     return closed
+
+
+def test_past_the_limit_with_every_connection_busy_a_new_one_is_closed(tmp_path: Path) -> None:
+    proc, port = start(
+        tmp_path, MICRO_API_MAX_CONNECTIONS="2", MICRO_API_ENABLE_RPC="1", MICRO_API_TIMEOUT="2"
+    )
+    nodes = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    busy = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        for sock, node in zip(busy, nodes, strict=True):
+            sock.sendall(slow_request(node.getsockname()[1]))
+            node.settimeout(10)
+            node.accept()[0].close()  # the gateway called it: the request is in progress
+        with socket.create_connection(("127.0.0.1", port)) as newcomer:
+            started = time.monotonic()
+            assert read_all(newcomer, timeout=10) == b""
+            assert time.monotonic() - started < 2  # closed at once, not after the slow calls
+        for sock in busy:  # the requests in progress are still answered
+            sock.settimeout(10)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 504 ")
+    finally:
+        for sock in busy + nodes:
+            sock.close()
+        proc.stop()
