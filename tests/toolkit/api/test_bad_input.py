@@ -117,3 +117,23 @@ async def test_the_http_proxy_forwards_header_bytes_as_sent(stack: Stack) -> Non
     assert (rsp.status_code, rsp.content) == (200, b"ok")
     assert (b"x-name", name) in seen[0]
     assert (b"x-back", name) in rsp.headers.raw
+
+
+async def test_a_websocket_with_an_unreadable_header_is_closed_4400(stack: Stack) -> None:
+    gw, _ = await stack.gateway()
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/greeter/say-hello",
+        "headers": [(b"x-anything", NOT_UTF8)],
+        "query_string": b"",
+    }
+    await gw(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 4400}]
