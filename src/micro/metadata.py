@@ -59,7 +59,9 @@ def canonical(key: str) -> str:
     found = _canonical_cache.get(key)
     if found is None:
         found = "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
-        if len(_canonical_cache) < 4096:
+        # keys can come from HTTP clients (the gateway): keep only short ones, so the cache
+        # stays under 4096 x 64 characters whatever they send
+        if len(_canonical_cache) < 4096 and len(key) <= 64:
             _canonical_cache[key] = found
     return found
 

@@ -343,6 +343,12 @@ SETTINGS: tuple[Setting, ...] = (
        "api", flags=("--max-body",)),
     _s("api_read_timeout", "duration", 30.0, "time a client gets to send its body (408 "
        "beyond)", "api", flags=("--read-timeout",)),
+    _s("api_header_timeout", "duration", 30.0, "time from a request's first byte to the end "
+       "of its head (408 beyond)", "api", flags=("--header-timeout",)),
+    _s("api_idle_timeout", "duration", 60.0, "time a connection may wait without starting "
+       "a request", "api", flags=("--idle-timeout",)),
+    _s("api_max_connections", "count", 1000, "open connections; past it the longest idle "
+       "is closed (0: no limit)", "api", flags=("--max-connections",)),
     _s("api_rate_limit", "number", 0.0, "requests/s per client address (0: off)", "api",
        flags=("--rate-limit",)),
     _s("api_rate_burst", "count", 0, "rate limit bucket size (0: the rate)", "api",

@@ -7,6 +7,7 @@ from typing import Any
 
 from msgspec import Struct
 
+from micro import metadata
 from micro.errors import Forbidden, Unauthorized
 from micro.toolkit.api.proto import Pair, Request, Response
 
@@ -72,3 +73,9 @@ class Auth:
         if req.get("token") == "refused":
             raise Unauthorized("token refused", id="auth")
         return {"valid": False}
+
+
+class Headers:
+    async def echo(self, req: dict[str, Any]) -> dict[str, str]:
+        """Answer the call's metadata (the HTTP headers the gateway passed on)."""
+        return dict(metadata.get())

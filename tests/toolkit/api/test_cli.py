@@ -66,9 +66,23 @@ def test_cors_and_limits() -> None:
     assert (o.rate_limit, o.rate_burst, o.timeout, o.read_timeout) == (5.0, 10, 2.5, 3.0)
 
 
+def test_connection_limits() -> None:
+    o = options([])
+    assert (o.header_timeout, o.idle_timeout, o.max_connections) == (30.0, 60.0, 1000)
+    env = {"MICRO_API_HEADER_TIMEOUT": "5", "MICRO_API_IDLE_TIMEOUT": "7.5"}
+    o = options(["--max-connections", "0"], env)
+    assert (o.header_timeout, o.idle_timeout, o.max_connections) == (5.0, 7.5, 0)
+    o = options(["--header-timeout", "2", "--idle-timeout", "3", "--max-connections", "9"], env)
+    assert (o.header_timeout, o.idle_timeout, o.max_connections) == (2.0, 3.0, 9)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["--header-timeout", "0"], "header_timeout must be > 0"),
+        (["--idle-timeout", "-1"], "idle_timeout must be > 0"),
+        (["--max-connections", "-1"], "max_connections must be >= 0"),
+        (["--max-connections", "many"], "--max-connections: 'many' is not a number"),
         (["--handler", "grpc"], "unknown handler 'grpc'"),
         (["--resolver", "dns"], "unknown resolver 'dns'"),
         (["--rate-limit", "fast"], "--rate-limit: 'fast' is not a number"),

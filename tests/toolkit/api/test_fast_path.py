@@ -8,6 +8,8 @@ import json
 import msgspec
 import pytest
 
+from micro import metadata
+from micro.toolkit.api import handlers
 from micro.toolkit.api._http import RequestTimeout, read_body
 from tests.toolkit.api.conftest import Stack
 
@@ -99,6 +101,19 @@ async def test_invalid_paths_are_not_cached(stack: Stack) -> None:
         rsp = await http.post("/a b/c", json={})
         assert rsp.status_code == 404
     assert all(path != "/a b/c" for _, path, _ in gw._routes)
+
+
+async def test_long_paths_and_header_names_are_not_cached(stack: Stack) -> None:
+    """A client must not fill the gateway's tables with keys of its choosing (4096 8 KB paths
+    used to hold 50 MB until the next catalog change)."""
+    gw, http = await stack.gateway()
+    for n in range(3):
+        long_path = f"/{'a' * 5000}{n}"
+        rsp = await http.post(long_path, json={}, headers={f"x-{'h' * 5000}{n}": "1"})
+        assert rsp.status_code == 404
+    assert all(len(path) < 5000 for _, path, _ in gw._routes)
+    assert all(len(name) < 5000 for name in handlers._META_NAMES)
+    assert all(len(name) < 5000 for name in metadata._canonical_cache)
 
 
 def _http_scope() -> dict[str, object]:

@@ -13,7 +13,8 @@ Modules: :mod:`.resolver` (go-micro's path rules and the host/path/grpc resolver
 :mod:`.handlers` (rpc, api, event), :mod:`.proxy` (http, web), :mod:`.stream` (WebSocket to
 RPC streams), :mod:`.catalog` (live registry index), :mod:`.openapi`, :mod:`.middleware`
 (access log, rate limit, auth), :mod:`.auth` (token checks), :mod:`.proto` (go-api messages),
-:mod:`.cli` (``micro api``). See ``docs/api.md``.
+:mod:`.cli` (``micro api``), :mod:`.connections` (its HTTP connections: timeouts, limits).
+See ``docs/api.md``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from micro.errors import BadRequest, MicroError, PayloadTooLarge
 from micro.registry import Endpoint
 from micro.toolkit.api._errors import API_ID
 
-__all__ = ["RawResponse", "header", "json_body", "query_object", "read_body"]
+__all__ = ["RawResponse", "decode_json", "header", "json_body", "query_object", "read_body"]
 
 _JSON_TYPES = ("application/json", "text/plain", "")
 _FORM = "application/x-www-form-urlencoded"
@@ -136,10 +136,22 @@ def json_body(scope: Scope, body: bytes) -> Any:
         )
     if not stripped:
         return {}
+    return decode_json(body, "JSON body")
+
+
+def decode_json(data: bytes | str, what: str, *, error_id: str = API_ID) -> Any:
+    """``data`` decoded as JSON.
+
+    Raises:
+        BadRequest: ``data`` is not JSON, or nests deeper than the decoder's recursion
+            limit (about a thousand levels); the detail names ``what``.
+    """
     try:
-        return msgspec.json.decode(body)
+        return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"invalid JSON body: {exc}", id=API_ID) from None
+        raise BadRequest(f"invalid {what}: {exc}", id=error_id) from None
+    except RecursionError:
+        raise BadRequest(f"invalid {what}: nested too deeply", id=error_id) from None
 
 
 def _pairs_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -205,6 +217,6 @@ def _coerce(value: Any, prop: Any) -> Any:
     if kind == "object" or (kind is None and value[:1] in ("{", "[")):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # the service answers for a value it cannot read
             return value
     return value

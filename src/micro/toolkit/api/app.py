@@ -1,9 +1,9 @@
 """The gateway: an ASGI application that turns HTTP requests into calls to services.
 
-Request flow: access log -> CORS -> rate limit -> auth -> built-in paths (``/health``,
-``/openapi.json``, ``/docs``, ``/rpc``) -> route (``meta`` metadata, else the resolver) ->
-handler (``rpc``, ``api``, ``http``, ``web``, ``event``; WebSockets to streams or through
-the ``web`` proxy). Errors become go-micro's JSON error with the matching status.
+Request flow: access log -> header check -> CORS -> rate limit -> auth -> built-in paths
+(``/health``, ``/openapi.json``, ``/docs``, ``/rpc``) -> route (``meta`` metadata, else the
+resolver) -> handler (``rpc``, ``api``, ``http``, ``web``, ``event``; WebSockets to streams
+or through the ``web`` proxy). Errors become go-micro's JSON error with the matching status.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from micro.selector import Selector
 from micro.settings import BACKEND_GROUPS, Settings, load
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
-from micro.toolkit.api._http import RawResponse, header, media_type, read_body
+from micro.toolkit.api._http import RawResponse, decode_json, header, media_type, read_body
 from micro.toolkit.api.catalog import Catalog
 from micro.toolkit.api.handlers import (
     Reply,
@@ -47,7 +47,7 @@ from micro.toolkit.api.handlers import (
     event_handler,
     rpc_handler,
 )
-from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, RateLimit
+from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, HeaderCheck, RateLimit
 from micro.toolkit.api.openapi import build_document
 from micro.toolkit.api.options import ApiOptions
 from micro.toolkit.api.proxy import http_handler, web_socket_proxy
@@ -60,6 +60,10 @@ log = logging.getLogger("micro.api")
 
 Handler = Callable[["Gateway", Scope, Receive, Route], Awaitable[Reply]]
 _ROUTE_CACHE = 4096
+# Paths and hosts are the client's to choose: a longer key is resolved every time, so that
+# the cache holds at most _ROUTE_CACHE short keys (before this, 4096 8 KB paths held 50 MB).
+_ROUTE_KEY_MAX = 256
+_RPC_ID = "go.micro.rpc"
 HANDLERS: dict[str, Handler] = {
     "rpc": rpc_handler,
     "api": api_handler,
@@ -202,6 +206,7 @@ class Gateway:
                 allow_headers=list(opts.cors_headers),
                 allow_credentials=opts.cors_credentials,
             )
+        app = HeaderCheck(app)
         if opts.access_log:
             app = AccessLog(app)
         return app
@@ -233,7 +238,8 @@ class Gateway:
         """Where the request goes: an endpoint's own metadata route, else the resolver's.
 
         Routes are cached per (method, path, host) until the catalog changes: resolving
-        (regexes, CamelCasing) costs more than a dict lookup on every request.
+        (regexes, CamelCasing) costs more than a dict lookup on every request. Only short
+        keys are cached, so the cache's size is bounded in bytes, not only in entries.
         """
         method = scope.get("method", "GET")
         path = scope["path"]
@@ -246,9 +252,10 @@ class Gateway:
         found = routes.get(key)
         if found is None:
             found = self._resolve(method, path, host)
-            if len(routes) >= _ROUTE_CACHE:
-                routes.clear()
-            routes[key] = found
+            if len(path) + len(host) <= _ROUTE_KEY_MAX:
+                if len(routes) >= _ROUTE_CACHE:
+                    routes.clear()
+                routes[key] = found
         return found
 
     def _resolve(self, method: str, path: str, host: str) -> Route:
@@ -356,34 +363,28 @@ def _rpc_fields(scope: Scope, body: bytes) -> tuple[str, str, Any, str]:
     ):
         fields: Any = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
     else:
-        try:
-            fields = msgspec.json.decode(body or b"{}")
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid JSON body: {exc}", id="go.micro.rpc") from None
+        fields = decode_json(body or b"{}", "JSON body", error_id=_RPC_ID)
     if not isinstance(fields, dict):
-        raise BadRequest("the body must be a JSON object", id="go.micro.rpc")
+        raise BadRequest("the body must be a JSON object", id=_RPC_ID)
     service = fields.get("service")
     endpoint = fields.get("endpoint") or fields.get("method")
     if not service or not isinstance(service, str):
-        raise BadRequest("invalid service", id="go.micro.rpc")
+        raise BadRequest("invalid service", id=_RPC_ID)
     if not endpoint or not isinstance(endpoint, str):
-        raise BadRequest("invalid endpoint", id="go.micro.rpc")
+        raise BadRequest("invalid endpoint", id=_RPC_ID)
     request = fields.get("request", {})
     if isinstance(request, str):
-        try:
-            request = msgspec.json.decode(request or "{}")
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid request JSON: {exc}", id="go.micro.rpc") from None
+        request = decode_json(request or "{}", "request JSON", error_id=_RPC_ID)
     address = fields.get("address") or ""
     if not isinstance(address, str):
-        raise BadRequest("invalid address", id="go.micro.rpc")
+        raise BadRequest("invalid address", id=_RPC_ID)
     if address:
         try:
             host, port = split_host_port(address)
         except ValueError:
             host, port = "", 0
         if not host or not 0 < port < 65536:
-            raise BadRequest(f"invalid address {address!r}: want host:port", id="go.micro.rpc")
+            raise BadRequest(f"invalid address {address!r}: want host:port", id=_RPC_ID)
     return service, endpoint, request, address
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,6 +70,9 @@ def build_options(settings: Settings) -> ApiOptions:
         cors_credentials=s["api_cors_allow_credentials"],
         max_body=s["api_max_body"],
         read_timeout=s["api_read_timeout"],
+        header_timeout=s["api_header_timeout"],
+        idle_timeout=s["api_idle_timeout"],
+        max_connections=s["api_max_connections"],
         rate_limit=s["api_rate_limit"],
         rate_burst=s["api_rate_burst"],
         timeout=s["api_timeout"],
@@ -117,6 +121,8 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         return 2
     import uvicorn
 
+    from micro.toolkit.api.connections import protocol_class
+
     config = uvicorn.Config(
         gateway,
         host=host,
@@ -124,8 +130,14 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         log_level=level.lower(),
         access_log=False,
         lifespan="on",
+        http=protocol_class(
+            idle_timeout=options.idle_timeout,
+            header_timeout=options.header_timeout,
+            max_connections=options.max_connections,
+        ),
         ws_max_size=max(options.max_body, 1),
-        timeout_keep_alive=5,
+        # the protocol closes idle connections itself; uvicorn's own timer is a backstop
+        timeout_keep_alive=math.ceil(options.idle_timeout),
         timeout_graceful_shutdown=10,
         proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
     )

@@ -40,7 +40,11 @@ _DROP = HOP_HEADERS | {"Authorization", "Cookie"}
 
 
 def call_metadata(scope: Scope) -> dict[str, str]:
-    """The HTTP headers as call metadata (per-hop headers and credentials left out)."""
+    """The HTTP headers as call metadata (per-hop headers and credentials left out).
+
+    Values are decoded as UTF-8 (the header check let only UTF-8 through), so a service sees
+    the characters the client sent, whatever its transport.
+    """
     out: dict[str, str] = {}
     names = _META_NAMES
     for key, value in scope["headers"]:
@@ -48,7 +52,7 @@ def call_metadata(scope: Scope) -> dict[str, str]:
         if name == "":
             name = _meta_name(key)
         if name is not None:
-            text = value.decode("latin-1")
+            text = value.decode()
             out[name] = f"{out[name]},{text}" if name in out else text
     client = scope.get("client")
     if client:
@@ -58,14 +62,16 @@ def call_metadata(scope: Scope) -> dict[str, str]:
 
 
 # raw header name -> its metadata key, or None when it is not forwarded (a per-request
-# canonical() and set test cost more than the rest of call_metadata)
+# canonical() and set test cost more than the rest of call_metadata). Names are the client's
+# to choose: only short ones are kept, so the table stays under 1024 x 64 bytes.
 _META_NAMES: dict[bytes, str | None] = {}
+_META_NAME_MAX = 64
 
 
 def _meta_name(key: bytes) -> str | None:
     name = canonical(key.decode("latin-1"))
     found = None if name in _DROP else name
-    if len(_META_NAMES) < 1024:
+    if len(_META_NAMES) < 1024 and len(key) <= _META_NAME_MAX:
         _META_NAMES[key] = found
     return found
 
@@ -79,7 +85,7 @@ def call_timeout(scope: Scope) -> float | None:
             except ValueError:
                 seconds = -1.0
             if not 0 < seconds < 3600:
-                raise BadRequest(f"invalid Timeout header {value.decode()!r}", id=API_ID)
+                raise BadRequest(f"invalid Timeout header {value.decode('latin-1')!r}", id=API_ID)
             return seconds
     return None
 
@@ -121,7 +127,7 @@ def _pairs(items: Iterable[tuple[str, str]]) -> dict[str, Pair]:
 
 
 def _request_headers(scope: Scope) -> list[tuple[str, str]]:
-    items = [(canonical(k.decode("latin-1")), v.decode("latin-1")) for k, v in scope["headers"]]
+    items = [(canonical(k.decode("latin-1")), v.decode()) for k, v in scope["headers"]]
     if scope.get("client"):
         items.append(("X-Forwarded-For", str(scope["client"][0])))
     return items

@@ -1,4 +1,4 @@
-"""ASGI middleware of the gateway: access log, per-client rate limit, bearer-token auth.
+"""ASGI middleware of the gateway: access log, header check, per-client rate limit, auth.
 
 All are plain ASGI (no per-request task or body buffering), so they cost microseconds.
 CORS is Starlette's ``CORSMiddleware``, configured from the options.
@@ -15,10 +15,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from micro.errors import MicroError, Unauthorized
+from micro.errors import BadRequest, MicroError, Unauthorized
+from micro.metadata import canonical
 from micro.toolkit.api._errors import API_ID, http_error
 
-__all__ = ["AccessLog", "Auth", "AuthCheck", "RateLimit"]
+__all__ = ["AccessLog", "Auth", "AuthCheck", "HeaderCheck", "RateLimit", "unreadable_header"]
 
 access_log = logging.getLogger("micro.api.access")
 
@@ -84,6 +85,62 @@ class AccessLog:
                 seen["bytes"],
                 (time.perf_counter() - started) * 1000,
             )
+
+
+# Headers the gateway reads itself (CORS, auth, routing, body, call deadline): HTTP's grammar
+# for each of them is ASCII.
+_INTERPRETED = frozenset(
+    {
+        b"access-control-request-headers",
+        b"access-control-request-method",
+        b"authorization",
+        b"content-length",
+        b"content-type",
+        b"host",
+        b"origin",
+        b"timeout",
+    }
+)
+
+
+def unreadable_header(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why the gateway cannot read these headers, or None when it can.
+
+    A header the gateway interprets must be ASCII; any other must be UTF-8, since it is
+    passed on as text (call metadata, go-api ``Request.header``).
+    """
+    for name, value in headers:
+        if value.isascii():
+            continue
+        title = canonical(name.decode("latin-1"))
+        if name in _INTERPRETED:
+            return f"invalid {title} header: not ASCII"
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"invalid {title} header: not UTF-8"
+    return None
+
+
+class HeaderCheck:
+    """Refuses (400, or WebSocket close 4400) a request with a header it cannot read.
+
+    It runs first, so every later step can decode headers without a failure path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            problem = unreadable_header(scope["headers"])
+            if problem is not None:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 4400})
+                else:
+                    await send_error(send, BadRequest(problem, id=API_ID), [])
+                return
+        await self.app(scope, receive, send)
 
 
 class RateLimit:

@@ -27,6 +27,12 @@ class ApiOptions:
         cors_methods, cors_headers, cors_credentials: the rest of the CORS answer.
         max_body: largest request body in bytes (413 beyond it).
         read_timeout: seconds a client gets to send its body (408 beyond it).
+        header_timeout: seconds from a request's first byte to the end of its head (408 and
+            the connection closed beyond it; served by ``micro api`` only, as the next two).
+        idle_timeout: seconds a connection may wait without starting a request (new, or
+            after an answer) before it is closed.
+        max_connections: open connections per listener; past it the longest idle one is
+            closed (0: no limit).
         rate_limit: requests per second per client address (0: unlimited); 429 beyond it.
         rate_burst: bucket size of the rate limit (default: max(1, rate_limit)).
         timeout: seconds per service call (None: the client's, ``MICRO_CLIENT_REQUEST_TIMEOUT``).
@@ -46,6 +52,9 @@ class ApiOptions:
     cors_credentials: bool = False
     max_body: int = 10 * 1024 * 1024
     read_timeout: float = 30.0
+    header_timeout: float = 30.0
+    idle_timeout: float = 60.0
+    max_connections: int = 1000
     rate_limit: float = 0.0
     rate_burst: int = 0
     timeout: float | None = None
@@ -61,8 +70,11 @@ class ApiOptions:
             raise ValueError(f"unknown resolver {self.resolver!r}; known: {', '.join(RESOLVERS)}")
         if self.max_body < 0:
             raise ValueError("max_body must be >= 0")
-        if self.read_timeout <= 0:
-            raise ValueError("read_timeout must be > 0")
+        for name in ("read_timeout", "header_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.max_connections < 0:
+            raise ValueError("max_connections must be >= 0")
         if self.rate_limit < 0:
             raise ValueError("rate_limit must be >= 0")
         if self.timeout is not None and self.timeout <= 0:

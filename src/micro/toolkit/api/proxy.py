@@ -31,19 +31,19 @@ __all__ = ["http_handler", "web_socket_proxy"]
 
 _HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
     }
 )
-_RESPONSE_HOP = _HOP - {"content-length"}
+_RESPONSE_HOP = _HOP - {b"content-length"}
 
 
 async def _node_address(gw: Gateway, route: Route) -> str:
@@ -51,27 +51,28 @@ async def _node_address(gw: Gateway, route: Route) -> str:
     return next_node().address
 
 
-def _forward_headers(scope: Scope) -> list[tuple[str, str]]:
+def _forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The request's headers as the client sent them (bytes), less per-hop ones, with the
+    ``X-Forwarded-*`` headers added."""
     out = []
-    forwarded_for = ""
-    host = ""
-    for key, value in scope["headers"]:
-        name = key.decode("latin-1")
-        text = value.decode("latin-1")
-        if name == "host":
-            host = text
-        if name == "x-forwarded-for":
-            forwarded_for = text
+    forwarded_for = b""
+    host = b""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+        if name == b"x-forwarded-for":
+            forwarded_for = value
         elif name not in _HOP:
-            out.append((name, text))
+            out.append((name, value))
     client = scope.get("client")
     if client:
-        forwarded_for = f"{forwarded_for}, {client[0]}" if forwarded_for else str(client[0])
+        peer = str(client[0]).encode()
+        forwarded_for = forwarded_for + b", " + peer if forwarded_for else peer
     if forwarded_for:
-        out.append(("x-forwarded-for", forwarded_for))
+        out.append((b"x-forwarded-for", forwarded_for))
     if host:
-        out.append(("x-forwarded-host", host))
-    out.append(("x-forwarded-proto", scope.get("scheme", "http")))
+        out.append((b"x-forwarded-host", host))
+    out.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
     return out
 
 
@@ -97,13 +98,13 @@ async def http_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route
         raise Timeout(f"{route.service} at {address}: {exc!r}", id=API_ID) from None
     except httpx.HTTPError as exc:
         raise ConnectError(f"{route.service} at {address}: {exc!r}", id=API_ID) from None
-    headers = [(k, v) for k, v in upstream.headers.multi_items() if k.lower() not in _RESPONSE_HOP]
     response = StreamingResponse(
         upstream.aiter_raw(),
         status_code=upstream.status_code,
         background=BackgroundTask(upstream.aclose),
     )
-    response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw = ((name.lower(), value) for name, value in upstream.headers.raw)
+    response.raw_headers = [(name, value) for name, value in raw if name not in _RESPONSE_HOP]
     return response
 
 
@@ -116,7 +117,9 @@ async def web_socket_proxy(gw: Gateway, ws: WebSocket, route: Route) -> None:
             url,
             subprotocols=ws.scope.get("subprotocols") or None,
             additional_headers=[
-                h for h in _forward_headers(ws.scope) if not h[0].startswith("sec-websocket")
+                (name.decode(), value.decode())  # UTF-8: the header check let nothing else by
+                for name, value in _forward_headers(ws.scope)
+                if not name.startswith(b"sec-websocket")
             ],
             open_timeout=gw.options.read_timeout,
             max_size=gw.options.max_body,

@@ -24,7 +24,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from micro.client import Stream
 from micro.errors import BadRequest, MicroError
-from micro.toolkit.api._errors import API_ID, http_error
+from micro.toolkit.api._errors import http_error
+from micro.toolkit.api._http import decode_json
 from micro.toolkit.api.handlers import call_metadata
 from micro.toolkit.api.resolver import Route
 
@@ -40,10 +41,7 @@ def _frame(message: MutableMapping[str, Any]) -> bytes | None:
         return None
     data = message.get("text")
     raw = data.encode() if data is not None else (message.get("bytes") or b"")
-    try:
-        msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"invalid JSON message: {exc}", id=API_ID) from None
+    decode_json(raw, "JSON message")
     return raw
 
 
