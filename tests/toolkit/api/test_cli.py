@@ -80,9 +80,9 @@ def test_connection_limits() -> None:
     ("argv", "message"),
     [
         (["--header-timeout", "0"], "header_timeout must be > 0"),
-        (["--idle-timeout", "-1"], "idle_timeout must be > 0"),
-        (["--max-connections", "-1"], "max_connections must be >= 0"),
-        (["--max-connections", "many"], "--max-connections: 'many' is not a number"),
+        (["--idle-timeout", "-1"], "--idle-timeout: duration '-1' is negative"),
+        (["--max-connections", "-1"], "--max-connections: '-1' is negative"),
+        (["--max-connections", "many"], "--max-connections: 'many' is not a whole number"),
         (["--handler", "grpc"], "unknown handler 'grpc'"),
         (["--resolver", "dns"], "unknown resolver 'dns'"),
         (["--rate-limit", "fast"], "--rate-limit: 'fast' is not a number"),
