@@ -15,6 +15,7 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
     │   └── ServiceNotFound        404      the registry knows no such service
     ├── MethodNotAllowed           405
     ├── Timeout (also TimeoutError) 408     a deadline passed (client or server side)
+    ├── RequestTimeout             408      a peer did not send its request in time
     ├── Conflict                   409
     ├── PayloadTooLarge            413
     └── InternalServerError        500
@@ -22,10 +23,15 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
         │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
         ├── NoneAvailable          500      the selector has no node left to try
         ├── RegistryError          500      the registry backend failed
-        └── BrokerError            500      a publish or subscription could not be carried out
+        ├── BrokerError            500      a publish or subscription could not be carried out
+        └── PluginNotFound         500      no such backend, or its driver is missing (LookupError)
 
-``parse`` turns wire text back into the matching class (by code); text that is not JSON
-becomes a ``MicroError`` with code 0, as go-micro's ``errors.Parse`` does.
+``parse`` turns wire text back into the matching class (by code: the first class drawn for
+it, so a 408 is a ``Timeout``); text that is not JSON becomes a ``MicroError`` with code 0,
+as go-micro's ``errors.Parse`` does.
+
+Two errors are equal when their wire fields are (``to_dict()``), whatever their classes, and
+equal errors hash alike. Do not change the fields of an error kept in a set or dict key.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ __all__ = [
     "NoneAvailable",
     "NotFound",
     "PayloadTooLarge",
+    "PluginNotFound",
     "RegistryError",
+    "RequestTimeout",
     "ServiceNotFound",
     "Timeout",
     "Unauthorized",
@@ -122,7 +130,8 @@ class MicroError(Exception):
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    __hash__ = Exception.__hash__
+    def __hash__(self) -> int:
+        return hash((self.id, self.code, self.detail, self.status))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "code": self.code, "detail": self.detail, "status": self.status}
@@ -168,6 +177,15 @@ class Timeout(MicroError, TimeoutError):
     code = 408
 
 
+class RequestTimeout(MicroError):
+    """A peer did not send its whole request in time; the server answers 408 and hangs up.
+
+    Not a :class:`Timeout`: no deadline of the caller passed, the caller was too slow.
+    """
+
+    code = 408
+
+
 class Conflict(MicroError):
     code = 409
 
@@ -206,6 +224,10 @@ class RegistryError(InternalServerError):
 
 class BrokerError(InternalServerError):
     """A publish was not accepted, or a subscription could not be set up."""
+
+
+class PluginNotFound(InternalServerError, LookupError):
+    """An unknown backend name, or a backend whose driver is not installed."""
 
 
 def bad_request(id: str, detail: str) -> BadRequest:

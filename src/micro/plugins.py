@@ -17,7 +17,7 @@ import inspect
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from micro.errors import MicroError
+from micro.errors import PluginNotFound
 
 if TYPE_CHECKING:
     from micro.broker import Broker
@@ -82,12 +82,6 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
 DEFAULTS = {"registry": "mdns", "selector": "registry", "transport": "http", "broker": "http"}
 
 _shared_memory: dict[str, Any] = {}
-
-
-class PluginNotFound(MicroError, LookupError):
-    """An unknown backend name, or a backend whose driver is not installed."""
-
-    code = 500
 
 
 def _entry_points(kind: str) -> dict[str, str]:

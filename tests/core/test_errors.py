@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from micro import errors
@@ -64,3 +66,71 @@ def test_subclasses_keep_parent_codes() -> None:
     assert errors.CodecError("x").code == 400
     # parse maps a code to the first class declared for it, never to a narrower subclass
     assert type(errors.MicroError.parse(errors.ServiceNotFound("x").to_json())) is errors.NotFound
+
+
+def test_equal_errors_hash_alike_and_work_in_sets_and_dicts() -> None:
+    sent = errors.not_found("greeter", "no such user")
+    received = errors.MicroError.parse(sent.to_json())
+    assert received == sent
+    assert hash(received) == hash(sent)
+    assert {sent, received} == {sent}
+    assert {sent: "seen"}[received] == "seen"
+    other = errors.not_found("greeter", "no such order")
+    assert other != sent
+    assert len({sent, other}) == 2
+
+
+def test_equality_is_the_wire_fields_not_the_class() -> None:
+    # a ConnectError and a 500 parsed from the wire carry the same fields: equal, one key
+    local = errors.ConnectError("refused", id="x")
+    wire = errors.MicroError.parse(local.to_json())
+    assert type(wire) is errors.InternalServerError
+    assert wire == local
+    assert hash(wire) == hash(local)
+
+
+def test_plugin_not_found_is_in_the_tree_and_still_in_plugins() -> None:
+    from micro import plugins
+
+    assert plugins.PluginNotFound is errors.PluginNotFound
+    err = errors.PluginNotFound("unknown registry 'x'")
+    assert isinstance(err, errors.InternalServerError)
+    assert isinstance(err, LookupError)
+    assert err.code == 500
+
+
+def test_request_timeout_is_a_408_but_not_a_deadline() -> None:
+    err = errors.RequestTimeout("body not received within 30s")
+    assert err.code == 408
+    assert err.status == "Request Timeout"
+    assert not isinstance(err, TimeoutError | errors.Timeout)
+    assert type(errors.MicroError.parse(err.to_json())) is errors.Timeout
+
+
+def _drawn_parents() -> dict[str, str]:
+    """Each class of the docstring's drawing mapped to the class drawn as its parent."""
+    assert errors.__doc__ is not None
+    drawing = errors.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    parents: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    for line in drawing.splitlines():
+        match = re.search(r"[A-Z]\w+", line)
+        assert match, line
+        while stack and stack[-1][0] >= match.start():
+            stack.pop()
+        if stack:
+            parents[match.group()] = stack[-1][1]
+        stack.append((match.start(), match.group()))
+    return parents
+
+
+def test_the_docstring_draws_every_error_class_under_its_parent() -> None:
+    classes = {
+        name: cls
+        for name in errors.__all__
+        if isinstance(cls := getattr(errors, name), type) and issubclass(cls, errors.MicroError)
+    }
+    drawn = _drawn_parents()
+    assert set(drawn) == set(classes) - {"MicroError"}
+    for name, parent in drawn.items():
+        assert classes[name].__mro__[1].__name__ == parent, name
