@@ -67,7 +67,7 @@ class Service:
         wrappers: handler wrappers (server middleware), outermost first.
         subscriber_wrappers: subscriber wrappers, outermost first.
         call_wrappers: client call wrappers, outermost first.
-        grace: seconds in-flight requests get to finish on stop (10).
+        grace: seconds (or a duration) in-flight requests get to finish on stop (10).
         handle_signals: ``run()`` stops on SIGTERM/SIGINT.
     """
 
@@ -84,12 +84,12 @@ class Service:
         transport: Transport | str | None = None,
         broker: Broker | str | None = None,
         content_type: str | None = None,
-        register_ttl: float | None = None,
-        register_interval: float | None = None,
+        register_ttl: float | str | None = None,
+        register_interval: float | str | None = None,
         wrappers: Sequence[HandlerWrapper] = (),
         call_wrappers: Sequence[CallWrapper] = (),
         subscriber_wrappers: Sequence[SubscriberWrapper] = (),
-        grace: float | None = None,
+        grace: float | str | None = None,
         handle_signals: bool = True,
     ) -> None:
         self._code: dict[str, Any] = {

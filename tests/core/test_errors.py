@@ -29,7 +29,7 @@ def test_wire_json_matches_go_micro() -> None:
         (errors.internal, errors.InternalServerError, 500),
     ],
 )
-def test_helpers_round_trip_through_parse(make, cls, code) -> None:  # type: ignore[no-untyped-def]
+def test_helpers_round_trip_through_parse(make, cls, code) -> None:
     err = make("svc", "went wrong")
     assert isinstance(err, cls)
     assert err.code == code
@@ -74,7 +74,8 @@ def test_equal_errors_hash_alike_and_work_in_sets_and_dicts() -> None:
     assert received == sent
     assert hash(received) == hash(sent)
     assert {sent, received} == {sent}
-    assert {sent: "seen"}[received] == "seen"
+    seen: dict[errors.MicroError, str] = {sent: "seen"}
+    assert seen[received] == "seen"
     other = errors.not_found("greeter", "no such order")
     assert other != sent
     assert len({sent, other}) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 
 from micro.errors import NoneAvailable, RegistryError
 from micro.registry import Node, Registry, Result, Service
@@ -56,7 +56,7 @@ class FlakyRegistry(Registry):
     async def list_services(self) -> list[Service]:
         return await self.inner.list_services()
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         self.watches += 1
         if self.watch_down:
             raise RegistryError("watch refused", id="test")

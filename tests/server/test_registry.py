@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import pytest
 
@@ -241,7 +241,7 @@ class LosingRegistry(CountingRegistry):
         self.losses: asyncio.Queue[Exception | None] = asyncio.Queue()
         self.listening = False
 
-    async def lost(self, service: Service) -> AsyncIterator[None]:
+    async def lost(self, service: Service) -> AsyncGenerator[None, None]:
         assert service.name == SERVICE
         self.listening = True
         try:

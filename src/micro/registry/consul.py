@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiohttp
@@ -197,7 +197,7 @@ class ConsulRegistry(Registry):
 
     # -- watching -------------------------------------------------------------------------
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         await self._api()
         follow: Follow = self._watch_all
         if service is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -241,7 +241,7 @@ class EtcdRegistry(Registry):
         services = group_by_version(s for kv in kvs if (s := self._decode(kv)) is not None)
         return sorted(services, key=lambda s: (s.name, s.version))
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         prefix = self.service_prefix(service) if service else self.prefix.encode()
         self._etcd()
         closed = self._closed
@@ -273,7 +273,7 @@ class EtcdRegistry(Registry):
             except TimeoutError:
                 pass
 
-    async def lost(self, service: Service) -> AsyncIterator[None]:
+    async def lost(self, service: Service) -> AsyncGenerator[None, None]:
         """Yields once its watch on ``service``'s keys is in place, again each time that watch
         is back after a break (etcd restarted, maybe empty: nothing says what it kept), and
         when one of those keys is deleted (its lease expired, or someone deleted it).

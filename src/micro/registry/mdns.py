@@ -30,13 +30,21 @@ import contextlib
 import logging
 import math
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from zeroconf._dns import DNSRecord
 
 from micro.errors import RegistryError, ServiceNotFound
-from micro.registry import Node, Registry, Result, Service, group_by_version, split_host_port
+from micro.registry import (
+    Node,
+    Registry,
+    Result,
+    Service,
+    Watcher,
+    group_by_version,
+    split_host_port,
+)
 from micro.registry._mdns_cache import MdnsCache
 from micro.registry._mdns_net import MDNS_PORT, MdnsSockets, choose_interfaces
 from micro.registry._mdns_txt import TxtPayload, encode_txt, join_strings
@@ -216,7 +224,7 @@ class MdnsRegistry(Registry):
         out += group_by_version(v for v in self._views.values() if v.name in names)
         return sorted(out, key=lambda s: (s.name, s.version))
 
-    def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    def watch(self, service: str | None = None) -> Watcher:
         """Changes from this call on; see :meth:`micro.registry.Registry.watch`."""
         watcher = _Watcher(self, service)
         if self._closed:

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,7 +352,7 @@ class NatsRegistry(Registry):
 
     # -- watching -------------------------------------------------------------------------
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         nc = await self._ready()
         queue: asyncio.Queue[Announcement | list[Announcement] | None] = asyncio.Queue()
 

@@ -92,7 +92,7 @@ async def test_watch_events_in_order(make: Make) -> None:
         await asyncio.sleep(0.1)
         for i in range(10):
             await a.register(_svc("ordered", node=f"n{i}"), ttl=30)
-            await _until(lambda i=i: len(seen) == i + 1)
+            await _until(lambda: len(seen) == i + 1)  # noqa: B023 (awaited before i moves on)
         for i in range(10):
             await a.deregister(_svc("ordered", node=f"n{i}"))
         await _until(lambda: len(seen) == 20)

@@ -138,7 +138,7 @@ async def test_errors_are_registry_errors(api: FakeKubernetes) -> None:
         with pytest.raises(RegistryError, match="404"):
             await registry.register(_svc())
     async with KubernetesRegistry(address=api.url, pod_name=None) as registry:
-        registry.pod_name = None
+        registry.pod_name = ""  # as on a host without a name
         with pytest.raises(RegistryError, match="POD_NAME"):
             await registry.register(_svc())
     from tests.registry.nats.conftest import free_port
@@ -156,6 +156,7 @@ def test_settings_from_the_downward_api(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("POD_NAMESPACE", "shop")
     settings = load(code={"registry": "kubernetes", "registry_address": "10.96.0.1:443"})
     registry = plugins.create("registry", settings=settings)
+    assert isinstance(registry, KubernetesRegistry)
     assert (registry.pod_name, registry.namespace) == ("greeter-abc", "shop")
     assert registry.address == "http://10.96.0.1:443"
     assert KubernetesRegistry(address="https://k8s:6443").address == "https://k8s:6443"

@@ -179,6 +179,7 @@ def test_options_from_arguments_and_env(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("MICRO_REGISTRY_PASSWORD", "s3cret")
     assert NatsRegistry().servers == ["nats://127.0.0.1:4222"]  # a backend never reads env
     registry = plugins.create("registry", "nats", settings=load())
+    assert isinstance(registry, NatsRegistry)
     assert registry.servers == ["nats://10.0.0.1:4222", "nats://u:p@h:1"]
     assert (registry._auth["user"], registry._auth["password"]) == ("alice", "s3cret")
     assert registry.prefix == "team.a"

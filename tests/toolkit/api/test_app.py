@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ ERROR_KEYS = {"id", "code", "detail", "status"}
 
 
 def error_of(body: bytes, status: int) -> dict[str, object]:
-    err = json.loads(body)
+    err: dict[str, object] = json.loads(body)
     assert set(err) == ERROR_KEYS
     assert err["code"] == status
     return err
@@ -151,8 +153,8 @@ async def test_slow_body_is_408(stack: Stack) -> None:
         await asyncio.sleep(5)
         return {"type": "http.request", "body": b"{}"}
 
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "http",
@@ -366,7 +368,7 @@ async def test_openapi_is_live(stack: Stack) -> None:
     assert "Counter.Count" in page
 
 
-async def _until(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout: float = 3.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
