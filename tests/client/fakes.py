@@ -198,10 +198,3 @@ class RecordingSelector(Selector):
 
     def reset(self, service: str) -> None:
         pass
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until ``check()`` holds (fails the test after ``timeout`` seconds)."""
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.001)

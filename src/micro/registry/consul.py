@@ -10,7 +10,8 @@ node only passes the check (a full register again if the agent forgot it).
 ``get_service`` reads ``/v1/health/service/<name>`` and drops nodes with a critical check (a
 TTL that lapsed); ``list_services`` reads the catalog (name-only entries, without Consul's own
 ``consul`` service); ``watch`` runs blocking queries (``index``/``wait``) and reports the
-differences. Tests run against :mod:`micro.testing.consul_agent`, a stand-in of the agent API.
+differences. The tests run against a stand-in of the agent API
+(``tests/registry/consul/agent.py``).
 """
 
 from __future__ import annotations

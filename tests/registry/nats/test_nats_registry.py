@@ -16,7 +16,8 @@ from micro.registry import Node, Result, Service
 from micro.registry.nats import NatsRegistry
 from micro.selector.cache import RegistrySelector
 from micro.settings import load
-from tests.registry.nats.conftest import PrivateNats, eventually
+from micro.testing import eventually
+from tests.registry.nats.conftest import PrivateNats
 from tests.servers import nats_url
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ import pytest
 
 from micro.broker import Event
 from micro.errors import MicroError
+from micro.testing import eventually
 from micro.toolkit.api._errors import http_error
 from micro.toolkit.api.proto import Event as ApiEvent
 from tests.toolkit.api.conftest import Stack
@@ -360,15 +361,9 @@ async def test_openapi_is_live(stack: Stack) -> None:
             return {"pong": "1"}
 
     server = await stack.serve("go.micro.api.late", Late())
-    await _until(lambda: "/late/ping" in gw.document().decode())
+    await eventually(lambda: "/late/ping" in gw.document().decode())
     await server.stop(grace=0.1)
-    await _until(lambda: "/late/ping" not in gw.document().decode())
+    await eventually(lambda: "/late/ping" not in gw.document().decode())
     page = (await http.get("/docs")).text
     assert "/greeter/say-hello" in page
     assert "Counter.Count" in page
-
-
-async def _until(predicate, timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
