@@ -20,6 +20,7 @@ from micro.registry import Registry
 from micro.selector import Selector
 from micro.server import HandlerFunc, SubscriberFunc
 from micro.server.rpc import RpcServer
+from micro.testing import serve
 from micro.transport import Transport
 
 
@@ -54,6 +55,10 @@ async def service_surface() -> None:
     assert_type(service.server, RpcServer)
     assert_type(service.broker, Broker)
     micro.Service("greeter", wrappers=[not_a_wrapper])  # type: ignore[list-item]
+    async with serve(wrappers=[handler_wrapper], call_wrappers=[call_wrapper]) as client:
+        assert_type(client, RpcClient)
+    async with serve(call_wrappers=[not_a_wrapper]):  # type: ignore[list-item]
+        pass
     micro.Service("greeter", call_wrappers=[handler_wrapper])  # type: ignore[list-item]
 
 

@@ -43,7 +43,9 @@ from micro.registry.memory import MemoryRegistry
 from micro.transport.memory import MemoryTransport
 
 if TYPE_CHECKING:
+    from micro.client import CallWrapper
     from micro.client.rpc import RpcClient
+    from micro.server import HandlerWrapper, SubscriberWrapper
 
 __all__ = [
     "check_broker",
@@ -103,10 +105,10 @@ async def serve(
     name: str = "test",
     version: str = "latest",
     metadata: Mapping[str, str] | None = None,
-    wrappers: Sequence[Any] = (),
-    call_wrappers: Sequence[Any] = (),
+    wrappers: Sequence[HandlerWrapper] = (),
+    call_wrappers: Sequence[CallWrapper] = (),
     subscribers: Mapping[str, object] | Sequence[tuple[str, object]] = (),
-    subscriber_wrappers: Sequence[Any] = (),
+    subscriber_wrappers: Sequence[SubscriberWrapper] = (),
     **client_options: Any,
 ) -> AsyncIterator[RpcClient]:
     """Serve ``handlers`` as service ``name`` on fresh memory backends; yield a client.
