@@ -26,6 +26,12 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
         ├── BrokerError            500      a publish or subscription could not be carried out
         └── PluginNotFound         500      no such backend, or its driver is missing (LookupError)
 
+Backends translate their driver's exceptions with :func:`translate`, one helper instead of an
+``except`` clause per call::
+
+    with translate(BrokerError, f"publish to {topic!r}", driver_errors=(nats.errors.Error,)):
+        await nc.publish(topic, body)
+
 ``parse`` turns wire text back into the matching class (by code: the first class drawn for
 it, so a 408 is a ``Timeout``); text that is not JSON becomes a ``MicroError`` with code 0,
 as go-micro's ``errors.Parse`` does.
@@ -36,6 +42,8 @@ equal errors hash alike. Do not change the fields of an error kept in a set or d
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -68,6 +76,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "timeout",
+    "translate",
     "unauthorized",
 ]
 
@@ -228,6 +237,37 @@ class BrokerError(InternalServerError):
 
 class PluginNotFound(InternalServerError, LookupError):
     """An unknown backend name, or a backend whose driver is not installed."""
+
+
+@contextlib.contextmanager
+def translate(
+    kind: type[MicroError],
+    what: str,
+    *,
+    id: str = "",
+    driver_errors: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """Raise a driver's failure inside the block as ``kind(f"{what}: {exc}")``, chained.
+
+    Translated: ``OSError`` (``ConnectionError`` included), ``TimeoutError`` (asyncio's
+    included) and ``driver_errors``, the base classes of the backend's driver (the backend
+    imports its driver; this module never does). A :class:`MicroError` passes unchanged,
+    ``CancelledError`` is never caught, and anything else propagates: an exception that is
+    not a driver's failure is a bug to see, not to relabel.
+
+    Args:
+        kind: the class the backend's interface promises (``RegistryError``, ``BrokerError``).
+        what: what was being done, the start of the detail (``"etcd register greeter"``).
+        id: the error id (the component, e.g. ``go.micro.registry``).
+        driver_errors: the driver's own exception base classes.
+    """
+    caught: tuple[type[BaseException], ...] = (OSError, TimeoutError, *driver_errors)
+    try:
+        yield
+    except MicroError:
+        raise
+    except caught as exc:
+        raise kind(f"{what}: {str(exc) or type(exc).__name__}", id=id) from exc
 
 
 def bad_request(id: str, detail: str) -> BadRequest:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -135,3 +136,44 @@ def test_the_docstring_draws_every_error_class_under_its_parent() -> None:
     assert set(drawn) == set(classes) - {"MicroError"}
     for name, parent in drawn.items():
         assert classes[name].__mro__[1].__name__ == parent, name
+
+
+class DriverError(Exception):
+    """A driver's own base exception."""
+
+
+def test_translate_maps_driver_failures_to_the_kind_chained() -> None:
+    cause = ConnectionRefusedError("refused")
+    with pytest.raises(errors.RegistryError) as info:
+        with errors.translate(errors.RegistryError, "etcd register greeter", id="reg"):
+            raise cause
+    assert info.value.detail == "etcd register greeter: refused"
+    assert info.value.id == "reg"
+    assert info.value.__cause__ is cause
+
+
+@pytest.mark.parametrize("raised", [TimeoutError(), ConnectionResetError(), DriverError("gone")])
+def test_translate_covers_timeouts_and_the_drivers_errors(raised: Exception) -> None:
+    with pytest.raises(
+        errors.BrokerError, match=r"publish x: (TimeoutError|Connection|gone)"
+    ) as info:
+        with errors.translate(errors.BrokerError, "publish x", driver_errors=(DriverError,)):
+            raise raised
+    assert info.value.__cause__ is raised
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [errors.ServiceNotFound("no such service"), asyncio.CancelledError(), ValueError("a bug")],
+)
+def test_translate_never_wraps_micro_errors_cancellation_or_bugs(raised: BaseException) -> None:
+    with pytest.raises(type(raised)) as info:
+        with errors.translate(errors.RegistryError, "lookup", driver_errors=(DriverError,)):
+            raise raised
+    assert info.value is raised
+
+
+def test_translate_is_silent_when_nothing_fails() -> None:
+    with errors.translate(errors.RegistryError, "lookup"):
+        value = 1
+    assert value == 1
