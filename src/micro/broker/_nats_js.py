@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -16,10 +17,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
 from micro.broker import BrokerError, Handler, Message
 from micro.broker._common import CountedEvent, RetryingSubscription, RetryOptions
+from micro.errors import translate
 
 log = logging.getLogger("micro.broker.nats")
 
 EPHEMERAL_IDLE = 60.0  # a crashed broadcast subscriber's consumer is removed after this long
+
+
+def failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """NATS failures in the block as :class:`BrokerError` ("<what>: ...")."""
+    return translate(BrokerError, what, id="go.micro.broker", driver_errors=(nats.errors.Error,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +106,8 @@ class JetStreamEvent(CountedEvent):
         if self.settled:
             return
         self.settled = True
-        try:
+        with failing(f"ack of {self.label} failed"):
             await self._msg.ack()
-        except Exception as exc:
-            raise BrokerError(f"ack of {self.label} failed: {exc!r}", id="go.micro.broker") from exc
 
 
 class JetStreamSubscription(RetryingSubscription[JetStreamEvent]):
