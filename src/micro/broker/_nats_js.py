@@ -200,7 +200,7 @@ class JetStreamSubscription(RetryingSubscription[JetStreamEvent]):
             except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
                 await ensure_stream(self._js, subject, self._opts.dlq_suffix)
                 await self._js.publish(subject, msg.data, headers=headers)
-        except Exception as exc:
+        except Exception as exc:  # never lose it: redeliver instead
             log.error("cannot dead-letter %s to %s, redelivering: %r", event.label, subject, exc)
             await self.retry(event)
             return
@@ -230,5 +230,5 @@ async def _quiet(action: Awaitable[object]) -> None:
     """Await ``action``, logging instead of raising (acks, naks and clean-up)."""
     try:
         await action
-    except Exception as exc:
+    except Exception as exc:  # best effort by design
         log.debug("ignored: %r", exc)

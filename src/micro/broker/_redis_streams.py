@@ -344,5 +344,5 @@ class StreamSubscription(RetryingSubscription[RedisEvent]):
 async def _logged(action: Awaitable[object]) -> None:
     try:
         await action
-    except Exception as exc:
+    except Exception as exc:  # best effort by design
         log.warning("ignored: %r", exc)

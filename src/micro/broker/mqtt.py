@@ -340,5 +340,5 @@ class MqttEvent(BaseEvent):
 
 async def _close(client: aiomqtt.Client) -> None:
     """Disconnect, ignoring a connection that is already gone."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # close never raises
         await asyncio.wait_for(client.__aexit__(None, None, None), 5)

@@ -252,5 +252,5 @@ class NatsBroker(Broker):
 async def _close_quietly(nc: NatsClient) -> None:
     try:
         await nc.close()
-    except Exception as exc:
+    except Exception as exc:  # close never raises
         log.debug("NATS close failed: %r", exc)

@@ -151,7 +151,7 @@ class RabbitmqBroker(Broker):
             await sub.unsubscribe()
         connection, self._connection, self._exchange = self._connection, None, None
         if connection is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # disconnect never raises
                 await connection.close()
 
     async def publish(self, topic: str, message: Message) -> None:
@@ -315,7 +315,7 @@ class RabbitmqSubscription(Subscription):
         self._closing = True
         queue, tag, self._tag = self._queue, self._tag, None
         if queue is not None and tag is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # unsubscribe never raises
                 await queue.cancel(tag)
         await asyncio.sleep(0)  # let already-created delivery tasks start (and see _closing)
         current = asyncio.current_task()
@@ -326,7 +326,7 @@ class RabbitmqSubscription(Subscription):
     async def _close_channel(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # close never raises
                 await channel.close()
 
 

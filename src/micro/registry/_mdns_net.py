@@ -205,7 +205,7 @@ class MdnsSockets:
         transports = [self._listen, *(t for _, t in self._responders), *self._queriers]
         for transport in transports:
             if transport is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # close never raises
                     transport.close()
         self._listen, self._responders, self._queriers = None, [], []
 

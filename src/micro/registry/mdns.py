@@ -162,7 +162,7 @@ class MdnsRegistry(Registry):
         try:
             if entries:
                 self._goodbye(entries)
-        except Exception:
+        except Exception:  # close never raises
             log.exception("mdns: goodbye on close failed")
         for handle in [*self._timers.values(), self._tick_handle]:
             if handle is not None:
@@ -435,7 +435,7 @@ class MdnsRegistry(Registry):
             self._apply(self._cache.expire(now))
             if names := self._cache.due_refresh(now, self._interested):
                 self._query(sorted(names))
-        except Exception:
+        except Exception:  # a timer callback: log, keep ticking
             log.exception("mdns: housekeeping failed")
         self._reschedule()
 
