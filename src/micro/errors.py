@@ -15,6 +15,7 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
     │   └── ServiceNotFound        404      the registry knows no such service
     ├── MethodNotAllowed           405
     ├── Timeout (also TimeoutError) 408     a deadline passed (client or server side)
+    ├── RequestTimeout             408      a peer did not send its request in time
     ├── Conflict                   409
     ├── PayloadTooLarge            413
     └── InternalServerError        500
@@ -22,14 +23,27 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
         │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
         ├── NoneAvailable          500      the selector has no node left to try
         ├── RegistryError          500      the registry backend failed
-        └── BrokerError            500      a publish or subscription could not be carried out
+        ├── BrokerError            500      a publish or subscription could not be carried out
+        └── PluginNotFound         500      no such backend, or its driver is missing (LookupError)
 
-``parse`` turns wire text back into the matching class (by code); text that is not JSON
-becomes a ``MicroError`` with code 0, as go-micro's ``errors.Parse`` does.
+Backends translate their driver's exceptions with :func:`translate`, one helper instead of an
+``except`` clause per call::
+
+    with translate(BrokerError, f"publish to {topic!r}", driver_errors=(nats.errors.Error,)):
+        await nc.publish(topic, body)
+
+``parse`` turns wire text back into the matching class (by code: the first class drawn for
+it, so a 408 is a ``Timeout``); text that is not JSON becomes a ``MicroError`` with code 0,
+as go-micro's ``errors.Parse`` does.
+
+Two errors are equal when their wire fields are (``to_dict()``), whatever their classes, and
+equal errors hash alike. Do not change the fields of an error kept in a set or dict key.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -49,7 +63,9 @@ __all__ = [
     "NoneAvailable",
     "NotFound",
     "PayloadTooLarge",
+    "PluginNotFound",
     "RegistryError",
+    "RequestTimeout",
     "ServiceNotFound",
     "Timeout",
     "Unauthorized",
@@ -60,6 +76,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "timeout",
+    "translate",
     "unauthorized",
 ]
 
@@ -122,7 +139,8 @@ class MicroError(Exception):
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    __hash__ = Exception.__hash__
+    def __hash__(self) -> int:
+        return hash((self.id, self.code, self.detail, self.status))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "code": self.code, "detail": self.detail, "status": self.status}
@@ -168,6 +186,15 @@ class Timeout(MicroError, TimeoutError):
     code = 408
 
 
+class RequestTimeout(MicroError):
+    """A peer did not send its whole request in time; the server answers 408 and hangs up.
+
+    Not a :class:`Timeout`: no deadline of the caller passed, the caller was too slow.
+    """
+
+    code = 408
+
+
 class Conflict(MicroError):
     code = 409
 
@@ -206,6 +233,41 @@ class RegistryError(InternalServerError):
 
 class BrokerError(InternalServerError):
     """A publish was not accepted, or a subscription could not be set up."""
+
+
+class PluginNotFound(InternalServerError, LookupError):
+    """An unknown backend name, or a backend whose driver is not installed."""
+
+
+@contextlib.contextmanager
+def translate(
+    kind: type[MicroError],
+    what: str,
+    *,
+    id: str = "",
+    driver_errors: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """Raise a driver's failure inside the block as ``kind(f"{what}: {exc}")``, chained.
+
+    Translated: ``OSError`` (``ConnectionError`` included), ``TimeoutError`` (asyncio's
+    included) and ``driver_errors``, the base classes of the backend's driver (the backend
+    imports its driver; this module never does). A :class:`MicroError` passes unchanged,
+    ``CancelledError`` is never caught, and anything else propagates: an exception that is
+    not a driver's failure is a bug to see, not to relabel.
+
+    Args:
+        kind: the class the backend's interface promises (``RegistryError``, ``BrokerError``).
+        what: what was being done, the start of the detail (``"etcd register greeter"``).
+        id: the error id (the component, e.g. ``go.micro.registry``).
+        driver_errors: the driver's own exception base classes.
+    """
+    caught: tuple[type[BaseException], ...] = (OSError, TimeoutError, *driver_errors)
+    try:
+        yield
+    except MicroError:
+        raise
+    except caught as exc:
+        raise kind(f"{what}: {str(exc) or type(exc).__name__}", id=id) from exc
 
 
 def bad_request(id: str, detail: str) -> BadRequest:

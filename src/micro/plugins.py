@@ -15,16 +15,21 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from micro.errors import MicroError
+from micro.errors import PluginNotFound
 
 if TYPE_CHECKING:
+    from micro.broker import Broker
+    from micro.registry import Registry
+    from micro.selector import Selector
     from micro.settings import Settings
+    from micro.transport import Transport
 
 __all__ = [
     "DEFAULTS",
     "DISTRIBUTION",
+    "Kind",
     "PluginNotFound",
     "create",
     "create_broker",
@@ -79,12 +84,6 @@ DEFAULTS = {"registry": "mdns", "selector": "registry", "transport": "http", "br
 _shared_memory: dict[str, Any] = {}
 
 
-class PluginNotFound(MicroError, LookupError):
-    """An unknown backend name, or a backend whose driver is not installed."""
-
-    code = 500
-
-
 def _entry_points(kind: str) -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=f"micro.{kind}")}
 
@@ -118,8 +117,52 @@ def resolve(kind: str, name: str) -> type[Any]:
     return cls
 
 
+Kind = Literal["registry", "selector", "transport", "broker"]
+"""The kinds of backend chosen by name."""
+
+
+@overload
 def create(
-    kind: str, name: str | None = None, *, settings: Settings | None = None, **options: Any
+    kind: Literal["registry"],
+    name: str | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Registry: ...
+
+
+@overload
+def create(
+    kind: Literal["selector"],
+    name: str | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Selector: ...
+
+
+@overload
+def create(
+    kind: Literal["transport"],
+    name: str | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Transport: ...
+
+
+@overload
+def create(
+    kind: Literal["broker"],
+    name: str | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Broker: ...
+
+
+def create(
+    kind: Kind, name: str | None = None, *, settings: Settings | None = None, **options: Any
 ) -> Any:
     """An instance of the ``kind`` backend named ``name``.
 
@@ -154,10 +197,10 @@ def _accepts(cls: type[Any], keyword: str) -> bool:
 def create_broker(
     name: str | None = None,
     *,
-    registry: Any = None,
+    registry: Registry | None = None,
     settings: Settings | None = None,
     address: str | None = None,
-) -> Any:
+) -> Broker:
     """A broker by name (as :func:`create`), given ``registry`` if it takes one (``http``)."""
     chosen = name or (settings.get("broker") if settings is not None else None)
     chosen = chosen or DEFAULTS["broker"]

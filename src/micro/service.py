@@ -27,14 +27,20 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 from micro import plugins
 from micro.broker import Broker
+from micro.client import CallWrapper
 from micro.registry import Registry
 from micro.selector import Selector
+from micro.server import HandlerWrapper, SubscriberWrapper
 from micro.settings import SERVICE_GROUPS, Settings, SettingsError, load, parse_flags
 from micro.transport import Transport
+
+if TYPE_CHECKING:
+    from micro.client.rpc import RpcClient
+    from micro.server.rpc import RpcServer
 
 __all__ = ["Service"]
 
@@ -42,6 +48,7 @@ log = logging.getLogger("micro.service")
 
 Hook = Callable[[], Awaitable[None] | None]
 S = TypeVar("S")
+B = TypeVar("B")
 
 
 class Service:
@@ -60,7 +67,7 @@ class Service:
         wrappers: handler wrappers (server middleware), outermost first.
         subscriber_wrappers: subscriber wrappers, outermost first.
         call_wrappers: client call wrappers, outermost first.
-        grace: seconds in-flight requests get to finish on stop (10).
+        grace: seconds (or a duration) in-flight requests get to finish on stop (10).
         handle_signals: ``run()`` stops on SIGTERM/SIGINT.
     """
 
@@ -77,12 +84,12 @@ class Service:
         transport: Transport | str | None = None,
         broker: Broker | str | None = None,
         content_type: str | None = None,
-        register_ttl: float | None = None,
-        register_interval: float | None = None,
-        wrappers: Sequence[Any] = (),
-        call_wrappers: Sequence[Any] = (),
-        subscriber_wrappers: Sequence[Any] = (),
-        grace: float | None = None,
+        register_ttl: float | str | None = None,
+        register_interval: float | str | None = None,
+        wrappers: Sequence[HandlerWrapper] = (),
+        call_wrappers: Sequence[CallWrapper] = (),
+        subscriber_wrappers: Sequence[SubscriberWrapper] = (),
+        grace: float | str | None = None,
         handle_signals: bool = True,
     ) -> None:
         self._code: dict[str, Any] = {
@@ -107,7 +114,6 @@ class Service:
         self._handlers: list[tuple[object, dict[str, Any]]] = []
         self._sub_wrappers = list(subscriber_wrappers)
         self._subscribers: list[tuple[str, object, dict[str, Any]]] = []
-        self._broker: Any = None
         self._own_broker = False
         self.handle_signals = handle_signals
         self.hooks: dict[str, list[Hook]] = {
@@ -116,8 +122,7 @@ class Service:
             "before_stop": [],
             "after_stop": [],
         }
-        self._server: Any = None
-        self._client: Any = None
+        self._built: tuple[RpcServer, RpcClient, Broker] | None = None
         self._owned: list[Any] = []
         self._started = False
 
@@ -149,8 +154,8 @@ class Service:
     def handle(self, handler: object, **options: Any) -> None:
         """Serve the public methods of ``handler`` as ``Handler.Method`` endpoints."""
         self._handlers.append((handler, options))
-        if self._server is not None:
-            self._server.handle(handler, **options)
+        if self._built is not None:
+            self._built[0].handle(handler, **options)
 
     @overload
     def subscribe(
@@ -187,8 +192,8 @@ class Service:
             options: dict[str, Any] = {"queue": queue, "auto_ack": auto_ack}
             introspect_subscriber(topic, target, queue=queue, auto_ack=auto_ack)  # fail early
             self._subscribers.append((topic, target, options))
-            if self._server is not None:
-                self._server.subscribe(topic, target, **options)
+            if self._built is not None:
+                self._built[0].subscribe(topic, target, **options)
             return target
 
         if subscriber is None:
@@ -206,10 +211,11 @@ class Service:
 
     # -- components ----------------------------------------------------------------------
 
-    def _make_broker(self, registry: Registry) -> Any:
+    def _make_broker(self, registry: Registry) -> Broker:
         s = self.settings
         if s["broker"] is not None and not isinstance(s["broker"], str):
-            return s["broker"]
+            chosen: Broker = s["broker"]
+            return chosen
         address = None
         host = s["server_address"].rpartition(":")[0]
         http = (s["broker"] or plugins.DEFAULTS["broker"]) == "http"
@@ -219,27 +225,35 @@ class Service:
         self._own_broker = not plugins.is_shared(broker)
         return broker
 
-    def _backend(self, kind: str, **options: Any) -> Any:
+    def _backend(self, kind: str, create: Callable[[], B]) -> B:
+        """The ``kind`` backend given in code, else ``create()``'s (closed on stop)."""
         chosen = self.settings[kind]
         if chosen is not None and not isinstance(chosen, str):
-            return chosen
-        backend = plugins.create(kind, settings=self.settings, **options)
+            given: B = chosen
+            return given
+        backend = create()
         if not plugins.is_shared(backend):
             self._owned.append(backend)
         return backend
 
-    def _build(self) -> None:
-        if self._server is not None:
-            return
+    def _build(self) -> tuple[RpcServer, RpcClient, Broker]:
+        """The server, client and broker, built from the settings on first use."""
+        if self._built is None:
+            self._built = self._assemble()
+        return self._built
+
+    def _assemble(self) -> tuple[RpcServer, RpcClient, Broker]:
         from micro.client.rpc import RpcClient
         from micro.server.rpc import RpcServer
 
         s = self.settings
-        registry = self._backend("registry")
-        transport = self._backend("transport")
-        selector = self._backend("selector", registry=registry)
-        self._broker = broker = self._make_broker(registry)
-        self._server = RpcServer(
+        registry = self._backend("registry", lambda: plugins.create("registry", settings=s))
+        transport = self._backend("transport", lambda: plugins.create("transport", settings=s))
+        selector = self._backend(
+            "selector", lambda: plugins.create("selector", settings=s, registry=registry)
+        )
+        broker = self._make_broker(registry)
+        server = RpcServer(
             name=self.name,
             version=s["server_version"],
             metadata=self._metadata,
@@ -254,10 +268,10 @@ class Service:
             settings=s,
         )
         for handler, options in self._handlers:
-            self._server.handle(handler, **options)
+            server.handle(handler, **options)
         for topic, target, sub_options in self._subscribers:
-            self._server.subscribe(topic, target, **sub_options)
-        self._client = RpcClient(
+            server.subscribe(topic, target, **sub_options)
+        client = RpcClient(
             broker=broker,
             registry=registry,
             selector=selector,
@@ -266,24 +280,22 @@ class Service:
             from_service=self.name,
             settings=s,
         )
+        return server, client, broker
 
     @property
-    def server(self) -> Any:
+    def server(self) -> RpcServer:
         """The :class:`micro.server.rpc.RpcServer` (built on first use)."""
-        self._build()
-        return self._server
+        return self._build()[0]
 
     @property
-    def broker(self) -> Any:
-        """The :class:`micro.broker.Broker` of this service (built on first use)."""
-        self._build()
-        return self._broker
-
-    @property
-    def client(self) -> Any:
+    def client(self) -> RpcClient:
         """A :class:`micro.Client` sharing this service's registry, selector and transport."""
-        self._build()
-        return self._client
+        return self._build()[1]
+
+    @property
+    def broker(self) -> Broker:
+        """The :class:`micro.broker.Broker` of this service (built on first use)."""
+        return self._build()[2]
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -297,9 +309,9 @@ class Service:
         """Start serving: bind, register, begin re-registering."""
         if self._started:
             return
-        self._build()
+        server, _, _ = self._build()
         await self._run_hooks("before_start")
-        await self._server.start()
+        await server.start()
         self._started = True  # the server logs where it serves
         await self._run_hooks("after_start")
 
@@ -308,14 +320,15 @@ class Service:
         if not self._started:
             return
         self._started = False
+        server, client, broker = self._build()
         await self._run_hooks("before_stop")
-        await self._server.stop(grace=self.grace)
-        await self._client.close()
+        await server.stop(grace=self.grace)
+        await client.close()
         if self._own_broker:
-            with contextlib.suppress(Exception):
-                await self._broker.disconnect()
+            with contextlib.suppress(Exception):  # stop() never raises: a broker gone is fine
+                await broker.disconnect()
         for backend in reversed(self._owned):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # stop() never raises: release the rest
                 await backend.close()
         self._owned.clear()
         await self._run_hooks("after_stop")

@@ -16,6 +16,7 @@ from micro.broker.http import HttpBroker
 from micro.errors import MicroError
 from micro.registry import Node, Service
 from micro.registry.memory import MemoryRegistry
+from micro.testing import eventually
 from micro.transport import Message
 
 # go-micro v1.0's publish, verbatim (as captured from a Go program)
@@ -178,9 +179,7 @@ async def test_undeliverable_publish_is_retried_then_reported(
         with pytest.raises(BrokerError, match="1 of 1 deliveries of t failed"):
             await broker.publish("t", Message({"Micro-Id": "lost-1"}, b"x"), wait=True)
         await broker.publish("t", Message({"Micro-Id": "lost-2"}, b"x"))  # returns at once
-        async with asyncio.timeout(5):
-            while len(reported) < 2:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(reported) >= 2, timeout=5)
         assert broker.stats["undelivered"] == 2
         assert broker.stats["retried"] == 4
     assert reported == [("t", "lost-1"), ("t", "lost-2")]

@@ -9,6 +9,7 @@ import pytest
 
 from micro.broker import BrokerError, Event
 from micro.broker.memory import MemoryBroker
+from micro.testing import eventually
 from micro.transport import Message
 
 
@@ -45,9 +46,7 @@ async def test_redelivery_stops_at_the_bound_and_dead_letters(
     async with MemoryBroker(max_deliveries=3) as broker:
         await broker.subscribe("t", always_fails)
         await broker.publish("t", msg(1))
-        async with asyncio.timeout(5):
-            while not broker.dead_letters:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(broker.dead_letters) > 0, timeout=5)
     assert calls == 3
     letter = broker.dead_letters[0]
     assert (letter.topic, letter.message.body, letter.reason) == ("t", b"1", "nacked 3 times")

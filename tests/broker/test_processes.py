@@ -15,6 +15,7 @@ import pytest
 
 from micro.broker.http import HttpBroker
 from micro.registry.mdns import MdnsRegistry
+from micro.testing import eventually
 from micro.transport import Message
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,12 +80,6 @@ async def publisher() -> AsyncIterator[HttpBroker]:
         yield broker
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
 def message(n: int) -> Message:
     return Message({"Micro-Id": str(uuid.uuid4()), "X-Seq": str(n)}, b"{}")
 
@@ -98,7 +93,9 @@ async def test_queue_group_vs_broadcast_across_three_processes(
     total = 60
     for n in range(total):
         await publisher.publish(topic, message(n), wait=n == 0)
-    await wait_for(lambda: len(everyone.got) == total and len(a.got) + len(b.got) == total)
+    await eventually(
+        lambda: len(everyone.got) == total and len(a.got) + len(b.got) == total, timeout=15
+    )
     await asyncio.sleep(0.3)
     assert sorted(everyone.got) == list(range(total))
     assert sorted(a.got + b.got) == list(range(total))  # each once, in the group
@@ -119,9 +116,9 @@ async def test_queue_member_killed_mid_stream_loses_nothing(
     for n in range(total):
         await publisher.publish(topic, message(n))
         if n == 60:
-            await wait_for(lambda: len(victim.got) > 5)
+            await eventually(lambda: len(victim.got) > 5, timeout=15)
             victim.kill()
-    await wait_for(lambda: set(victim.got) | set(survivor.got) >= set(range(total)), 30)
+    await eventually(lambda: set(victim.got) | set(survivor.got) >= set(range(total)), timeout=30)
     assert set(victim.got) | set(survivor.got) == set(range(total)), (victim.odd, survivor.odd)
     assert publisher.stats["undelivered"] == 0
     assert publisher.stats["retried"] >= 1  # what the victim held was sent again

@@ -26,7 +26,7 @@ StreamHandler = Callable[[Socket, Message], Awaitable[None]]
 
 def reply_to(request: Message, body: Any = None, **extra: str) -> Message:
     """A response echoing the request's routing headers, with ``body`` as JSON."""
-    header = {
+    header: dict[str, str] = {
         key: request.header[key]
         for key in ("Content-Type", "Micro-Id", "Micro-Service", "Micro-Endpoint", "Micro-Method")
         if key in request.header
@@ -198,10 +198,3 @@ class RecordingSelector(Selector):
 
     def reset(self, service: str) -> None:
         pass
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until ``check()`` holds (fails the test after ``timeout`` seconds)."""
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.001)

@@ -10,10 +10,10 @@ from micro.client.pool import Pool
 from micro.client.rpc import RpcClient
 from micro.errors import ConnectError, InternalServerError, NotFound, Timeout
 from micro.registry.memory import MemoryRegistry
+from micro.testing import eventually
 from tests.client.fakes import (
     FakeServer,
     RecordingTransport,
-    eventually,
     fail,
     gated,
     hang_up,

@@ -10,8 +10,9 @@ import pytest
 from micro import metadata
 from micro.client.rpc import RpcClient
 from micro.errors import BadRequest, ConnectError, ConnectionClosed, ServiceNotFound, Timeout
+from micro.testing import eventually
 from micro.transport import Message, Socket
-from tests.client.fakes import FakeServer, RecordingTransport, eventually, reply_to
+from tests.client.fakes import FakeServer, RecordingTransport, reply_to
 
 
 class Item(msgspec.Struct):

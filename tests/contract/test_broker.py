@@ -52,7 +52,7 @@ async def test_http_broker_contract_over_mdns() -> None:
 
 async def test_contract_catches_a_broker_that_ignores_queue_groups() -> None:
     class NoGroups(MemoryBroker):
-        async def subscribe(self, topic, handler, *, queue=None, auto_ack=True):  # type: ignore[no-untyped-def]
+        async def subscribe(self, topic, handler, *, queue=None, auto_ack=True):
             return await super().subscribe(topic, handler, auto_ack=auto_ack)
 
     with pytest.raises(AssertionError, match="group got"):
@@ -61,7 +61,7 @@ async def test_contract_catches_a_broker_that_ignores_queue_groups() -> None:
 
 async def test_contract_catches_a_broker_that_loses_headers() -> None:
     class Lossy(MemoryBroker):
-        async def subscribe(self, topic, handler, *, queue=None, auto_ack=True):  # type: ignore[no-untyped-def]
+        async def subscribe(self, topic, handler, *, queue=None, auto_ack=True):
             async def strip(event: Event) -> None:
                 event.message.header.clear()
                 await handler(event)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from google.protobuf import api_pb2, struct_pb2, wrappers_pb2
 
-from micro.codec import Codec, lookup
+from micro.codec import Buffer, Codec, lookup
 from micro.codec.bytes import BytesCodec
 from micro.codec.json import JsonCodec
 from micro.codec.msgpack import MsgpackCodec
@@ -80,7 +80,7 @@ def test_registered_codec_passes_too(name: str) -> None:
 
 def test_contract_catches_a_broken_codec() -> None:
     class Leaky(JsonCodec):
-        def decode(self, data: bytes, type: Any = Any) -> Any:
+        def decode(self, data: Buffer, type: Any = Any) -> Any:
             if data[:1] == b"\xff":
                 raise ValueError("raw exception")
             return super().decode(data, type)
@@ -91,7 +91,7 @@ def test_contract_catches_a_broken_codec() -> None:
 
 def test_contract_catches_a_lossy_codec() -> None:
     class Lossy(JsonCodec):
-        def decode(self, data: bytes, type: Any = Any) -> Any:
+        def decode(self, data: Buffer, type: Any = Any) -> Any:
             return None
 
     with pytest.raises(AssertionError, match="round trip"):

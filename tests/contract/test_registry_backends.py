@@ -1,7 +1,7 @@
 """The registry contract over nats, consul and kubernetes (etcd has its own file).
 
 - nats: the shared NATS (tests/servers.py), a unique subject prefix per test;
-- consul: the stand-in agent (micro.testing.consul_agent) on a free loopback port;
+- consul: the stand-in agent (tests/registry/consul/agent.py) on a free loopback port;
 - kubernetes: the fake API server (tests/registry/kubernetes/fake_api.py), one pod per
   registry. Two checks do not apply: one pod carries one version of a service (so
   ``versions_are_grouped`` needs a pod per version, tested in the backend's own tests), and
@@ -21,8 +21,8 @@ from micro.registry import Registry
 from micro.registry.consul import ConsulRegistry
 from micro.registry.kubernetes import KubernetesRegistry
 from micro.registry.nats import NatsRegistry
-from micro.testing.consul_agent import ConsulAgent
 from micro.testing.registry import CHECKS
+from tests.registry.consul.agent import ConsulAgent
 from tests.registry.kubernetes.fake_api import FakeKubernetes
 from tests.servers import address
 

@@ -50,7 +50,10 @@ def test_settings_reach_the_keywords_a_backend_takes(monkeypatch: pytest.MonkeyP
     }
     settings = load(environ=environ)
     made = plugins.create("registry", settings=settings)
+    assert isinstance(made, WithAddress)
     assert (made.address, made.user) == ("10.0.0.1:2379", "ann")
-    assert plugins.create("registry", settings=settings, address="a:1").address == "a:1"
+    made = plugins.create("registry", settings=settings, address="a:1")
+    assert isinstance(made, WithAddress)
+    assert made.address == "a:1"
     monkeypatch.setattr(plugins, "resolve", lambda kind, name: MemoryRegistry)
     assert isinstance(plugins.create("registry", "memory-ish"), MemoryRegistry)

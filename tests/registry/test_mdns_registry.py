@@ -179,7 +179,12 @@ async def test_unchanged_reregistration_is_one_packet(
     assert a._net is not None
     sent: list[bytes] = []
     send = a._net.multicast
-    monkeypatch.setattr(a._net, "multicast", lambda packets: (sent.extend(packets), send(packets)))
+
+    def recording(packets: list[bytes]) -> None:
+        sent.extend(packets)
+        send(packets)
+
+    monkeypatch.setattr(a._net, "multicast", recording)
     await asyncio.sleep(1.2)  # the second announcement of a new node
     assert len(sent) == 1
     sent.clear()
@@ -263,7 +268,7 @@ async def test_watchers_unsubscribe_on_aclose_and_when_dropped(
     assert len(b._watchers) == 2
     waiting = asyncio.ensure_future(anext(kept))
     await asyncio.sleep(0.01)
-    await kept.aclose()  # type: ignore[attr-defined]
+    await kept.aclose()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 1.0)
     del dropped

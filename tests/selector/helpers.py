@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from micro.errors import NoneAvailable, RegistryError
 from micro.registry import Node, Registry, Result, Service
@@ -56,7 +56,7 @@ class FlakyRegistry(Registry):
     async def list_services(self) -> list[Service]:
         return await self.inner.list_services()
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         self.watches += 1
         if self.watch_down:
             raise RegistryError("watch refused", id="test")
@@ -85,21 +85,6 @@ def drain(next_node: Next) -> list[str]:
 
 def nodes(*node_ids: str) -> Sequence[Node]:
     return [node(i) for i in node_ids]
-
-
-async def eventually(probe: Callable[[], bool | Awaitable[bool]], within: float = 2.0) -> None:
-    """Wait until ``probe()`` (sync or async) is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = probe()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.005)
 
 
 async def ids(

@@ -9,7 +9,8 @@ import pytest
 
 from micro.errors import BadRequest, ConnectError, InternalServerError, MicroError, Timeout
 from micro.selector.cache import RegistrySelector
-from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, eventually, ids, node, service
+from micro.testing import eventually
+from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, ids, node, service
 
 
 async def test_three_failures_skip_a_node_for_30_seconds(

@@ -13,7 +13,8 @@ from micro.registry import Service
 from micro.selector.cache import RegistrySelector
 from micro.selector.filters import filter_version
 from micro.selector.strategies import Hashed, RoundRobin
-from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, eventually, ids, service
+from micro.testing import eventually
+from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, ids, service
 
 # -- round robin and hashing through the selector -------------------------------------------
 
@@ -206,7 +207,7 @@ async def test_watch_restarts_and_refetches(
     await registry.register(service("d"))  # missed: no watch is running
     await eventually(lambda: registry.watches >= 3)  # restarts keep failing, with backoff
     registry.watch_down = False
-    await eventually(lambda: registry.watches >= 4, within=3.0)
+    await eventually(lambda: registry.watches >= 4, timeout=3.0)
 
     async def has_d() -> bool:
         return "d" in await ids(selector)
@@ -243,7 +244,7 @@ async def test_stale_entry_served_while_the_registry_is_down(
         assert registry.gets == 2  # the selects did not wait on the registry again
         await eventually(lambda: registry.gets >= 4)  # retried in the background
         registry.down = False
-        await eventually(lambda: "answers again" in caplog.text, within=5.0)
+        await eventually(lambda: "answers again" in caplog.text, timeout=5.0)
     gets = registry.gets
     clock.advance(30)
     await selector.select(NAME)

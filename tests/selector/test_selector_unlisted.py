@@ -11,7 +11,8 @@ import pytest
 from micro.errors import ConnectError, ServiceNotFound
 from micro.registry.memory import MemoryRegistry
 from micro.selector.cache import RegistrySelector
-from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, eventually, ids, node, service
+from micro.testing import eventually
+from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, ids, node, service
 
 
 async def _wipe(registry: FlakyRegistry, *, keep: tuple[str, ...] = ()) -> None:

@@ -66,7 +66,7 @@ class Shapes:
     async def annotated(self, req: Annotated[HelloRequest, "doc"]) -> None:
         pass
 
-    async def unannotated(self, req):  # type: ignore[no-untyped-def]
+    async def unannotated(self, req):
         return req
 
     @staticmethod

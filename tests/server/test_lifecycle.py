@@ -12,6 +12,7 @@ from micro.errors import ConnectError, ConnectionClosed, RegistryError, ServiceN
 from micro.registry import Service
 from micro.registry.memory import MemoryRegistry
 from micro.server.rpc import RpcServer
+from micro.testing import eventually
 from micro.transport import Transport
 from tests.server.conftest import SERVICE, MakeServer, Peer, body_of, error_of, request
 from tests.server.handlers import Say
@@ -19,14 +20,6 @@ from tests.server.handlers import Say
 
 async def dial(transport: Transport, server: RpcServer) -> Peer:
     return Peer(await transport.dial(server.address))
-
-
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_graceful_stop_finishes_in_flight_and_refuses_new_work(
@@ -40,7 +33,7 @@ async def test_graceful_stop_finishes_in_flight_and_refuses_new_work(
         slow = asyncio.create_task(busy.call(request("Say.Slow", {"name": "0.3"})))
         await asyncio.wait_for(say.started.wait(), 5)
         stopping = asyncio.create_task(server.stop(grace=5))
-        await wait_for(lambda: server._router.draining)
+        await eventually(lambda: server._router.draining)
         with pytest.raises(ServiceNotFound):  # deregistered first
             await registry.get_service(SERVICE)
         refused = error_of(await idle.call(request("Say.Hello", {"name": "late"})))

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -16,6 +16,7 @@ from micro.registry.memory import MemoryRegistry
 from micro.server import _addr
 from micro.server._addr import advertise_address, private_ipv4
 from micro.server.rpc import RpcServer
+from micro.testing import eventually
 from micro.transport import Handler, Listener, Transport
 from micro.transport.memory import MemoryTransport
 from tests.server.conftest import SERVICE, MakeServer
@@ -241,7 +242,7 @@ class LosingRegistry(CountingRegistry):
         self.losses: asyncio.Queue[Exception | None] = asyncio.Queue()
         self.listening = False
 
-    async def lost(self, service: Service) -> AsyncIterator[None]:
+    async def lost(self, service: Service) -> AsyncGenerator[None, None]:
         assert service.name == SERVICE
         self.listening = True
         try:
@@ -250,12 +251,6 @@ class LosingRegistry(CountingRegistry):
             raise loss
         finally:
             self.listening = False
-
-
-async def eventually(probe: Callable[[], bool], within: float = 2.0) -> None:
-    async with asyncio.timeout(within):
-        while not probe():
-            await asyncio.sleep(0.005)
 
 
 def _losing_server(transport: Transport, registry: Registry) -> RpcServer:

@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from micro.errors import ConnectError, ConnectionClosed, MicroError
+from micro.testing import eventually
 from micro.transport import Message, Socket
 from micro.transport.http import HttpListener, HttpServerSocket, HttpTransport
 
@@ -291,9 +292,7 @@ async def test_pipelined_requests_pause_reading(transport: HttpTransport) -> Non
     count = 200
     batches = [b"".join(post(b"%d" % i) for i in range(n, n + 10)) for n in range(0, count, 10)]
     exchange = asyncio.create_task(raw_exchange(listener.address, batches, pause=0.01))
-    async with asyncio.timeout(5):
-        while not (sockets and sockets[0]._read_paused):
-            await asyncio.sleep(0.01)
+    await eventually(lambda: bool(sockets) and sockets[0]._read_paused, timeout=5)
     assert len(sockets[0]._queue) < count
     gate.set()
     raw = await asyncio.wait_for(exchange, 5.0)

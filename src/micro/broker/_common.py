@@ -92,7 +92,7 @@ async def deliver(handler: Handler, event: Event, *, auto_ack: bool) -> bool:
         await handler(event)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a failing user handler is logged
         log.error(
             "subscriber of %s failed on message %s: %s: %s",
             event.topic,

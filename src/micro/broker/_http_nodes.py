@@ -132,7 +132,7 @@ class SubscriberCache:
                 services = await self.registry.get_service(name)
             except ServiceNotFound:
                 services = []
-            except Exception as exc:
+            except Exception as exc:  # a background refresh: log, keep the old nodes
                 log.warning("http broker: looking up %s failed: %s", name, exc)
                 return
             entry.nodes = {node.id: (svc.version, node) for svc in services for node in svc.nodes}
@@ -147,7 +147,7 @@ class SubscriberCache:
                     self.apply(result)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # a background watch: log and retry
                 log.warning("http broker: registry watch failed (%s); retrying", exc)
             await asyncio.sleep(1.0)
             stale = asyncio.get_running_loop().time() - self.ttl - 1.0

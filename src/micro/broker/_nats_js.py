@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -16,10 +17,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
 from micro.broker import BrokerError, Handler, Message
 from micro.broker._common import CountedEvent, RetryingSubscription, RetryOptions
+from micro.errors import translate
 
 log = logging.getLogger("micro.broker.nats")
 
 EPHEMERAL_IDLE = 60.0  # a crashed broadcast subscriber's consumer is removed after this long
+
+
+def failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """NATS failures in the block as :class:`BrokerError` ("<what>: ...")."""
+    return translate(BrokerError, what, id="go.micro.broker", driver_errors=(nats.errors.Error,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +106,8 @@ class JetStreamEvent(CountedEvent):
         if self.settled:
             return
         self.settled = True
-        try:
+        with failing(f"ack of {self.label} failed"):
             await self._msg.ack()
-        except Exception as exc:
-            raise BrokerError(f"ack of {self.label} failed: {exc!r}", id="go.micro.broker") from exc
 
 
 class JetStreamSubscription(RetryingSubscription[JetStreamEvent]):
@@ -195,7 +200,7 @@ class JetStreamSubscription(RetryingSubscription[JetStreamEvent]):
             except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
                 await ensure_stream(self._js, subject, self._opts.dlq_suffix)
                 await self._js.publish(subject, msg.data, headers=headers)
-        except Exception as exc:
+        except Exception as exc:  # never lose it: redeliver instead
             log.error("cannot dead-letter %s to %s, redelivering: %r", event.label, subject, exc)
             await self.retry(event)
             return
@@ -225,5 +230,5 @@ async def _quiet(action: Awaitable[object]) -> None:
     """Await ``action``, logging instead of raising (acks, naks and clean-up)."""
     try:
         await action
-    except Exception as exc:
+    except Exception as exc:  # best effort by design
         log.debug("ignored: %r", exc)

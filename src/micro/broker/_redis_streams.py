@@ -6,6 +6,7 @@ An entry is ``{"header": <JSON object of str>, "body": <bytes>}`` ("header" may 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -21,6 +22,7 @@ import redis.exceptions
 
 from micro.broker import BrokerError, Handler, Message
 from micro.broker._common import CountedEvent, RetryingSubscription, RetryOptions
+from micro.errors import translate
 
 log = logging.getLogger("micro.broker.redis")
 
@@ -29,6 +31,13 @@ Fields = dict[bytes, bytes]
 
 _header_encoder = msgspec.json.Encoder()
 _header_decoder = msgspec.json.Decoder(dict[str, str])
+
+
+def failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """Redis failures in the block as :class:`BrokerError` ("<what>: ...")."""
+    return translate(
+        BrokerError, what, id="go.micro.broker", driver_errors=(redis.exceptions.RedisError,)
+    )
 
 
 async def call(result: Any) -> Any:
@@ -249,10 +258,8 @@ class StreamSubscription(RetryingSubscription[RedisEvent]):
 
     async def ack_now(self, entry_id: bytes) -> None:
         """XACK one entry (manual ack)."""
-        try:
+        with failing(f"ack of {entry_id!r} failed"):
             await call(self._redis.xack(self.key, self.group, entry_id))
-        except redis.exceptions.RedisError as exc:
-            raise BrokerError(f"ack of {entry_id!r} failed: {exc!r}", id="go.micro.broker") from exc
 
     async def retry(self, event: RedisEvent) -> None:
         """Deliver the entry again to this consumer after the backoff delay (XCLAIM)."""
@@ -337,5 +344,5 @@ class StreamSubscription(RetryingSubscription[RedisEvent]):
 async def _logged(action: Awaitable[object]) -> None:
     try:
         await action
-    except Exception as exc:
+    except Exception as exc:  # best effort by design
         log.warning("ignored: %r", exc)

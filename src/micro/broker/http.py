@@ -270,8 +270,8 @@ class HttpBroker(Broker):
         self._subs[node_id] = sub
         try:
             await self.registry.register(sub.record(), ttl=self.register_ttl or None)
-        except Exception as exc:
-            del self._subs[node_id]
+        except Exception as exc:  # any registry's failure is this broker's: subscribe promises
+            del self._subs[node_id]  # a BrokerError, so a RegistryError is relabelled too
             raise BrokerError(f"http broker: registering {topic}: {exc}", id=BROKER_ID) from exc
         self._cache.apply(Result(action="create", service=sub.record()))
         return sub
@@ -283,7 +283,7 @@ class HttpBroker(Broker):
         self._cache.apply(Result(action="delete", service=sub.record()))
         try:
             await self.registry.deregister(sub.record())
-        except Exception as exc:
+        except Exception as exc:  # unsubscribe never raises
             log.warning("http broker: deregistering %s failed: %s", sub.id, exc)
         try:
             await asyncio.wait_for(sub.idle.wait(), self.drain_timeout)
@@ -469,7 +469,7 @@ class HttpBroker(Broker):
         if self.on_undelivered is not None:
             try:
                 self.on_undelivered(delivery.topic, None, delivery.message_id, error)
-            except Exception:
+            except Exception:  # a failing user callback is logged
                 log.exception("on_undelivered failed")
         self._finish(delivery, error)
 

@@ -35,6 +35,7 @@ from paho.mqtt.properties import Properties
 from micro.broker import Broker, BrokerError, Handler, Message, Subscription
 from micro.broker import _mqtt_wire as wire
 from micro.broker._common import BaseEvent, deliver
+from micro.errors import translate
 
 __all__ = ["MqttBroker", "MqttEvent", "MqttSubscription"]
 
@@ -42,6 +43,11 @@ log = logging.getLogger("micro.broker.mqtt")
 
 _V5 = aiomqtt.ProtocolVersion.V5
 _RETRY_MAX = 2.0  # seconds between reconnect attempts, at most
+
+
+def _failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """MQTT failures in the block as :class:`BrokerError` ("mqtt: <what>: ...")."""
+    return translate(BrokerError, f"mqtt: {what}", driver_errors=(aiomqtt.MqttError,))
 
 
 class MqttBroker(Broker):
@@ -133,11 +139,9 @@ class MqttBroker(Broker):
     async def _connect_publisher(self) -> aiomqtt.Client:
         ident = f"{self.client_id or 'micro'}-pub-{uuid.uuid4().hex[:8]}"
         client = self.new_client(ident)
-        try:
+        with _failing(f"cannot connect to {self.address}"):
             async with asyncio.timeout(self.timeout):
                 await client.__aenter__()
-        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
-            raise BrokerError(f"mqtt: cannot connect to {self.address}: {exc}") from exc
         return client
 
     async def disconnect(self) -> None:
@@ -230,10 +234,11 @@ class MqttSubscription(Subscription):
     async def start(self) -> None:
         """Connect and subscribe once (errors raise), then read in the background."""
         try:
-            await self._connect()
-        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+            with _failing(f"cannot subscribe to {self.filter!r}"):
+                await self._connect()
+        except BaseException:  # whatever ended the subscribe, leave no half-open client
             await _close(self._client)
-            raise BrokerError(f"mqtt: cannot subscribe to {self.filter!r}: {exc}") from exc
+            raise
         self._reader = asyncio.create_task(self._read_forever(), name=f"mqtt-sub {self.filter}")
 
     async def _connect(self) -> None:
@@ -335,5 +340,5 @@ class MqttEvent(BaseEvent):
 
 async def _close(client: aiomqtt.Client) -> None:
     """Disconnect, ignoring a connection that is already gone."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # close never raises
         await asyncio.wait_for(client.__aexit__(None, None, None), 5)

@@ -31,7 +31,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from micro._nats import settle
 from micro.broker import Broker, BrokerError, Handler, Message, Subscription
 from micro.broker._common import AtMostOnceEvent, check_retries, deliver_at_most_once
-from micro.broker._nats_js import JetStreamOptions, JetStreamSubscription, ensure_stream
+from micro.broker._nats_js import JetStreamOptions, JetStreamSubscription, ensure_stream, failing
 
 __all__ = ["NatsBroker", "NatsEvent"]
 
@@ -158,26 +158,28 @@ class NatsBroker(Broker):
             self._closing = False
             nc = NatsClient()
             try:
-                # nats-py retries the first connect forever with unlimited reconnects: bound it
-                async with asyncio.timeout(self._connect_timeout * len(self._servers) + 1.0):
-                    await nc.connect(
-                        servers=self._servers,
-                        name=self._client_name,
-                        connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=0.5,  # type: ignore[arg-type]
-                        drain_timeout=5,
-                        error_cb=self._on_error,
-                        disconnected_cb=self._on_disconnect,
-                        reconnected_cb=self._on_reconnect,
-                    )
-            except Exception as exc:
+                with failing(f"cannot connect to NATS at {self.address}"):
+                    await self._dial(nc)
+            except BaseException:  # whatever ended the connect, leave no half-open client
                 await _close_quietly(nc)
-                raise BrokerError(
-                    f"cannot connect to NATS at {self.address}: {exc!r}", id="go.micro.broker"
-                ) from exc
+                raise
             self._nc = nc
             self._js = nc.jetstream(timeout=self._options.publish_timeout)
+
+    async def _dial(self, nc: NatsClient) -> None:
+        # nats-py retries the first connect forever with unlimited reconnects: bound it
+        async with asyncio.timeout(self._connect_timeout * len(self._servers) + 1.0):
+            await nc.connect(
+                servers=self._servers,
+                name=self._client_name,
+                connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                drain_timeout=5,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect,
+                reconnected_cb=self._on_reconnect,
+            )
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("NATS %s: %r", self.address, exc)
@@ -211,7 +213,7 @@ class NatsBroker(Broker):
     async def publish(self, topic: str, message: Message) -> None:
         nc, js = self._client()
         headers = message.header or None
-        try:
+        with failing(f"publish to {topic!r} was not accepted"):
             if not self._jetstream:
                 await nc.publish(topic, message.body, headers=headers)
                 return
@@ -223,12 +225,6 @@ class NatsBroker(Broker):
             ):  # no stream yet: create it, publish again
                 await ensure_stream(js, topic, self._options.dlq_suffix)
                 await js.publish(topic, message.body, headers=headers)
-        except BrokerError:
-            raise
-        except Exception as exc:
-            raise BrokerError(
-                f"publish to {topic!r} was not accepted: {exc!r}", id="go.micro.broker"
-            ) from exc
 
     async def subscribe(
         self,
@@ -240,7 +236,7 @@ class NatsBroker(Broker):
     ) -> Subscription:
         nc, js = self._client()
         sub: CoreSubscription | JetStreamSubscription
-        try:
+        with failing(f"cannot subscribe to {topic!r}"):
             if self._jetstream:
                 sub = JetStreamSubscription(
                     js, topic, queue, handler, auto_ack=auto_ack, options=self._options
@@ -249,12 +245,6 @@ class NatsBroker(Broker):
             else:
                 sub = CoreSubscription(topic, queue, handler)
                 await sub.start(nc)
-        except BrokerError:
-            raise
-        except Exception as exc:
-            raise BrokerError(
-                f"cannot subscribe to {topic!r}: {exc!r}", id="go.micro.broker"
-            ) from exc
         self._subs.add(sub)
         return sub
 
@@ -262,5 +252,5 @@ class NatsBroker(Broker):
 async def _close_quietly(nc: NatsClient) -> None:
     try:
         await nc.close()
-    except Exception as exc:
+    except Exception as exc:  # close never raises
         log.debug("NATS close failed: %r", exc)

@@ -37,6 +37,7 @@ from aio_pika.exceptions import AMQPException
 from micro.broker import Broker, BrokerError, Handler, Message, Subscription
 from micro.broker import _rabbitmq_wire as wire
 from micro.broker._common import BaseEvent, deliver
+from micro.errors import translate
 
 __all__ = ["RabbitmqBroker", "RabbitmqEvent", "RabbitmqSubscription"]
 
@@ -44,6 +45,11 @@ log = logging.getLogger("micro.broker.rabbitmq")
 
 # What aio-pika/aiormq raise for a lost connection, a closed channel or a refused command.
 _DRIVER_ERRORS = (AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError)
+
+
+def _failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """RabbitMQ failures in the block as :class:`BrokerError` ("rabbitmq: <what>: ...")."""
+    return translate(BrokerError, f"rabbitmq: {what}", driver_errors=_DRIVER_ERRORS)
 
 
 class RabbitmqBroker(Broker):
@@ -109,10 +115,8 @@ class RabbitmqBroker(Broker):
         async with self._lock:
             if self._connection is not None:
                 return
-            try:
+            with _failing(f"cannot connect to {self._safe_url}"):
                 connection = await aio_pika.connect_robust(self._url, timeout=self.connect_timeout)
-            except (*_DRIVER_ERRORS, TimeoutError) as exc:
-                raise BrokerError(f"rabbitmq: cannot connect to {self._safe_url}: {exc}") from exc
             try:
                 self._exchange = await self._declare_exchanges(connection)
             except BaseException:
@@ -123,7 +127,7 @@ class RabbitmqBroker(Broker):
     async def _declare_exchanges(
         self, connection: aio_pika.abc.AbstractRobustConnection
     ) -> aio_pika.abc.AbstractExchange:
-        try:
+        with _failing("cannot declare exchange"):
             channel = await connection.channel(
                 publisher_confirms=True, on_return_raises=self.mandatory
             )
@@ -134,8 +138,6 @@ class RabbitmqBroker(Broker):
                 await channel.declare_exchange(
                     self.dlx_name, aio_pika.ExchangeType.DIRECT, durable=True
                 )
-        except _DRIVER_ERRORS as exc:
-            raise BrokerError(f"rabbitmq: cannot declare exchange: {exc}") from exc
         return exchange
 
     @property
@@ -149,7 +151,7 @@ class RabbitmqBroker(Broker):
             await sub.unsubscribe()
         connection, self._connection, self._exchange = self._connection, None, None
         if connection is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # disconnect never raises
                 await connection.close()
 
     async def publish(self, topic: str, message: Message) -> None:
@@ -313,7 +315,7 @@ class RabbitmqSubscription(Subscription):
         self._closing = True
         queue, tag, self._tag = self._queue, self._tag, None
         if queue is not None and tag is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # unsubscribe never raises
                 await queue.cancel(tag)
         await asyncio.sleep(0)  # let already-created delivery tasks start (and see _closing)
         current = asyncio.current_task()
@@ -324,7 +326,7 @@ class RabbitmqSubscription(Subscription):
     async def _close_channel(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # close never raises
                 await channel.close()
 
 

@@ -30,7 +30,7 @@ import redis.exceptions
 
 from micro.broker import Broker, BrokerError, Handler, Message, Subscription
 from micro.broker._common import AtMostOnceEvent, check_retries, deliver_at_most_once
-from micro.broker._redis_streams import StreamOptions, StreamSubscription, call, encode
+from micro.broker._redis_streams import StreamOptions, StreamSubscription, call, encode, failing
 
 __all__ = ["RedisBroker", "RedisPubSubEvent"]
 
@@ -204,12 +204,11 @@ class RedisBroker(Broker):
             client_name="micro-broker",
         )
         try:
-            await call(client.ping())
-        except redis.exceptions.RedisError as exc:
+            with failing(f"cannot connect to Redis at {self._url}"):
+                await call(client.ping())
+        except BaseException:  # whatever ended the ping, leave no half-open client
             await client.aclose()
-            raise BrokerError(
-                f"cannot connect to Redis at {self._url}: {exc!r}", id="go.micro.broker"
-            ) from exc
+            raise
         self._redis = client
 
     async def disconnect(self) -> None:
@@ -230,17 +229,13 @@ class RedisBroker(Broker):
 
     async def publish(self, topic: str, message: Message) -> None:
         client = self._client()
-        try:
+        with failing(f"publish to {topic!r} was not accepted"):
             if self._streams:
                 fields = encode(message)
                 await call(client.xadd(self.key(topic), cast(Any, fields), maxlen=self._maxlen))
             else:
                 envelope = _Envelope(Header=message.header, Body=message.body)
                 await call(client.publish(self.key(topic), _envelope_encoder.encode(envelope)))
-        except redis.exceptions.RedisError as exc:
-            raise BrokerError(
-                f"publish to {topic!r} was not accepted: {exc!r}", id="go.micro.broker"
-            ) from exc
 
     async def subscribe(
         self,
@@ -271,11 +266,7 @@ class RedisBroker(Broker):
             )
         else:
             sub = PubSubSubscription(client, self.key(topic), topic, handler)
-        try:
+        with failing(f"cannot subscribe to {topic!r}"):
             await sub.start()
-        except redis.exceptions.RedisError as exc:
-            raise BrokerError(
-                f"cannot subscribe to {topic!r}: {exc!r}", id="go.micro.broker"
-            ) from exc
         self._subs.add(sub)
         return sub

@@ -228,7 +228,7 @@ class RpcClient(Client):
         if self._own_transport:
             try:
                 await self.transport.close()
-            except Exception:
+            except Exception:  # close never raises
                 pass
 
     # -- calls --------------------------------------------------------------------------

@@ -19,9 +19,20 @@ from typing import Any
 
 from micro.errors import CodecError
 
-__all__ = ["DEFAULT_CONTENT_TYPE", "Codec", "CodecError", "lookup", "register", "supported"]
+__all__ = [
+    "DEFAULT_CONTENT_TYPE",
+    "Buffer",
+    "Codec",
+    "CodecError",
+    "lookup",
+    "register",
+    "supported",
+]
 
 DEFAULT_CONTENT_TYPE = "application/json"
+
+Buffer = bytes | bytearray | memoryview
+"""What the built-in codecs' ``decode`` takes (micro itself only ever passes ``bytes``)."""
 
 
 class Codec(abc.ABC):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from micro.codec import Codec
+from micro.codec import Buffer, Codec
 from micro.codec._types import (
     is_proto_class,
     is_proto_message,
@@ -96,7 +96,7 @@ class MsgspecCodec(Codec):
             name = type(obj).__name__
             raise CodecError(f"cannot encode {name} as {self.format_name}: {e}") from None
 
-    def decode(self, data: bytes, type: Any = Any) -> Any:
+    def decode(self, data: Buffer, type: Any = Any) -> Any:
         try:
             decode = self._decoders[type]
         except (KeyError, TypeError):

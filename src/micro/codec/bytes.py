@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from micro.codec import Codec
+from micro.codec import Buffer, Codec
 from micro.errors import CodecError
 
 __all__ = ["BytesCodec"]
@@ -31,7 +31,7 @@ class BytesCodec(Codec):
             f"application/octet-stream encodes bytes or str, got {type(obj).__qualname__}"
         )
 
-    def decode(self, data: bytes, type: Any = Any) -> Any:
+    def decode(self, data: Buffer, type: Any = Any) -> Any:
         if type is Any or type is bytes or type is object:
             return data if isinstance(data, bytes) else bytes(data)
         if type is bytearray:

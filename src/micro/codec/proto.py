@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from micro.codec import Codec
+from micro.codec import Buffer, Codec
 from micro.codec._types import is_proto_class, is_proto_message
 from micro.errors import CodecError
 
@@ -39,7 +39,7 @@ class ProtoCodec(Codec):
             f"application/protobuf needs a protobuf message to encode, got {type(obj).__qualname__}"
         )
 
-    def decode(self, data: bytes, type: Any = Any) -> Any:
+    def decode(self, data: Buffer, type: Any = Any) -> Any:
         if is_proto_class(type):
             try:
                 return type.FromString(bytes(data) if isinstance(data, memoryview) else data)

@@ -54,7 +54,7 @@ def type_name(tp: Any) -> str:
     """The name of ``tp`` as a Value's ``type`` shows it: ``HelloRequest``, ``[]string``..."""
     try:
         return _name(mi.type_info(tp))
-    except Exception:
+    except Exception:  # a schema is advice: a type msgspec cannot inspect gets a name
         return getattr(tp, "__name__", None) or _ANY
 
 
@@ -69,7 +69,7 @@ def value_tree(tp: Any, name: str | None = None) -> Value | None:
         return None
     try:
         value = _tree(mi.type_info(tp), 0)
-    except Exception:
+    except Exception:  # a schema is advice: an odd type must not stop serving
         value = None
     if value is None:
         label = type_name(tp)
@@ -87,7 +87,7 @@ def json_schema(tp: Any) -> dict[str, Any]:
         if is_proto_class(tp):
             return _proto_schema(tp.DESCRIPTOR)
         return _msgspec_schema(tp)
-    except Exception:
+    except Exception:  # a schema is advice: fall back to any object
         return dict(_OBJECT)
 
 

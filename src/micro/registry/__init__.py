@@ -17,8 +17,8 @@ Backends: ``memory`` (tests, one process), ``mdns`` (the default; one machine or
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
+from typing import Any, Literal, Protocol, Self
 
 import msgspec
 
@@ -33,6 +33,7 @@ __all__ = [
     "Service",
     "ServiceNotFound",
     "Value",
+    "Watcher",
     "decode_service",
     "encode_service",
     "group_by_version",
@@ -91,6 +92,18 @@ class Result(msgspec.Struct, frozen=True):
     service: Service
 
 
+class Watcher(Protocol):
+    """What :meth:`Registry.watch` returns: results until ``aclose()``; async generators are."""
+
+    def __aiter__(self) -> AsyncIterator[Result]: ...
+
+    def __anext__(self) -> Awaitable[Result]: ...
+
+    def aclose(self) -> Awaitable[None]:
+        """Stop watching; a pending ``__anext__`` ends too."""
+        ...
+
+
 class Registry(abc.ABC):
     """Service discovery.
 
@@ -107,7 +120,7 @@ class Registry(abc.ABC):
     async def close(self) -> None:
         """Stop background work and release connections; never raises."""
 
-    async def __aenter__(self) -> Registry:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -141,7 +154,7 @@ class Registry(abc.ABC):
         """Every known service (entries may carry only the name, as go-micro's mdns does)."""
 
     @abc.abstractmethod
-    def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    def watch(self, service: str | None = None) -> Watcher:
         """Changes from now on, for one service or (``None``) all.
 
         The iterator runs until the registry closes or the consumer stops iterating
@@ -149,7 +162,7 @@ class Registry(abc.ABC):
         Each result carries the service with the nodes that changed.
         """
 
-    async def lost(self, service: Service) -> AsyncIterator[None]:
+    async def lost(self, service: Service) -> AsyncGenerator[None, None]:
         """One ``None`` each time ``service``'s registration here may have been lost.
 
         A server registers again on each, besides its interval, so that a registry that lost

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from micro.errors import RegistryError
+from micro.errors import RegistryError, translate
 
 __all__ = ["Interface", "MdnsSockets", "choose_interfaces"]
 
@@ -76,10 +76,8 @@ def _local_ipv4() -> list[Interface]:
     """Every IPv4 address of this machine with its network."""
     import ifaddr  # zeroconf's dependency
 
-    try:
+    with translate(RegistryError, "mdns: cannot list interfaces", id="go.micro.registry"):
         adapters = ifaddr.get_adapters()
-    except Exception as exc:  # the OS would not list its interfaces
-        raise RegistryError(f"mdns: cannot list interfaces: {exc}") from exc
     out = []
     for adapter in adapters:
         for ip in adapter.ips:
@@ -207,7 +205,7 @@ class MdnsSockets:
         transports = [self._listen, *(t for _, t in self._responders), *self._queriers]
         for transport in transports:
             if transport is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # close never raises
                     transport.close()
         self._listen, self._responders, self._queriers = None, [], []
 

@@ -10,7 +10,8 @@ node only passes the check (a full register again if the agent forgot it).
 ``get_service`` reads ``/v1/health/service/<name>`` and drops nodes with a critical check (a
 TTL that lapsed); ``list_services`` reads the catalog (name-only entries, without Consul's own
 ``consul`` service); ``watch`` runs blocking queries (``index``/``wait``) and reports the
-differences. Tests run against :mod:`micro.testing.consul_agent`, a stand-in of the agent API.
+differences. The tests run against a stand-in of the agent API
+(``tests/registry/consul/agent.py``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiohttp
 import msgspec
 from consul import ConsulException  # type: ignore[import-untyped,unused-ignore]
 
-from micro.errors import RegistryError, ServiceNotFound
+from micro.errors import RegistryError, ServiceNotFound, translate
 from micro.registry import Registry, Result, Service, group_by_version
 from micro.registry._consul_http import ConsulClient
 from micro.registry._consul_tags import decode_entry, encode_tags, node_address
@@ -39,7 +40,15 @@ log = logging.getLogger("micro.registry.consul")
 
 DEFAULT_ADDRESS = "127.0.0.1:8500"
 _ID = "go.micro.registry"
-_ERRORS = (ConsulException, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+_DRIVER_ERRORS = (ConsulException, aiohttp.ClientError, ValueError)  # ValueError: bad JSON
+_ERRORS = (*_DRIVER_ERRORS, OSError, TimeoutError)
+
+
+def _failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """Consul's failures in the block as :class:`RegistryError` ("consul registry: <what>")."""
+    return translate(
+        RegistryError, f"consul registry: {what}", id=_ID, driver_errors=_DRIVER_ERRORS
+    )
 
 
 class ConsulRegistry(Registry):
@@ -115,14 +124,11 @@ class ConsulRegistry(Registry):
         for node in service.nodes:
             one = msgspec.structs.replace(service, nodes=[node])
             fingerprint = msgspec.json.encode([one, ttl])
-            try:
-                unchanged = self._registered.get(node.id) == fingerprint
-                if unchanged and ttl and await api.agent.check.ttl_pass(f"service:{node.id}"):
-                    continue  # the heartbeat is enough
-                await self._register_node(api, one, ttl)
-            except _ERRORS as exc:
-                self._registered.pop(node.id, None)
-                raise RegistryError(f"consul registry: register {node.id}: {exc}", id=_ID) from exc
+            unchanged = self._registered.pop(node.id, None) == fingerprint  # kept on success
+            with _failing(f"register {node.id}"):
+                heartbeat = unchanged and ttl  # then a TTL pass is enough, if the check is there
+                if not (heartbeat and await api.agent.check.ttl_pass(f"service:{node.id}")):
+                    await self._register_node(api, one, ttl)
             self._registered[node.id] = fingerprint
 
     async def _register_node(self, api: ConsulClient, service: Service, ttl: float | None) -> None:
@@ -152,10 +158,8 @@ class ConsulRegistry(Registry):
         api = await self._api()
         for node in service.nodes:
             self._registered.pop(node.id, None)
-            try:
+            with _failing(f"deregister {node.id}"):
                 await api.agent.service.deregister(node.id)  # unknown id: False, not an error
-            except _ERRORS as exc:
-                raise RegistryError(f"consul registry: deregister {node.id}: {exc}") from exc
 
     # -- looking up -----------------------------------------------------------------------
 
@@ -175,10 +179,8 @@ class ConsulRegistry(Registry):
         """Live nodes of ``name`` by node id (blocking when ``index`` is given)."""
         api = await self._api()
         wait = _duration(self.watch_wait) if index else None
-        try:
+        with _failing(f"lookup {name}"):
             index, entries = await api.health.service(name, index=index, wait=wait)
-        except _ERRORS as exc:
-            raise RegistryError(f"consul registry: lookup {name}: {exc}", id=_ID) from exc
         nodes = {}
         for entry in entries or []:
             svc = decode_entry(entry)
@@ -189,15 +191,13 @@ class ConsulRegistry(Registry):
     async def _catalog(self, index: str | None = None) -> tuple[str | None, set[str]]:
         api = await self._api()
         wait = _duration(self.watch_wait) if index else None
-        try:
+        with _failing("list"):
             index, names = await api.catalog.services(index=index, wait=wait)
-        except _ERRORS as exc:
-            raise RegistryError(f"consul registry: list: {exc}", id=_ID) from exc
         return index, {n for n in (names or {}) if n != "consul"}
 
     # -- watching -------------------------------------------------------------------------
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         await self._api()
         follow: Follow = self._watch_all
         if service is not None:

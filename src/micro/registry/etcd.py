@@ -19,15 +19,16 @@ See docs/registry-etcd.md for options, TLS, clusters and failure behaviour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 
-from micro.errors import RegistryError, ServiceNotFound
+from micro.errors import RegistryError, ServiceNotFound, translate
 from micro.registry import (
     Registry,
     Result,
@@ -62,8 +63,9 @@ def _escape(name: str) -> str:
     return name.replace("/", "-")
 
 
-def _wrap(exc: EtcdError, doing: str) -> RegistryError:
-    return RegistryError(f"etcd {doing}: {exc}", id=_ID)
+def _failing(doing: str) -> contextlib.AbstractContextManager[None]:
+    """etcd's failures in the block as :class:`RegistryError` ("etcd <doing>: ...")."""
+    return translate(RegistryError, f"etcd {doing}", id=_ID, driver_errors=(EtcdError,))
 
 
 class EtcdRegistry(Registry):
@@ -143,7 +145,7 @@ class EtcdRegistry(Registry):
         if self._client is None:
             if self._closed.is_set():  # started again after close()
                 self._closed = asyncio.Event()
-            self._client = EtcdClient(
+            client = EtcdClient(
                 self.endpoints,
                 timeout=self.timeout,
                 username=self._username,
@@ -151,11 +153,9 @@ class EtcdRegistry(Registry):
                 credentials=self._credentials,
                 server_name=self._server_name,
             )
-            try:
-                self._client.connect()
-            except EtcdError as exc:
-                self._client = None
-                raise _wrap(exc, "connect") from None
+            with _failing("connect"):
+                client.connect()
+            self._client = client
         return self._client
 
     # -- keys ------------------------------------------------------------------------------
@@ -177,10 +177,8 @@ class EtcdRegistry(Registry):
         for node in service.nodes:
             one = msgspec.structs.replace(service, nodes=[node])
             key = self.node_key(service.name, node.id)
-            try:
+            with _failing(f"register {service.name}/{node.id}"):
                 await self._register_node(client, key, encode_service(one), seconds)
-            except EtcdError as exc:
-                raise _wrap(exc, f"register {service.name}/{node.id}") from None
 
     async def _register_node(self, client: EtcdClient, key: bytes, value: bytes, ttl: int) -> None:
         held = self._leases.get(key) or await self._adopt(client, key, ttl)
@@ -216,32 +214,26 @@ class EtcdRegistry(Registry):
         for node in service.nodes:
             key = self.node_key(service.name, node.id)
             held = self._leases.pop(key, None)
-            try:
+            with _failing(f"deregister {service.name}/{node.id}"):
                 await client.delete(key)
                 if held is not None and held.id:
                     await client.revoke(held.id)
-            except EtcdError as exc:
-                raise _wrap(exc, f"deregister {service.name}/{node.id}") from None
 
     async def get_service(self, name: str) -> list[Service]:
-        try:
+        with _failing(f"get {name}"):
             _, kvs = await self._etcd().range_prefix(self.service_prefix(name))
-        except EtcdError as exc:
-            raise _wrap(exc, f"get {name}") from None
         found = [s for kv in kvs if (s := self._decode(kv)) is not None and s.name == name]
         if not found:
             raise ServiceNotFound(f"service {name}: not found", id=_ID)
         return group_by_version(found)
 
     async def list_services(self) -> list[Service]:
-        try:
+        with _failing("list"):
             _, kvs = await self._etcd().range_prefix(self.prefix.encode())
-        except EtcdError as exc:
-            raise _wrap(exc, "list") from None
         services = group_by_version(s for kv in kvs if (s := self._decode(kv)) is not None)
         return sorted(services, key=lambda s: (s.name, s.version))
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         prefix = self.service_prefix(service) if service else self.prefix.encode()
         self._etcd()
         closed = self._closed
@@ -260,7 +252,7 @@ class EtcdRegistry(Registry):
                         if result is not None:
                             yield result
             except WatchGap as exc:
-                raise _wrap(exc, "watch") from None
+                raise RegistryError(f"etcd watch: {exc}", id=_ID) from exc
             except (EtcdError, RegistryError) as exc:
                 if closed.is_set():
                     return
@@ -273,7 +265,7 @@ class EtcdRegistry(Registry):
             except TimeoutError:
                 pass
 
-    async def lost(self, service: Service) -> AsyncIterator[None]:
+    async def lost(self, service: Service) -> AsyncGenerator[None, None]:
         """Yields once its watch on ``service``'s keys is in place, again each time that watch
         is back after a break (etcd restarted, maybe empty: nothing says what it kept), and
         when one of those keys is deleted (its lease expired, or someone deleted it).

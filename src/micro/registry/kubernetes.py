@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +207,7 @@ class KubernetesRegistry(Registry):
 
     # -- watching -------------------------------------------------------------------------
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         selector = f"{LABEL_TYPE}=service"
         if service is not None:
             selector = f"{SELECTOR_PREFIX}{key_name(service)}=service"

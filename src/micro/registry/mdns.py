@@ -30,13 +30,21 @@ import contextlib
 import logging
 import math
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from zeroconf._dns import DNSRecord
 
 from micro.errors import RegistryError, ServiceNotFound
-from micro.registry import Node, Registry, Result, Service, group_by_version, split_host_port
+from micro.registry import (
+    Node,
+    Registry,
+    Result,
+    Service,
+    Watcher,
+    group_by_version,
+    split_host_port,
+)
 from micro.registry._mdns_cache import MdnsCache
 from micro.registry._mdns_net import MDNS_PORT, MdnsSockets, choose_interfaces
 from micro.registry._mdns_txt import TxtPayload, encode_txt, join_strings
@@ -154,7 +162,7 @@ class MdnsRegistry(Registry):
         try:
             if entries:
                 self._goodbye(entries)
-        except Exception:
+        except Exception:  # close never raises
             log.exception("mdns: goodbye on close failed")
         for handle in [*self._timers.values(), self._tick_handle]:
             if handle is not None:
@@ -216,7 +224,7 @@ class MdnsRegistry(Registry):
         out += group_by_version(v for v in self._views.values() if v.name in names)
         return sorted(out, key=lambda s: (s.name, s.version))
 
-    def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    def watch(self, service: str | None = None) -> Watcher:
         """Changes from this call on; see :meth:`micro.registry.Registry.watch`."""
         watcher = _Watcher(self, service)
         if self._closed:
@@ -427,7 +435,7 @@ class MdnsRegistry(Registry):
             self._apply(self._cache.expire(now))
             if names := self._cache.due_refresh(now, self._interested):
                 self._query(sorted(names))
-        except Exception:
+        except Exception:  # a timer callback: log, keep ticking
             log.exception("mdns: housekeeping failed")
         self._reschedule()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import msgspec
 
@@ -64,7 +64,7 @@ class MemoryRegistry(Registry):
         services = group_by_version(e.service for e in self._live_entries())
         return sorted(services, key=lambda s: (s.name, s.version))
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         queue: asyncio.Queue[Result | None] = asyncio.Queue()
         watcher = (service, queue)
         self._watchers.add(watcher)

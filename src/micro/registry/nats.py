@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
 from micro._nats import settle
-from micro.errors import RegistryError, ServiceNotFound
+from micro.errors import RegistryError, ServiceNotFound, translate
 from micro.registry import Node, Registry, Result, Service, group_by_version
 from micro.registry._nats_table import NodeTable
 from micro.registry._nats_wire import (
@@ -59,6 +59,11 @@ log = logging.getLogger("micro.registry.nats")
 DEFAULT_ADDRESS = "127.0.0.1:4222"
 DEFAULT_PREFIX = "micro.registry"
 _ID = "go.micro.registry"
+
+
+def _failing(what: str) -> contextlib.AbstractContextManager[None]:
+    """NATS failures in the block as :class:`RegistryError` ("nats registry: <what>")."""
+    return translate(RegistryError, f"nats registry: {what}", id=_ID, driver_errors=(NatsError,))
 
 
 @dataclass(slots=True)
@@ -164,7 +169,7 @@ class NatsRegistry(Registry):
         return self._nc
 
     async def _connect(self) -> NatsClient:
-        try:
+        with _failing(f"cannot connect to {self.servers}"):
             nc = await nats.connect(
                 servers=self.servers,
                 name="micro-registry",
@@ -177,8 +182,6 @@ class NatsRegistry(Registry):
                 reconnected_cb=self._on_reconnected,
                 **{k: v for k, v in self._auth.items() if v is not None},
             )
-        except (NatsError, OSError, TimeoutError) as exc:
-            raise RegistryError(f"nats registry: cannot connect to {self.servers}: {exc}") from exc
         nc.options["max_reconnect_attempts"] = -1  # once up, ride out any outage
         return nc
 
@@ -208,13 +211,11 @@ class NatsRegistry(Registry):
     async def register(self, service: Service, *, ttl: float | None = None) -> None:
         nc = await self._ready()
         events = [self._remember(service, node, ttl) for node in service.nodes]
-        try:
+        with _failing(f"register {service.name}"):
             await self._subscribe_queries(nc, service.name)  # before any announcement
             for subject, body in events:
                 await nc.publish(subject, body)
             await settle(nc)
-        except (NatsError, OSError, TimeoutError) as exc:
-            raise RegistryError(f"nats registry: register {service.name}: {exc}", id=_ID) from exc
 
     def _remember(self, service: Service, node: Node, ttl: float | None) -> tuple[str, bytes]:
         """Keep one node to answer for; the announcement to publish."""
@@ -234,15 +235,13 @@ class NatsRegistry(Registry):
         nc = await self._ready()
         entries = self._local.get(service.name, {})
         gone = [e for node in service.nodes if (e := entries.pop(node.id, None)) is not None]
-        try:
+        with _failing(f"deregister {service.name}"):
             await self._prune(service.name)  # stop answering before saying goodbye
             for entry in gone:
                 if entry.timer is not None:
                     entry.timer.cancel()
                 await nc.publish(*self._event(entry.service, "delete", None))
             await settle(nc)
-        except (NatsError, OSError, TimeoutError) as exc:
-            raise RegistryError(f"nats registry: deregister {service.name}: {exc}", id=_ID) from exc
 
     def _lapse(self, name: str, node_id: str) -> None:
         """A registration's TTL passed with no re-register: forget it and say so."""
@@ -324,15 +323,13 @@ class NatsRegistry(Registry):
         """Publish a query and gather answers until they stop (or nobody is there)."""
         nc = await self._ready()
         answers: asyncio.Queue[Msg] = asyncio.Queue()
-        try:
+        with _failing(f"query {subject}"):
             sub = await nc.subscribe(nc.new_inbox(), cb=answers.put)
             try:
                 await nc.publish(subject, b"", reply=sub.subject)
                 return await self._gather(answers, subject)
             finally:
                 await sub.unsubscribe()
-        except (NatsError, OSError) as exc:
-            raise RegistryError(f"nats registry: query {subject}: {exc}", id=_ID) from exc
 
     async def _gather(self, answers: asyncio.Queue[Msg], subject: str) -> list[Announcement]:
         loop = asyncio.get_running_loop()
@@ -352,7 +349,7 @@ class NatsRegistry(Registry):
 
     # -- watching -------------------------------------------------------------------------
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Result]:
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
         nc = await self._ready()
         queue: asyncio.Queue[Announcement | list[Announcement] | None] = asyncio.Queue()
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from micro.registry import Endpoint
 
@@ -274,7 +274,7 @@ class Server(abc.ABC):
     def endpoints(self) -> list[Endpoint]:
         """The advertised endpoints, sorted by name."""
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -263,13 +263,13 @@ class RpcServer(Server):
         for sub in subs:
             try:
                 await sub.unsubscribe()
-            except Exception as exc:
+            except Exception as exc:  # stop() never raises
                 log.warning("unsubscribing from %s failed: %s", sub.topic, exc)
         broker = self.broker
         if broker is not None and self._own_broker:
             try:
                 await broker.disconnect()
-            except Exception as exc:
+            except Exception as exc:  # stop() never raises
                 log.warning("disconnecting the %s broker failed: %s", broker.name, exc)
 
     async def _register(self) -> None:
@@ -316,14 +316,14 @@ class RpcServer(Server):
         if self._listener is not None:
             try:
                 await self._listener.close()
-            except Exception as exc:
+            except Exception as exc:  # stop() never raises
                 log.warning("closing the listener failed: %s", exc)
         await self._drain(self.grace if grace is None else grace)
         await self._router.close_all()
         for backend in reversed(self._owned):
             try:
                 await backend.close()
-            except Exception as exc:
+            except Exception as exc:  # stop() never raises
                 log.warning("closing %s failed: %s", type(backend).__name__, exc)
         log.info("%s stopped", self.id)
 
@@ -334,7 +334,7 @@ class RpcServer(Server):
         if self._registered:
             try:
                 await self.registry.deregister(self.service())
-            except Exception as exc:
+            except Exception as exc:  # stop() never raises
                 log.warning("deregistering %s failed: %s", self.id, exc)
 
     async def _drain(self, grace: float) -> None:

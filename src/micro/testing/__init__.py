@@ -13,6 +13,18 @@
             await client.publish("user.created", {"id": 1})
             assert await seen.get() == {"id": 1}
 
+``eventually`` waits for what happens asynchronously, instead of sleeping a guessed time::
+
+    async def test_users_are_stored() -> None:
+        stored: list[dict[str, int]] = []
+
+        async def store(user: dict[str, int]) -> None:
+            stored.append(user)
+
+        async with serve(subscribers={"user.created": store}) as client:
+            await client.publish("user.created", {"id": 1})
+            await eventually(lambda: stored == [{"id": 1}])
+
 The contract suites (``check_registry``, ``check_selector``, ``check_transport``,
 ``check_codec``, ``check_broker``) run the same behaviour over any backend: a third-party
 backend passes them to be a drop-in replacement.
@@ -20,7 +32,9 @@ backend passes them to be a drop-in replacement.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +43,9 @@ from micro.registry.memory import MemoryRegistry
 from micro.transport.memory import MemoryTransport
 
 if TYPE_CHECKING:
+    from micro.client import CallWrapper
     from micro.client.rpc import RpcClient
+    from micro.server import HandlerWrapper, SubscriberWrapper
 
 __all__ = [
     "check_broker",
@@ -37,8 +53,50 @@ __all__ = [
     "check_registry",
     "check_selector",
     "check_transport",
+    "eventually",
     "serve",
 ]
+
+
+async def eventually(
+    check: Callable[[], Any],
+    *,
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = AssertionError,
+) -> Any:
+    """Call ``check`` every ``interval`` seconds until it holds; return what it returned.
+
+    ``check`` is a predicate or an assertion, plain or ``async``: it holds when it returns a
+    true value, or ``None`` (an assertion-style check that did not raise). A check that
+    raises ``retry_on`` (default ``AssertionError``; add e.g. ``ServiceNotFound`` to wait for
+    a lookup) is tried again; any other exception propagates at once. A predicate must return
+    a truth value: ``lambda: key in mapping``, not ``lambda: mapping.get(key)``.
+
+    Raises:
+        AssertionError: ``check`` did not hold within ``timeout`` seconds; the message and
+            the chained exception give its last result or error.
+    """
+    last: object = "nothing (the check never finished)"
+    failure: BaseException | None = None
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            while True:
+                try:
+                    result = check()
+                    if inspect.isawaitable(result):
+                        result = await result
+                except retry_on as exc:
+                    failure, last = exc, exc
+                else:
+                    if result is None or result:
+                        return result
+                    failure, last = None, result
+                await asyncio.sleep(interval)
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise  # the check's own TimeoutError, not ours
+        raise AssertionError(f"not within {timeout:g} s; last: {last!r}") from failure or exc
 
 
 @asynccontextmanager
@@ -47,10 +105,10 @@ async def serve(
     name: str = "test",
     version: str = "latest",
     metadata: Mapping[str, str] | None = None,
-    wrappers: Sequence[Any] = (),
-    call_wrappers: Sequence[Any] = (),
+    wrappers: Sequence[HandlerWrapper] = (),
+    call_wrappers: Sequence[CallWrapper] = (),
     subscribers: Mapping[str, object] | Sequence[tuple[str, object]] = (),
-    subscriber_wrappers: Sequence[Any] = (),
+    subscriber_wrappers: Sequence[SubscriberWrapper] = (),
     **client_options: Any,
 ) -> AsyncIterator[RpcClient]:
     """Serve ``handlers`` as service ``name`` on fresh memory backends; yield a client.

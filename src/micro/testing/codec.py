@@ -145,7 +145,7 @@ def _codec_error(call: Callable[..., object], *args: Any) -> CodecError | None:
         call(*args)
     except CodecError as exc:
         return exc
-    except Exception as exc:
+    except Exception as exc:  # anything but CodecError fails the check
         raise AssertionError(f"raised {type(exc).__name__}, not CodecError: {exc}") from exc
     return None
 

@@ -84,7 +84,7 @@ async def _serving(make: MakeTransport, handler: Handler) -> AsyncIterator[tuple
             await handler(sock)
         except ConnectionClosed:
             pass
-        except Exception as exc:
+        except Exception as exc:  # kept for the check to report
             failures.append(exc)
 
     transport = make()
@@ -248,7 +248,7 @@ async def check_client_close(make: MakeTransport, max_body: int = DEFAULT_MAX_BO
         await sock.send(message)
         try:
             await sock.recv()
-        except Exception as exc:
+        except Exception as exc:  # any error is the outcome checked
             outcome.set_result(exc)
             return
         outcome.set_result(None)

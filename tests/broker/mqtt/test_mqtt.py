@@ -12,6 +12,7 @@ import pytest
 from micro.broker import Event, Message
 from micro.broker.mqtt import MqttBroker, MqttEvent
 from micro.errors import BrokerError
+from micro.testing import eventually
 from tests.broker.helpers import Inbox, msg
 from tests.broker.mqtt.conftest import Mqtt
 from tests.servers import host_port
@@ -46,9 +47,7 @@ async def test_shared_subscription_splits_and_broadcast_copies(mqtt: Mqtt) -> No
         await broker.publish(topic, msg(i))
     await c.wait(20)
     await d.wait(20)
-    async with asyncio.timeout(10):
-        while len(a.events) + len(b.events) < 20:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: len(a.events) + len(b.events) >= 20, timeout=10)
     await asyncio.sleep(0.2)
     everything = [str(i).encode() for i in range(20)]
     assert sorted(a.bodies + b.bodies, key=int) == everything
@@ -127,9 +126,7 @@ async def test_manual_ack_and_foreign_messages(mqtt: Mqtt) -> None:
     async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V311) as raw:
         await raw.publish(topic, b"from v3", qos=1)
     await broker.publish(topic, msg(1))
-    async with asyncio.timeout(10):
-        while len(seen) < 2:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: len(seen) >= 2, timeout=10)
     assert seen[0].message == Message({}, b"from v3")
     assert seen[1].id == "id-1"
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from micro.broker import Event
 from micro.broker.mqtt import MqttEvent
 from tests.broker.helpers import Inbox, msg
 from tests.broker.mqtt.conftest import Mqtt
@@ -134,7 +135,7 @@ async def test_a_subscriber_far_behind_loses_what_the_server_will_not_queue(
         release = asyncio.Event()
         got: list[str] = []
 
-        async def slow(event: MqttEvent) -> None:
+        async def slow(event: Event) -> None:
             await release.wait()
             got.append(event.id)
 

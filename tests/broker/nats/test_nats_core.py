@@ -11,6 +11,7 @@ import pytest
 from micro import plugins
 from micro.broker import BrokerError, Event, Message
 from micro.broker.nats import NatsBroker, parse_servers
+from micro.testing import eventually
 from tests.broker.helpers import Inbox, free_port
 from tests.servers import nats_url
 
@@ -50,9 +51,7 @@ async def test_queue_group_members_share_without_duplicates(topic: str) -> None:
             await broker.subscribe(topic, inbox, queue="workers")
         for i in range(200):
             await broker.publish(topic, Message({}, str(i).encode()))
-        async with asyncio.timeout(10):
-            while sum(len(m.events) for m in members) < 200:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: sum(len(m.events) for m in members) >= 200, timeout=10)
         received = sorted(int(body) for m in members for body in m.bodies)
         assert received == list(range(200))
         assert all(m.events for m in members), "both members should get a share"

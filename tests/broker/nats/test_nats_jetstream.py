@@ -12,6 +12,7 @@ from nats.js.api import DiscardPolicy, StreamConfig
 from micro.broker import BrokerError, Event, Message
 from micro.broker._nats_js import JetStreamEvent
 from micro.broker.nats import NatsBroker
+from micro.testing import eventually
 from tests.broker.helpers import Inbox, child_subscriber, readline
 from tests.servers import nats_url
 
@@ -30,9 +31,7 @@ async def test_publish_is_stored_and_queue_members_share_it(topic: str) -> None:
             await broker.subscribe(topic, inbox, queue="workers")
         for i in range(100):
             await broker.publish(topic, Message({"Micro-Id": str(i)}, str(i).encode()))
-        async with asyncio.timeout(10):
-            while sum(len(m.events) for m in members) < 100:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: sum(len(m.events) for m in members) >= 100, timeout=10)
         await asyncio.sleep(0.1)
         received = sorted(int(body) for m in members for body in m.bodies)
         assert received == list(range(100))

@@ -12,6 +12,7 @@ import pytest
 from micro.broker import Event, Message
 from micro.broker.rabbitmq import RabbitmqBroker, RabbitmqEvent
 from micro.errors import BrokerError
+from micro.testing import eventually
 from tests.broker.helpers import Inbox, msg
 from tests.broker.rabbitmq.conftest import Rabbit
 from tests.broker.rabbitmq.helpers import read_queue
@@ -60,9 +61,7 @@ async def test_queue_group_shares_and_broadcast_copies(rabbit: Rabbit) -> None:
         await broker.publish("jobs.run", msg(i))
     await c.wait(20)
     await d.wait(20)
-    async with asyncio.timeout(10):
-        while len(a.events) + len(b.events) < 20:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: len(a.events) + len(b.events) >= 20, timeout=10)
     await asyncio.sleep(0.2)  # nothing more may arrive
     shared = sorted(a.bodies + b.bodies, key=int)
     assert shared == [str(i).encode() for i in range(20)]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from micro.testing.consul_agent import ConsulAgent, parse_duration
+from tests.registry.consul.agent import ConsulAgent, parse_duration
 
 pytestmark = pytest.mark.integration
 

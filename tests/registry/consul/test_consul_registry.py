@@ -12,7 +12,8 @@ import pytest
 from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Node, Result, Service
 from micro.registry.consul import ConsulRegistry
-from micro.testing.consul_agent import ConsulAgent
+from micro.testing import eventually
+from tests.registry.consul.agent import ConsulAgent
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +38,6 @@ def _svc(name: str, version: str = "1.0.0", node: str = "n1", port: int = 1) -> 
 async def _collect(watch: AsyncIterator[Result], into: list[Result]) -> None:
     async for result in watch:
         into.append(result)
-
-
-async def _until(probe: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if probe():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_registration_has_go_micros_layout(make: Make, agent: ConsulAgent) -> None:
@@ -92,10 +85,10 @@ async def test_watch_events_in_order(make: Make) -> None:
         await asyncio.sleep(0.1)
         for i in range(10):
             await a.register(_svc("ordered", node=f"n{i}"), ttl=30)
-            await _until(lambda i=i: len(seen) == i + 1)
+            await eventually(lambda: len(seen) == i + 1)  # noqa: B023 (awaited before i moves on)
         for i in range(10):
             await a.deregister(_svc("ordered", node=f"n{i}"))
-        await _until(lambda: len(seen) == 20)
+        await eventually(lambda: len(seen) == 20)
         task.cancel()
         got = [(r.action, r.service.nodes[0].id) for r in seen]
         assert got == [("create", f"n{i}") for i in range(10)] + [
@@ -126,7 +119,7 @@ async def test_agent_goes_away_and_comes_back(make: Make, agent: ConsulAgent) ->
         task = asyncio.create_task(_collect(b.watch("phoenix"), seen))
         await asyncio.sleep(0.1)
         await a.register(_svc("phoenix"), ttl=30)
-        await _until(lambda: len(seen) == 1)
+        await eventually(lambda: len(seen) == 1)
         await agent.stop()
         with pytest.raises(RegistryError):
             await b.get_service("phoenix")
@@ -136,7 +129,7 @@ async def test_agent_goes_away_and_comes_back(make: Make, agent: ConsulAgent) ->
         await a.register(_svc("phoenix"), ttl=30)  # pass-TTL finds no check: full register
         assert [n.id for s in await b.get_service("phoenix") for n in s.nodes] == ["n1"]
         await a.register(_svc("phoenix", node="n2"), ttl=30)
-        await _until(lambda: any(r.service.nodes[0].id == "n2" for r in seen), timeout=10)
+        await eventually(lambda: any(r.service.nodes[0].id == "n2" for r in seen), timeout=10)
         assert not task.done()
         task.cancel()
 

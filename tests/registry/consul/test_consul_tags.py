@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,7 +17,7 @@ from micro.registry._consul_tags import decode_entry, decode_tags, encode_tags
 EP = Endpoint("Greeter.Hello", Value("Request", "Request", [Value("name", "string")]), None, {})
 
 
-def _entry(tags: list[str], status: str = "passing", address: str = "10.0.0.5") -> dict:
+def _entry(tags: list[str], status: str = "passing", address: str = "10.0.0.5") -> dict[str, Any]:
     return {
         "Node": {"Node": "n", "Address": "192.168.1.9"},
         "Service": {"ID": "greeter-1", "Service": "greeter", "Tags": tags, "Address": address,

@@ -214,6 +214,7 @@ def test_address_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     assert EtcdRegistry().endpoints == [("127.0.0.1", 2379)]  # a backend never reads env
     settings = load()  # an entry point does, once
     made = plugins.create("registry", "etcd", settings=settings)
+    assert isinstance(made, EtcdRegistry)
     assert made.endpoints == [("127.0.0.9", 1234), ("127.0.0.10", 1235)]
     made = plugins.create("registry", "etcd", settings=settings, address="127.0.0.11:5")
     assert isinstance(made, EtcdRegistry)

@@ -116,7 +116,7 @@ async def test_watch_reports_every_change_in_order(registry: EtcdRegistry) -> No
 
 
 async def test_a_first_watch_stream_that_breaks_loses_no_change(
-    etcd: EtcdServer, registry: EtcdRegistry, prefix: str
+    etcd: EtcdServer, registry: EtcdRegistry, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A change made while the first stream fails before etcd confirmed it is still seen."""
     client = registry._etcd()
@@ -133,7 +133,7 @@ async def test_a_first_watch_stream_that_breaks_loses_no_change(
         async for batch in real_watch(key, start):
             yield batch
 
-    client.watch = first_breaks  # type: ignore[method-assign]
+    monkeypatch.setattr(client, "watch", first_breaks)
     watch = registry.watch("gap")
     try:
         result = await asyncio.wait_for(anext(watch), 10)
@@ -174,7 +174,7 @@ async def test_many_versions_of_one_service(registry: EtcdRegistry) -> None:
     found = await registry.get_service("multi")
     assert sorted(s.version for s in found) == sorted(f"{v}.0" for v in range(12))
     for service in found:
-        v = service.version.split(".")[0]
-        assert sorted(n.id for n in service.nodes) == [f"v{v}-n{n}" for n in range(3)]
+        major = service.version.split(".")[0]
+        assert sorted(n.id for n in service.nodes) == [f"v{major}-n{n}" for n in range(3)]
     listed = await registry.list_services()
     assert [(s.name, len(s.nodes)) for s in listed] == [("multi", 3)] * 12

@@ -96,7 +96,7 @@ class FakeKubernetes:
     # -- test controls --------------------------------------------------------------------
 
     def add_pod(self, name: str, namespace: str = "default", **changes: Any) -> dict[str, Any]:
-        pod = merge_patch(copy.deepcopy(RECORDED_POD), changes)
+        pod: dict[str, Any] = merge_patch(copy.deepcopy(RECORDED_POD), changes)
         pod["metadata"].update(name=name, namespace=namespace, uid=f"uid-{name}")
         self._store("ADDED", pod)
         return pod

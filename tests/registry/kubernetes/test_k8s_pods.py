@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.registry.kubernetes.fake_api import RECORDED_POD, merge_patch
 SVC = Service("go.micro.srv.greeter", "1.0", {}, [], [Node("g-1", "10.244.1.17:8080", {})])
 
 
-def _pod(**annotations: str) -> dict:
+def _pod(**annotations: str) -> dict[str, Any]:
     pod = copy.deepcopy(RECORDED_POD)
     pod["metadata"]["annotations"].update(annotations)
     return pod

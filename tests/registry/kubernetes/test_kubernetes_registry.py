@@ -12,6 +12,7 @@ import pytest
 from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Node, Result, Service
 from micro.registry.kubernetes import KubernetesRegistry
+from micro.testing import eventually
 from tests.registry.kubernetes.fake_api import FakeKubernetes
 
 pytestmark = pytest.mark.integration
@@ -47,14 +48,6 @@ async def _collect(watch: AsyncIterator[Result], into: list[Result]) -> None:
         into.append(result)
 
 
-async def _until(probe: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if probe():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_versions_need_one_pod_each(make: Make) -> None:
     async with make() as v1, make() as v2, make() as reader:
         await v1.register(Service("multi", "1.0", nodes=[Node("a", "10.0.0.1:1")]))
@@ -85,10 +78,10 @@ async def test_deleted_and_stopped_pods_are_reported_gone(make: Make, api: FakeK
         await asyncio.sleep(0.1)
         await one.register(_svc(node="n1"))
         await two.register(_svc(node="n2"))
-        await _until(lambda: len(seen) == 2)
+        await eventually(lambda: len(seen) == 2)
         api.delete_pod("pod-0")
         api.set_pod("pod-1", {"status": {"phase": "Failed"}})
-        await _until(lambda: len(seen) == 4)
+        await eventually(lambda: len(seen) == 4)
         task.cancel()
         got = [(r.action, r.service.nodes[0].id) for r in seen]
         assert got == [("create", "n1"), ("create", "n2"), ("delete", "n1"), ("delete", "n2")]
@@ -111,7 +104,7 @@ async def test_corrupt_entries_never_break_lookups_or_watches(
             api.send_raw(b"this is not json")
             api.send_raw(b'{"type": "MODIFIED"}')
             await good.register(_svc(node="good"))
-            await _until(lambda: len(seen) == 1)
+            await eventually(lambda: len(seen) == 1)
             found = await watcher.get_service("greeter")
             assert [n.id for s in found for n in s.nodes] == ["good"]
             assert [s.name for s in await watcher.list_services()] == ["greeter"]
@@ -129,7 +122,7 @@ async def test_too_old_resource_version_relists(make: Make, api: FakeKubernetes)
         api.events.clear()  # history compacted: resuming from our version gets 410 Gone
         api.send_raw(b'{"type": "ERROR", "object": {"kind": "Status", "code": 410}}')
         await registry.register(_svc(node="late"))
-        await _until(lambda: [r.service.nodes[0].id for r in seen] == ["late"])
+        await eventually(lambda: [r.service.nodes[0].id for r in seen] == ["late"])
         task.cancel()
 
 
@@ -138,7 +131,7 @@ async def test_errors_are_registry_errors(api: FakeKubernetes) -> None:
         with pytest.raises(RegistryError, match="404"):
             await registry.register(_svc())
     async with KubernetesRegistry(address=api.url, pod_name=None) as registry:
-        registry.pod_name = None
+        registry.pod_name = ""  # as on a host without a name
         with pytest.raises(RegistryError, match="POD_NAME"):
             await registry.register(_svc())
     from tests.registry.nats.conftest import free_port
@@ -156,6 +149,7 @@ def test_settings_from_the_downward_api(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("POD_NAMESPACE", "shop")
     settings = load(code={"registry": "kubernetes", "registry_address": "10.96.0.1:443"})
     registry = plugins.create("registry", settings=settings)
+    assert isinstance(registry, KubernetesRegistry)
     assert (registry.pod_name, registry.namespace) == ("greeter-abc", "shop")
     assert registry.address == "http://10.96.0.1:443"
     assert KubernetesRegistry(address="https://k8s:6443").address == "https://k8s:6443"

@@ -3,7 +3,6 @@ private servers."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
@@ -92,17 +91,3 @@ def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
 async def opened(registry: Registry) -> AsyncIterator[Registry]:
     async with registry:
         yield registry
-
-
-async def eventually(probe: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll a sync or async predicate until it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ import micro
 from micro.errors import ServiceNotFound
 from micro.registry import Result
 from micro.registry.nats import NatsRegistry
+from micro.testing import eventually
 from tests.servers import address
 
 pytestmark = pytest.mark.integration
@@ -52,25 +53,14 @@ async def greeter(
             await proc.wait()
 
 
-async def _wait_found(registry: NatsRegistry, name: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await registry.get_service(name)
-            return
-        except ServiceNotFound:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
 async def test_greeter_runs_on_nats_by_env_alone(
     greeter: tuple[str, asyncio.subprocess.Process], prefix: str
 ) -> None:
     name, _ = greeter
     async with NatsRegistry(address=address("nats"), prefix=prefix) as registry:
-        await _wait_found(registry, name)
-        found = await registry.get_service(name)
+        found = await eventually(
+            lambda: registry.get_service(name), retry_on=ServiceNotFound, timeout=15
+        )
         assert [ep.name for ep in found[0].endpoints] == ["Greeter.SayHello"]
     async with micro.Client() as client:  # MICRO_REGISTRY=nats etc. from the environment
         assert client.registry is None or client.registry.name == "nats"
@@ -85,7 +75,7 @@ async def test_a_killed_node_vanishes_from_lookups_at_once_and_from_watches_in_i
 ) -> None:
     name, proc = greeter
     async with NatsRegistry(address=address("nats"), prefix=prefix) as registry:
-        await _wait_found(registry, name)
+        await eventually(lambda: registry.get_service(name), retry_on=ServiceNotFound, timeout=15)
         seen: list[Result] = []
 
         async def collect() -> None:

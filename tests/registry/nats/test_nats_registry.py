@@ -16,7 +16,8 @@ from micro.registry import Node, Result, Service
 from micro.registry.nats import NatsRegistry
 from micro.selector.cache import RegistrySelector
 from micro.settings import load
-from tests.registry.nats.conftest import PrivateNats, eventually
+from micro.testing import eventually
+from tests.registry.nats.conftest import PrivateNats
 from tests.servers import nats_url
 
 pytestmark = pytest.mark.integration
@@ -179,6 +180,7 @@ def test_options_from_arguments_and_env(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("MICRO_REGISTRY_PASSWORD", "s3cret")
     assert NatsRegistry().servers == ["nats://127.0.0.1:4222"]  # a backend never reads env
     registry = plugins.create("registry", "nats", settings=load())
+    assert isinstance(registry, NatsRegistry)
     assert registry.servers == ["nats://10.0.0.1:4222", "nats://u:p@h:1"]
     assert (registry._auth["user"], registry._auth["password"]) == ("alice", "s3cret")
     assert registry.prefix == "team.a"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
+from typing import Any
 
 import pytest
 
 from micro.broker import Event
 from micro.errors import MicroError
+from micro.testing import eventually
 from micro.toolkit.api._errors import http_error
 from micro.toolkit.api.proto import Event as ApiEvent
 from tests.toolkit.api.conftest import Stack
@@ -18,7 +21,7 @@ ERROR_KEYS = {"id", "code", "detail", "status"}
 
 
 def error_of(body: bytes, status: int) -> dict[str, object]:
-    err = json.loads(body)
+    err: dict[str, object] = json.loads(body)
     assert set(err) == ERROR_KEYS
     assert err["code"] == status
     return err
@@ -151,8 +154,8 @@ async def test_slow_body_is_408(stack: Stack) -> None:
         await asyncio.sleep(5)
         return {"type": "http.request", "body": b"{}"}
 
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "http",
@@ -358,15 +361,9 @@ async def test_openapi_is_live(stack: Stack) -> None:
             return {"pong": "1"}
 
     server = await stack.serve("go.micro.api.late", Late())
-    await _until(lambda: "/late/ping" in gw.document().decode())
+    await eventually(lambda: "/late/ping" in gw.document().decode())
     await server.stop(grace=0.1)
-    await _until(lambda: "/late/ping" not in gw.document().decode())
+    await eventually(lambda: "/late/ping" not in gw.document().decode())
     page = (await http.get("/docs")).text
     assert "/greeter/say-hello" in page
     assert "Counter.Count" in page
-
-
-async def _until(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)

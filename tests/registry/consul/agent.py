@@ -17,7 +17,7 @@ TTL checks turn ``critical`` (output ``TTL expired``) when not passed in time, a
 whose check stays critical for ``DeregisterCriticalServiceAfter`` is removed. Unknown IDs give
 404, malformed bodies 400, as Consul does. Not modelled: ACLs, datacenters, other check kinds
 (accepted, always passing), KV, sessions, Connect. Run it alone with
-``python -m micro.testing.consul_agent --port 8500``.
+``python -m tests.registry.consul.agent --port 8500`` from the repository root.
 """
 
 from __future__ import annotations
