@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 import httpx
 import pytest
@@ -121,12 +123,12 @@ async def test_the_http_proxy_forwards_header_bytes_as_sent(stack: Stack) -> Non
 
 async def test_a_websocket_with_an_unreadable_header_is_closed_4400(stack: Stack) -> None:
     gw, _ = await stack.gateway()
-    sent: list[dict[str, object]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> MutableMapping[str, Any]:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {

@@ -12,7 +12,7 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from micro.client.deadline import TaskDeadline
-from micro.errors import BadRequest, MicroError, PayloadTooLarge
+from micro.errors import BadRequest, MicroError, PayloadTooLarge, RequestTimeout
 from micro.registry import Endpoint
 from micro.toolkit.api._errors import API_ID
 
@@ -20,12 +20,6 @@ __all__ = ["RawResponse", "decode_json", "header", "json_body", "query_object", 
 
 _JSON_TYPES = ("application/json", "text/plain", "")
 _FORM = "application/x-www-form-urlencoded"
-
-
-class RequestTimeout(MicroError):
-    """The client did not send its body in time (408, answered by the gateway)."""
-
-    code = 408
 
 
 def header(scope: Scope, name: bytes) -> str:
