@@ -9,8 +9,9 @@ import msgspec
 import pytest
 
 from micro import metadata
+from micro.errors import RequestTimeout
 from micro.toolkit.api import handlers
-from micro.toolkit.api._http import RequestTimeout, read_body
+from micro.toolkit.api._http import read_body
 from tests.toolkit.api.conftest import Stack
 
 
