@@ -114,6 +114,14 @@ def test_health_and_stats_of_a_healthy_service(greeter: str) -> None:
     assert "MEMORY" in micro("stats", greeter).stdout
 
 
+def test_health_and_stats_ignore_a_protobuf_content_type(greeter: str) -> None:
+    env = base_env(MICRO_CONTENT_TYPE="application/protobuf")
+    [row] = micro_json("health", greeter, env=env)
+    assert row["status"] == "ok"
+    [stats] = micro_json("--content-type", "application/x-protobuf", "stats", greeter)
+    assert stats["stats"]["uptime"] >= 0
+
+
 def test_failing_service(spawn: Spawn) -> None:
     name = unique("failing")
     spawn(FAILING, name)

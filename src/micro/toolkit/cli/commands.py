@@ -32,6 +32,7 @@ from micro.transport import get_header
 __all__ = ["COMMANDS", "dispatch", "execute"]
 
 Command = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
+DEBUG_CONTENT_TYPE = "application/json"  # Debug.* answer Structs: not in protobuf or bytes
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -287,7 +288,13 @@ async def _probe(
     row: dict[str, Any] = {"node": node.id, "address": node.address}
     try:
         rsp = await rt.client.call(
-            args.service, endpoint, {}, address=node.address, timeout=timeout, retries=0
+            args.service,
+            endpoint,
+            {},
+            address=node.address,
+            timeout=timeout,
+            retries=0,
+            content_type=DEBUG_CONTENT_TYPE,
         )
     except MicroError as exc:
         row["error"] = call_error(exc, args.service, endpoint, timeout).args[0]
