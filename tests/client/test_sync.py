@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import signal
+import subprocess
+import sys
 import threading
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -192,3 +198,32 @@ def test_ctrl_c_while_waiting_cancels_the_call(remote: Remote) -> None:
         assert client.run(running()) == 0  # the interrupted call no longer runs
         assert client.client._pool.idle(remote.address) == 0
         assert client.call("greeter", "G.H", {"after": 1}, address=remote.address) == {"after": 1}
+
+
+def test_a_client_left_open_exits_quietly() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
+    env.update(MICRO_MDNS_INTERFACES="127.0.0.1", MICRO_SERVER_ADDRESS="127.0.0.1:0")
+    script = Path(__file__).with_name("blocking_unclosed.py")
+    name = f"unclosed-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, str(script), name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+    assert done.stderr == ""
+
+
+def test_a_client_left_open_is_closed_when_collected(remote: Remote) -> None:
+    client = BlockingClient(transport="http")
+    assert client.call("greeter", "G.H", {"a": 1}, address=remote.address) == {"a": 1}
+    thread = client._thread
+    assert thread is not None
+    del client
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()

@@ -90,7 +90,8 @@ async def test_unsupported_content_type_is_400(peer: Peer) -> None:
     assert error == {
         "id": "go.micro.server",
         "code": 400,
-        "detail": "Unsupported Content-Type: text/plain",
+        "detail": "Unsupported Content-Type: text/plain (Say.Hello speaks application/json, "
+        "application/msgpack, application/x-msgpack)",
         "status": "Bad Request",
     }
     assert reply.header["Content-Type"] == "text/plain"

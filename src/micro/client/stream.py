@@ -47,6 +47,7 @@ class RpcStream(Stream):
         self.endpoint = request.endpoint
         self.request = request
         self.node: Node | None = None
+        self.header: dict[str, str] = {}  # of the last message received
         self._client = client
         self._timeout = timeout
         self._retries = retries
@@ -150,6 +151,7 @@ class RpcStream(Stream):
         except ConnectionClosed:
             self._recv_done = True  # go-micro v1.0 servers end a stream by closing
             raise StopAsyncIteration from None
+        self.header = message.header
         error = message.header.get("Micro-Error") or message.header.get("X-Micro-Error")
         if error == EOS:
             self._recv_done = True

@@ -13,14 +13,20 @@ code, from any thread, and inside Jupyter (whose loop runs in the main thread: t
 blocks while the call runs on the client's loop). Metadata set with
 :func:`micro.metadata.context` around a call is sent with it. Ctrl-C while waiting cancels
 the call. One instance may be shared by threads.
+
+A client never closed is closed for you when it is garbage collected or, at the latest, at
+interpreter exit (a :func:`weakref.finalize`): its tasks are cancelled and its loop thread
+joined, so nothing is left pending for Python to complain about.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
+import weakref
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, Self, TypeVar, Unpack, overload
 
@@ -44,6 +50,7 @@ class BlockingClient:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None  # set with the loop
 
     def __enter__(self) -> Self:
         return self
@@ -175,22 +182,15 @@ class BlockingClient:
 
     def close(self) -> None:
         """Close the client, stop its loop and join its thread; idempotent."""
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError("BlockingClient closed from inside its own event loop")
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            loop, thread, client = self._loop, self._thread, self._client
-        if loop is None or thread is None or client is None:
-            return
-        if threading.current_thread() is thread:
-            raise RuntimeError("BlockingClient closed from inside its own event loop")
-        future = asyncio.run_coroutine_threadsafe(client.close(), loop)
-        try:
-            future.result(timeout=_CLOSE_TIMEOUT)
-        except Exception:  # close never raises; the loop is stopped regardless
-            future.cancel()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=_CLOSE_TIMEOUT)
+            finalizer = self._finalizer
+        if finalizer is not None:
+            finalizer()
 
     def _ensure(self) -> tuple[asyncio.AbstractEventLoop, RpcClient]:
         with self._lock:
@@ -206,6 +206,7 @@ class BlockingClient:
                 thread.start()
                 ready.wait()
                 self._client, self._loop, self._thread = client, loop, thread
+                self._finalizer = weakref.finalize(self, _shutdown, client, loop, thread)
             return self._loop, self._client
 
 
@@ -262,6 +263,32 @@ def _settle(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -> None
         future.set_exception(error)
     else:
         future.set_result(task.result())
+
+
+def _shutdown(client: RpcClient, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Close ``client`` on ``loop``, stop the loop (its tasks are cancelled) and join it.
+
+    Called once, by ``close()``, by the garbage collector, or at interpreter exit, while
+    the daemon thread still runs; never raises.
+    """
+    if threading.current_thread() is thread:  # dropped by a callback on the loop itself
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            task = loop.create_task(client.close())
+            task.add_done_callback(lambda _: loop.stop())
+        return
+    closing = client.close()
+    try:
+        future = asyncio.run_coroutine_threadsafe(closing, loop)
+    except RuntimeError:  # the loop is already closed
+        closing.close()
+        return
+    try:
+        future.result(timeout=_CLOSE_TIMEOUT)
+    except Exception:  # close never raises; the loop is stopped regardless
+        future.cancel()
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=_CLOSE_TIMEOUT)
 
 
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -57,6 +57,15 @@ class Codec(abc.ABC):
             CodecError: the data is malformed or does not match ``type``.
         """
 
+    def carries(self, tp: Any) -> bool:
+        """Whether values of type ``tp`` can go through this codec at all.
+
+        False only when they surely cannot (a msgspec Struct in protobuf): the server then
+        answers 400, naming the content types the endpoint speaks, without calling the
+        handler. The default is True: whether a value encodes is found out when it is.
+        """
+        return True
+
 
 _codecs: dict[str, Codec] = {}
 _builtin_loaded = False

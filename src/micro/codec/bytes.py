@@ -13,12 +13,17 @@ from micro.errors import CodecError
 
 __all__ = ["BytesCodec"]
 
+_CARRIED = (Any, object, bytes, bytearray, str)
+
 
 class BytesCodec(Codec):
     """Opaque bodies (``application/octet-stream``)."""
 
     content_type = "application/octet-stream"
     name = "bytes"
+
+    def carries(self, tp: Any) -> bool:
+        return tp in _CARRIED
 
     def encode(self, obj: Any) -> bytes:
         if isinstance(obj, bytes):

@@ -26,6 +26,9 @@ class ProtoCodec(Codec):
     content_type = "application/protobuf"
     name = "proto"
 
+    def carries(self, tp: Any) -> bool:
+        return tp is Any or tp is object or tp is bytes or tp is bytearray or is_proto_class(tp)
+
     def encode(self, obj: Any) -> bytes:
         if is_proto_message(obj):
             try:

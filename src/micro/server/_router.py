@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from micro import metadata as md
-from micro.codec import DEFAULT_CONTENT_TYPE, Codec, CodecError, lookup
+from micro.codec import DEFAULT_CONTENT_TYPE, Codec, CodecError, lookup, supported
 from micro.errors import (
     BadRequest,
     ConnectionClosed,
@@ -28,7 +28,7 @@ from micro.errors import (
 )
 from micro.server import HandlerFunc, Request
 from micro.server._stream import ServerStream
-from micro.server.handler import NO_REQUEST, EndpointSpec
+from micro.server.handler import NO_REQUEST, EndpointSpec, wire_types
 from micro.transport import Message, Socket
 
 __all__ = ["SERVER_ID", "Conn", "Route", "Router"]
@@ -40,11 +40,24 @@ _GONE: Any = object()  # a stream's outcome when its client went away
 
 
 class Route:
-    __slots__ = ("call", "spec")
+    __slots__ = ("call", "carried", "spec", "types")
 
     def __init__(self, spec: EndpointSpec, call: HandlerFunc) -> None:
         self.spec = spec
         self.call = call
+        self.types = wire_types(spec)
+        self.carried: dict[Codec, bool] = {}  # speaks() answers, read first on the hot path
+
+    def speaks(self, codec: Codec) -> bool:
+        """Whether ``codec`` can carry this endpoint's request and response types."""
+        known = self.carried.get(codec)
+        if known is None:
+            known = self.carried[codec] = all(codec.carries(tp) for tp in self.types)
+        return known
+
+    def content_types(self) -> list[str]:
+        """The content types this endpoint speaks, for error details."""
+        return [name for name in supported() if self.speaks(lookup(name))]
 
 
 class Conn:
@@ -157,7 +170,12 @@ class Router:
         content_type = reply["Content-Type"]
         route = self.routes.get(endpoint)
         codec = self._codecs.get(content_type) or self._codec(content_type)
-        if route is None or codec is None or (service and service != self.service):
+        if (
+            route is None
+            or codec is None
+            or (service and service != self.service)
+            or not (route.carried.get(codec) or route.speaks(codec))
+        ):
             error = self._route_error(endpoint, service, content_type)
             await self._send_error(conn.sock, reply, error)
             return True
@@ -335,10 +353,13 @@ class Router:
         if service and service != self.service:
             detail = f"service {service}: not found here (this is {self.service})"
             return NotFound(detail, id=SERVER_ID)
-        if endpoint not in self.routes:
+        route = self.routes.get(endpoint)
+        if route is None:
             listed = ", ".join(self.known[:10]) + (", ..." if len(self.known) > 10 else "")
             return NotFound(f"unknown endpoint {endpoint} (known: {listed})", id=SERVER_ID)
-        return BadRequest(f"Unsupported Content-Type: {content_type}", id=SERVER_ID)
+        speaks = ", ".join(route.content_types())
+        detail = f"Unsupported Content-Type: {content_type} ({endpoint} speaks {speaks})"
+        return BadRequest(detail, id=SERVER_ID)
 
     def _failure(self, spec: EndpointSpec, exc: BaseException) -> MicroError:
         """The wire error for what decoding or the handler raised."""

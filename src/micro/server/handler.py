@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from micro.server import Stream
 
-__all__ = ["EndpointSpec", "Kind", "camel_case", "introspect"]
+__all__ = ["EndpointSpec", "Kind", "camel_case", "introspect", "wire_types"]
 
 Kind = Literal["unary", "server_stream", "bidi"]
 
@@ -203,6 +203,22 @@ def _iterator_item(tp: Any) -> Any | None:
         return None
     args = typing.get_args(tp)
     return args[0] if args else Any
+
+
+def wire_types(spec: EndpointSpec) -> tuple[Any, ...]:
+    """The types a codec must carry to serve ``spec``: its request's and its response's.
+
+    ``Annotated`` is unwrapped and a union counts each member; ``None`` needs no carrying.
+    """
+    found: list[Any] = []
+    for tp in (spec.request_type, spec.response_type):
+        if tp is NO_REQUEST:
+            continue
+        tp = _strip_annotated(tp)
+        origin = typing.get_origin(tp)
+        members = typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
+        found.extend(_strip_annotated(m) for m in members if m not in (None, type(None)))
+    return tuple(found)
 
 
 def _is_optional(tp: Any) -> bool:

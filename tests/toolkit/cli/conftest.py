@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 MICRO = str(Path(sys.executable).with_name("micro"))
 GREETER = ROOT / "tests" / "integration" / "greeter_service.py"
+SLOW = ROOT / "tests" / "integration" / "slow_service.py"
 COUNTER = HERE / "counter_service.py"
 FAILING = HERE / "failing_service.py"
 

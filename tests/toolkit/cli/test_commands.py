@@ -114,6 +114,14 @@ def test_health_and_stats_of_a_healthy_service(greeter: str) -> None:
     assert "MEMORY" in micro("stats", greeter).stdout
 
 
+def test_health_and_stats_ignore_a_protobuf_content_type(greeter: str) -> None:
+    env = base_env(MICRO_CONTENT_TYPE="application/protobuf")
+    [row] = micro_json("health", greeter, env=env)
+    assert row["status"] == "ok"
+    [stats] = micro_json("--content-type", "application/x-protobuf", "stats", greeter)
+    assert stats["stats"]["uptime"] >= 0
+
+
 def test_failing_service(spawn: Spawn) -> None:
     name = unique("failing")
     spawn(FAILING, name)
@@ -193,3 +201,24 @@ def test_stream_json_output_and_bidi_from_stdin(counter: str) -> None:
     bad = micro("stream", counter, "Counter.Count", '{"to": "x"}')
     assert bad.returncode == 1
     assert f"error calling {counter} Counter.Count" in bad.stderr
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_stream_on_a_unary_endpoint_says_to_use_call(greeter: str, output: str) -> None:
+    listed = micro("-o", output, "stream", greeter, "Greeter.SayHello", '{"name": "x"}')
+    unlisted = micro("-o", output, "stream", greeter, "Debug.Health")  # found out by answer
+    address = micro_json("list", "nodes", greeter)[0]["address"]
+    direct = micro("stream", "-a", address, greeter, "Greeter.SayHello", '{"name": "x"}')
+    for done in (listed, unlisted, direct):
+        assert done.returncode == 2, done.stderr
+        assert done.stdout == ""
+        [line] = done.stderr.strip().splitlines()
+        assert "not a stream" in line
+    assert f"micro call {greeter} Greeter.SayHello" in listed.stderr
+    assert f"micro call {greeter} Debug.Health" in unlisted.stderr
+
+
+def test_stream_to_an_address_still_streams(counter: str) -> None:
+    address = micro_json("list", "nodes", counter)[0]["address"]
+    done = micro_json("stream", "-a", address, counter, "Counter.Count", '{"to": 2, "delay": 0}')
+    assert done == [{"n": 1}, {"n": 2}]

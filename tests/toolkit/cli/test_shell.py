@@ -9,7 +9,15 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.toolkit.cli.conftest import GREETER, MICRO, Spawn, base_env, unique, wait_registered
+from tests.toolkit.cli.conftest import (
+    GREETER,
+    MICRO,
+    SLOW,
+    Spawn,
+    base_env,
+    unique,
+    wait_registered,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +90,33 @@ def test_shell_help_and_ctrl_d(shell: pexpect.spawn) -> None:
     shell.expect_exact("does not run inside the shell")
     shell.expect_exact(PROMPT)
     shell.sendeof()
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
+
+
+def test_ctrl_c_cancels_the_running_command_not_the_shell(
+    spawn: Spawn, shell: pexpect.spawn
+) -> None:
+    name = unique("slow")
+    spawn(SLOW, name)
+    wait_registered(name)
+
+    shell.send(f"""call {name} Sleeper.Sleep '{{"seconds": 60}}' --timeout 120s\r""")
+    shell.expect_exact(f"calling {name} Sleeper.Sleep")  # the spinner: the call is waiting
+    shell.sendintr()
+    shell.expect_exact("cancelled")
+    shell.expect_exact(PROMPT)
+
+    shell.send(f"""call {name} Sleeper.Sleep '{{"seconds": 0}}'\r""")
+    shell.expect_exact('"slept": 0')  # the session and its client still work
+    shell.expect_exact(PROMPT)
+
+    shell.sendintr()  # at the prompt: the shell stays
+    shell.send("help\r")
+    shell.expect_exact("deregister service <json>")
+    shell.expect_exact(PROMPT)
+    shell.send("quit\r")
     shell.expect(pexpect.EOF)
     shell.close()
     assert shell.exitstatus == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,10 +27,12 @@ from micro.toolkit.cli.runtime import (
     read_json,
     read_json_docs,
 )
+from micro.transport import get_header
 
 __all__ = ["COMMANDS", "dispatch", "execute"]
 
 Command = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
+DEBUG_CONTENT_TYPE = "application/json"  # Debug.* answer Structs: not in protobuf or bytes
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -183,12 +186,51 @@ async def _send_rest(stream: Any, requests: list[Any]) -> None:
         await stream.close_send()
 
 
+async def _listed_as_stream(rt: Runtime, args: argparse.Namespace) -> bool | None:
+    """Whether the registry lists the endpoint as a stream; None when it does not list it.
+
+    micro writes ``stream`` metadata on every endpoint, go-micro only on streams, so a
+    listed endpoint without ``stream: true`` is unary. With ``--address`` the registry is
+    not asked (the node may not be registered, and an mDNS miss takes a while).
+    """
+    if args.address:
+        return None
+    try:
+        services = await rt.registry.get_service(args.service)
+    except (MicroError, OSError, TimeoutError):  # the stream will report it, or fall back
+        return None
+    found = [
+        (ep.metadata or {}).get("stream") == "true"
+        for svc in services
+        for ep in svc.endpoints
+        if ep.name == args.endpoint
+    ]
+    return any(found) if found else None
+
+
+def _not_a_stream(args: argparse.Namespace) -> CliError:
+    request = "" if args.request == "{}" else " " + shlex.quote(args.request)
+    return CliError(
+        f"{args.endpoint} of {args.service} is not a stream; "
+        f"use: micro call {args.service} {args.endpoint}{request}",
+        code=2,
+    )
+
+
+def _answered_unary(stream: Any) -> bool:
+    """The first response came without ``Micro-Stream``: a unary endpoint answered it."""
+    return not get_header(getattr(stream, "header", {}), "Micro-Stream")
+
+
 async def cmd_stream(rt: Runtime, args: argparse.Namespace) -> int:
     requests = read_json_docs(args.request)
     options = _call_options(args)
     timeout = _seconds(args.timeout, settings_of(args)["client_request_timeout"])
     if args.timeout:
         options["timeout"] = timeout
+    listed = await _listed_as_stream(rt, args)
+    if listed is False:
+        raise _not_a_stream(args)
     printer = _Printer(output_mode(args) == "json")
     first = requests[0] if requests else None
     stream = rt.client.stream(args.service, args.endpoint, first, **options)
@@ -203,6 +245,8 @@ async def cmd_stream(rt: Runtime, args: argparse.Namespace) -> int:
                     rsp = await stream.recv()
                 except StopAsyncIteration:
                     break
+            if listed is None and printer.count == 0 and _answered_unary(stream):
+                raise _not_a_stream(args)
             printer.item(rsp)
     except MicroError as exc:
         printer.end(failed=True)
@@ -244,7 +288,13 @@ async def _probe(
     row: dict[str, Any] = {"node": node.id, "address": node.address}
     try:
         rsp = await rt.client.call(
-            args.service, endpoint, {}, address=node.address, timeout=timeout, retries=0
+            args.service,
+            endpoint,
+            {},
+            address=node.address,
+            timeout=timeout,
+            retries=0,
+            content_type=DEBUG_CONTENT_TYPE,
         )
     except MicroError as exc:
         row["error"] = call_error(exc, args.service, endpoint, timeout).args[0]

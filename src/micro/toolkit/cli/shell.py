@@ -5,6 +5,7 @@ History is kept in the ``cli_history`` setting's file (``MICRO_CLI_HISTORY``, de
 command names, service names (from the registry) and, after ``call``/``stream <service>``,
 that service's endpoints. One registry connection and one client serve the whole session,
 so repeated calls skip discovery. ``help`` lists commands, ``quit``/``exit``/Ctrl-D leave.
+Ctrl-C cancels the command running (the shell stays), or clears the line at the prompt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
 import time
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
@@ -152,6 +154,37 @@ async def _one(rt: Runtime, parser: argparse.ArgumentParser, line: str, session:
         print(f"error: {one_line(exc)}")
 
 
+async def _cancellable(command: Any) -> None:
+    """Await ``command``; Ctrl-C (SIGINT: the terminal is not raw while it runs) cancels it.
+
+    Only the command's task is cancelled, so the shell goes back to its prompt. (At the
+    prompt, prompt_toolkit reads Ctrl-C as a key and raises KeyboardInterrupt itself.)
+    """
+    task = asyncio.ensure_future(command)
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
+        await task
+        return
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled() or _cancelling():
+            raise  # the shell itself is being cancelled
+        print("cancelled")
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if previous is not None:  # asyncio.run's handler, not the default one
+            signal.signal(signal.SIGINT, previous)
+
+
+def _cancelling() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 async def _loop(session_args: argparse.Namespace, history: str) -> int:
     parser = build_parser()
     parser.prog = ""
@@ -173,7 +206,7 @@ async def _loop(session_args: argparse.Namespace, history: str) -> int:
             if line in ("help", "?"):
                 print(HELP)
             elif line:
-                await _one(rt, parser, line, session_args)
+                await _cancellable(_one(rt, parser, line, session_args))
         warm.cancel()
     return 0
 
