@@ -64,3 +64,12 @@ def test_subclasses_keep_parent_codes() -> None:
     assert errors.CodecError("x").code == 400
     # parse maps a code to the first class declared for it, never to a narrower subclass
     assert type(errors.MicroError.parse(errors.ServiceNotFound("x").to_json())) is errors.NotFound
+
+
+def test_to_json_escapes_lone_surrogates_instead_of_raising() -> None:
+    # a header byte that was not UTF-8 (kept by surrogateescape) echoed into a detail
+    err = errors.NotFound("service gr\udcffeter, stray \ud800", id="id\udcfe", status="\udc80")
+    back = errors.MicroError.parse(err.to_json())
+    assert back.detail == "service gr\\xffeter, stray \\ud800"
+    assert (back.id, back.code, back.status) == ("id\\xfe", 404, "\\x80")
+    assert str(err) == err.to_json()
