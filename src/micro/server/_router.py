@@ -130,12 +130,12 @@ class Router:
                     reply = _reply(msg.header, _endpoint(msg.header), self.service)
                     await self._send_error(sock, reply, shutting_down())
                     return
-                conn.busy = True
+                conn.busy = sock.busy = True  # a quiet stream is not idle to the transport
                 self.inflight += 1
                 try:
                     keep = await self._dispatch(conn, msg)
                 finally:
-                    conn.busy = False
+                    conn.busy = sock.busy = False
                     self.inflight -= 1
                     if self.draining and not self.inflight:
                         self.drained.set()

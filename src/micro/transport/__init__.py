@@ -61,6 +61,9 @@ class Socket(abc.ABC):
 
     local: str = ""
     remote: str = ""
+    busy: bool = False
+    """Set by the handler of an accepted socket while it serves a call: a transport that
+    closes idle connections spares a busy one (a stream may be quiet for a long time)."""
 
     @abc.abstractmethod
     async def send(self, message: Message) -> None:
