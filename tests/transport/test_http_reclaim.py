@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from micro.client.rpc import RpcClient
+from micro.errors import ConnectionClosed
 from micro.registry.memory import MemoryRegistry
 from micro.server.rpc import RpcServer
 from micro.transport import Message, Socket
@@ -165,6 +166,61 @@ async def test_a_busy_connection_is_not_idle(serve: Callable[..., Any]) -> None:
         assert reply.body == b'{"msg":"echo still here"}'
     finally:
         await transport.close()
+
+
+async def test_the_client_redials_when_the_server_closed_its_pooled_connection(
+    serve: Callable[..., Any], client: RpcClient
+) -> None:
+    server, listener = await serve(idle_timeout=IDLE)
+    assert await hello(client, server.address, "a") == "Hello a"
+    await eventually(lambda: not listener.connections)  # closed by the server, idle
+    assert await hello(client, server.address, "b") == "Hello b"  # retries=0: no failure
+
+
+async def test_the_client_redials_when_the_server_closes_just_as_it_reuses(
+    serve: Callable[..., Any], client: RpcClient
+) -> None:
+    """The race: the server's idle close crosses the request on a pooled connection."""
+    server, listener = await serve(idle_timeout=None)
+    assert await hello(client, server.address, "a") == "Hello a"
+    pooled = client._pool.take(server.address)
+    assert pooled is not None
+    client._pool.put(pooled)
+    send = pooled.socket.send
+
+    async def send_as_the_server_closes(message: Message) -> None:
+        assert listener.close_idle() == 1  # the server's close is on its way, not yet seen
+        await send(message)
+
+    pooled.socket.send = send_as_the_server_closes  # type: ignore[method-assign]
+    assert await hello(client, server.address, "b") == "Hello b"  # retries=0: no failure
+    assert pooled.socket.closed
+
+
+async def test_the_client_does_not_resend_a_request_that_was_partly_answered(
+    raw_server: Callable[..., Any], client: RpcClient
+) -> None:
+    """A close after part of an answer means the server took the request: never resent."""
+    requests: list[bytes] = []
+
+    async def answer_once_then_half(reader: asyncio.StreamReader, writer: Any) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            requests.append(await reader.readexactly(length))
+            body = b'{"msg":"Hello a"}'
+            response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            if len(requests) > 1:
+                writer.write(response[:20])  # part of the head, then the connection drops
+                await writer.drain()
+                return
+            writer.write(response)
+
+    address = await raw_server(answer_once_then_half)
+    assert await hello(client, address, "a") == "Hello a"
+    with pytest.raises(ConnectionClosed):
+        await hello(client, address, "b")
+    assert len(requests) == 2
 
 
 # --------------------------------------------------------------------------- connection limit

@@ -94,6 +94,16 @@ class Socket(abc.ABC):
     def closed(self) -> bool:
         """True once either side closed the connection."""
 
+    @property
+    def answered(self) -> bool:
+        """On a dialed socket: whether any byte of an answer to the last ``send`` arrived.
+
+        A client may send a request again on a new connection when a kept-alive one closed
+        with nothing answered: the server closed it, idle, as the request left. A backend
+        that cannot tell says True (never resend).
+        """
+        return True
+
 
 Handler = Callable[[Socket], Awaitable[None]]
 """Called once per accepted connection; the connection is closed when it returns."""

@@ -30,7 +30,9 @@ POST (a browser's ``GET /`` gets a detail saying how to call), ``413`` for a bod
 for ``idle_timeout`` is closed; at ``max_connections`` the longest idle ones are closed to
 make room for new ones.
 
-Dialing side. ``1xx`` responses are skipped. A non-200 response without ``Micro-Error`` gets
+Dialing side. ``1xx`` responses are skipped. ``answered`` says whether any byte came back
+since the last ``send`` (the client resends on a new connection a request that a kept-alive
+one closed on without answering). A non-200 response without ``Micro-Error`` gets
 one made from its status and body (code = the status), so callers see a proper error. A
 malformed response fails ``recv`` with ``BadRequest``, a body over ``max_body`` with
 ``PayloadTooLarge``; both close the socket.
