@@ -11,31 +11,57 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from micro.errors import ServiceNotFound
 from micro.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+SERVING = re.compile(rb"serving on \S+ as (\S+)")
 
 
 def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-async def wait_for(registry: Registry, name: str, seconds: float = 10.0) -> list[object]:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return list(await registry.get_service(name))
-        except ServiceNotFound:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+async def nodes_of(registry: Registry, name: str) -> dict[str, tuple[Any, Any]]:
+    """node id -> (service, node) for every registered node of ``name``."""
+    try:
+        services = await registry.get_service(name)
+    except ServiceNotFound:
+        return {}
+    return {node.id: (svc, node) for svc in services for node in svc.nodes}
+
+
+async def wait_for_node(registry: Registry, name: str, node_id: str) -> tuple[Any, Any]:
+    """Our node of ``name`` (other greeters on the machine may be registered too)."""
+    deadline = time.monotonic() + 10.0
+    while (found := (await nodes_of(registry, name)).get(node_id)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} node {node_id} not found over mDNS")
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def node_id_from(log: asyncio.StreamReader, seen: list[bytes]) -> str:
+    """Echo the server's log lines and return the node id of its "serving on" line."""
+    while line := await log.readline():
+        seen.append(line)
+        sys.stderr.write(line.decode(errors="replace"))
+        if match := SERVING.search(line):
+            return match[1].decode()
+    raise RuntimeError("the greeter exited before serving:\n" + b"".join(seen).decode())
+
+
+async def echo(log: asyncio.StreamReader) -> None:
+    while line := await log.readline():
+        sys.stderr.write(line.decode(errors="replace"))
 
 
 def curl_like(address: str) -> tuple[int, dict[str, str], bytes]:
@@ -57,19 +83,21 @@ async def main() -> int:
     env = dict(os.environ)
     say("Starting the greeter service in its own process: python examples/greeter/server.py")
     server = await asyncio.create_subprocess_exec(
-        PY, str(ROOT / "examples/greeter/server.py"), env=env
+        PY, str(ROOT / "examples/greeter/server.py"), env=env, stderr=asyncio.subprocess.PIPE
     )
+    assert server.stderr is not None
+    echoing: asyncio.Task[None] | None = None
     try:
+        started = time.monotonic()
+        node_id = await asyncio.wait_for(node_id_from(server.stderr, []), 30)
+        echoing = asyncio.create_task(echo(server.stderr))
         async with MdnsRegistry() as registry:
-            started = time.monotonic()
-            services = await wait_for(registry, "greeter")
+            svc, node = await wait_for_node(registry, "greeter", node_id)
             say(f"Found it over mDNS in {time.monotonic() - started:.2f} s:")
-            for svc in services:
-                for node in svc.nodes:  # type: ignore[attr-defined]
-                    print(f"   greeter {svc.version} node {node.id} at {node.address}")  # type: ignore[attr-defined]
-                for ep in svc.endpoints:  # type: ignore[attr-defined]
-                    print(f"   endpoint {ep.name}")
-            address = services[0].nodes[0].address  # type: ignore[attr-defined]
+            print(f"   greeter {svc.version} node {node.id} at {node.address}")
+            for ep in svc.endpoints:
+                print(f"   endpoint {ep.name}")
+            address = node.address
 
             say("Calling Greeter.SayHello from a second process: python examples/greeter/client.py")
             started = time.monotonic()
@@ -100,13 +128,13 @@ async def main() -> int:
             say("Stopping the service with SIGTERM: it deregisters and drains")
             server.send_signal(signal.SIGTERM)
             await asyncio.wait_for(server.wait(), 15)
-            try:
-                await registry.get_service("greeter")
-                print("   greeter is still registered (unexpected)")
+            if node_id in await nodes_of(registry, "greeter"):
+                print(f"   greeter node {node_id} is still registered (unexpected)")
                 return 1
-            except ServiceNotFound:
-                print("   greeter is gone from the registry")
+            print(f"   greeter node {node_id} is gone from the registry")
     finally:
+        if echoing is not None:
+            echoing.cancel()
         if server.returncode is None:
             server.kill()
             await server.wait()

@@ -43,6 +43,7 @@ equal errors hash alike. Do not change the fields of an error kept in a set or d
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -90,6 +91,23 @@ class _Wire(msgspec.Struct):
 
 _wire_encoder = msgspec.json.Encoder()
 _wire_decoder = msgspec.json.Decoder(_Wire)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (which UTF-8 cannot encode) written as an escape.
+
+    A byte that a peer sent and that ``surrogateescape`` kept (U+DC80..U+DCFF) becomes
+    ``\\xff``, the byte it stands for; any other surrogate becomes ``\\uXXXX``.
+    """
+    return _SURROGATE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
 
 
 def status_text(code: int) -> str:
@@ -146,9 +164,20 @@ class MicroError(Exception):
         return {"id": self.id, "code": self.code, "detail": self.detail, "status": self.status}
 
     def to_json(self) -> str:
-        """The error as go-micro writes it (and puts in the ``Micro-Error`` header)."""
+        """The error as go-micro writes it (and puts in the ``Micro-Error`` header).
+
+        Never raises: a lone surrogate in a field (a header value that was not UTF-8,
+        echoed into a detail) is written escaped (``\\xff`` for
+        the byte it stands for).
+        """
         wire = _Wire(id=self.id, code=self.code, detail=self.detail, status=self.status)
-        return _wire_encoder.encode(wire).decode()
+        try:
+            return _wire_encoder.encode(wire).decode()
+        except UnicodeEncodeError:
+            wire.id, wire.detail, wire.status = map(
+                _escape_surrogates, (wire.id, wire.detail, wire.status)
+            )
+            return _wire_encoder.encode(wire).decode()
 
     @classmethod
     def parse(cls, text: str | bytes) -> MicroError:

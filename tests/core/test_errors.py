@@ -177,3 +177,12 @@ def test_translate_is_silent_when_nothing_fails() -> None:
     with errors.translate(errors.RegistryError, "lookup"):
         value = 1
     assert value == 1
+
+
+def test_to_json_escapes_lone_surrogates_instead_of_raising() -> None:
+    # a header byte that was not UTF-8 (kept by surrogateescape) echoed into a detail
+    err = errors.NotFound("service gr\udcffeter, stray \ud800", id="id\udcfe", status="\udc80")
+    back = errors.MicroError.parse(err.to_json())
+    assert back.detail == "service gr\\xffeter, stray \\ud800"
+    assert (back.id, back.code, back.status) == ("id\\xfe", 404, "\\x80")
+    assert str(err) == err.to_json()

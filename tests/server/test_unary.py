@@ -11,6 +11,8 @@ import pytest
 
 from micro.server import HandlerFunc, Request
 from micro.server.rpc import RpcServer
+from micro.transport import Transport
+from micro.transport.memory import MemoryTransport
 from tests.server.conftest import SERVICE, MakeServer, Peer, body_of, error_of, request
 from tests.server.handlers import Say
 
@@ -95,6 +97,30 @@ async def test_unsupported_content_type_is_400(peer: Peer) -> None:
         "status": "Bad Request",
     }
     assert reply.header["Content-Type"] == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [  # \udcXX: a byte that was not UTF-8, as the HTTP transport hands it over
+        ("Micro-Service", "gr\udcffeter", "'gr\\xffeter'"),
+        ("Micro-Endpoint", "Say.Hel\udcfflo", "'Say.Hel\\xfflo'"),
+        ("Content-Type", "application/json; charset=\udcc3", "'application/json; charset=\\xc3'"),
+        ("Micro-Endpoint", "Say.\ud800", "'Say.\\ud800'"),  # only an in-process peer sends this
+    ],
+)
+async def test_a_routing_header_that_is_not_utf8_is_400(
+    transport: Transport, peer: Peer, name: str, value: str, shown: str
+) -> None:
+    if value == "Say.\ud800" and not isinstance(transport, MemoryTransport):
+        pytest.skip("HTTP cannot carry a surrogate that stands for no byte")
+    message = request("Say.Hello", {"name": "x"})
+    message.header[name] = value
+    reply = await peer.call(message)
+    error = error_of(reply)
+    assert error["code"] == 400
+    assert error["detail"] == f"header {name} is not valid UTF-8: {shown}"
+    assert all(v.isascii() for v in reply.header.values())
+    assert body_of(await peer.call(request("Say.Hello", {"name": "y"}))) == {"msg": "Hello y"}
 
 
 async def test_msgpack_request_gets_a_msgpack_reply(peer: Peer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -171,3 +172,60 @@ async def test_curl_style_request_without_service_header(go_server: RpcServer) -
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+def raw_request(service: bytes, endpoint: bytes, content_type: bytes) -> bytes:
+    body = b'{"name":"John"}'
+    return (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nContent-Type: %s\r\n"
+        b"Micro-Service: %s\r\nMicro-Endpoint: %s\r\nMicro-Id: 7\r\n\r\n%s"
+        % (len(body), content_type, service, endpoint, body)
+    )
+
+
+async def read_raw_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes]]:
+    """A response's status line and headers, as bytes (values may be anything)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *lines = head[:-4].split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    await reader.readexactly(int(headers[b"content-length"]))
+    return status, headers
+
+
+BAD_HEADERS = {
+    "Micro-Service": raw_request(b"gr\xffeter", b"Say.Hello", b"application/json"),
+    "Micro-Endpoint": raw_request(SERVICE.encode(), b"Say.Hel\xfflo", b"application/json"),
+    "Content-Type": raw_request(SERVICE.encode(), b"Say.Hello", b"application/js\xc3on"),
+    "Content-Type parameter": raw_request(
+        SERVICE.encode(), b"Say.Hello", b"application/json; charset=\xff"
+    ),
+}
+
+
+@pytest.mark.parametrize("request_bytes", BAD_HEADERS.values(), ids=BAD_HEADERS.keys())
+async def test_a_routing_header_that_is_not_utf8_gets_a_400(
+    go_server: RpcServer, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, writer = await connect(go_server)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            writer.write(request_bytes)
+            status, headers = await read_raw_response(reader)
+            writer.write(SAMPLE_5_1)  # the connection still serves the next request
+            hello = await read_response(reader)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert status == b"HTTP/1.1 200 OK"  # errors travel in Micro-Error, as go-micro's do
+    error = json.loads(headers[b"micro-error"])
+    assert error["code"] == 400
+    assert error["detail"].isprintable()
+    assert "\\x" in error["detail"]  # the bad byte, shown escaped
+    assert json.loads(hello.body) == {"msg": "Hello John"}
+    assert headers[b"micro-id"] == b"7"
+    assert all(value.isascii() for value in headers.values())  # no bad byte echoed back
+    assert len(caplog.records) <= 1
+    assert not any(record.exc_info for record in caplog.records)

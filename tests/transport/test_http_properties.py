@@ -21,7 +21,8 @@ from micro.errors import BadRequest, ConnectionClosed, PayloadTooLarge
 from micro.metadata import canonical
 from micro.transport import Message
 from micro.transport._http_client import HttpClientSocket
-from micro.transport._http_server import HttpListener, HttpServerSocket
+from micro.transport._http_listener import HttpListener
+from micro.transport._http_server import HttpServerSocket
 from micro.transport._http_wire import HOP_SEND
 from micro.transport.http import HttpTransport
 

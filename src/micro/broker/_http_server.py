@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from micro.errors import MicroError, status_text
 from micro.transport import Handler, Message
-from micro.transport._http_server import HttpListener, HttpServerSocket
+from micro.transport._http_listener import HttpListener
+from micro.transport._http_server import HttpServerSocket
 from micro.transport._http_wire import RESPONSE_PREFIX, encode
 
 __all__ = ["TARGET", "BrokerListener", "BrokerSocket"]

@@ -456,18 +456,23 @@ class RpcClient(Client):
         header["Timeout"] = timeout_header(opts.deadline - loop.time())
         header["Micro-Id"] = str(next(self._ids))
         message = Message(header, body)
+        sent = False
         try:
             try:
                 await conn.socket.send(message)
+                sent = True
+                response = await conn.socket.recv()
             except ConnectError:
-                if not conn.reused:
+                if not conn.reused or (sent and conn.socket.answered):
                     raise
-                # a kept-alive connection the server has closed: the request never left
+                # a kept-alive connection the server closed, idle, before or as the request
+                # left (nothing came back): dial again, once, without spending a retry
                 await pool.discard(conn)
                 remaining = max(opts.deadline - loop.time(), 0.0)
                 conn = await pool.connect(node.address, timeout=min(opts.dial_timeout, remaining))
+                header["Timeout"] = timeout_header(opts.deadline - loop.time())
                 await conn.socket.send(message)
-            response = await conn.socket.recv()
+                response = await conn.socket.recv()
         except BaseException as exc:
             await pool.discard(conn)
             if isinstance(exc, OSError):

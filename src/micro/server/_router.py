@@ -143,12 +143,12 @@ class Router:
                     reply = _reply(msg.header, _endpoint(msg.header), self.service)
                     await self._send_error(sock, reply, shutting_down())
                     return
-                conn.busy = True
+                conn.busy = sock.busy = True  # a quiet stream is not idle to the transport
                 self.inflight += 1
                 try:
                     keep = await self._dispatch(conn, msg)
                 finally:
-                    conn.busy = False
+                    conn.busy = sock.busy = False
                     self.inflight -= 1
                     if self.draining and not self.inflight:
                         self.drained.set()
@@ -168,6 +168,11 @@ class Router:
         service = header.get("Micro-Service") or header.get("X-Micro-Service") or ""
         reply = _reply(header, endpoint, service or self.service)
         content_type = reply["Content-Type"]
+        if not (service.isascii() and endpoint.isascii() and content_type.isascii()):
+            bad = _not_utf8(reply)
+            if bad is not None:
+                await self._send_error(conn.sock, reply, bad)
+                return True
         route = self.routes.get(endpoint)
         codec = self._codecs.get(content_type) or self._codec(content_type)
         if (
@@ -422,6 +427,42 @@ def _reply(header: dict[str, str], endpoint: str, service: str) -> dict[str, str
     if request_id is not None:
         reply["Micro-Id"] = request_id
     return reply
+
+
+def _not_utf8(reply: dict[str, str]) -> BadRequest | None:
+    """A 400 naming the first routing header that was not UTF-8 on the wire, else None.
+
+    The transport keeps such bytes as lone surrogates (``surrogateescape``); each bad value
+    in ``reply`` is replaced by its escaped form, so that neither the detail nor the echoed
+    headers carry them back.
+    """
+    error = None
+    for name in ("Micro-Service", "Micro-Endpoint", "Micro-Method", "Content-Type"):
+        value = reply[name]
+        if _is_utf8(value):
+            continue
+        shown = reply[name] = _shown(value)
+        if error is None:
+            error = BadRequest(f"header {name} is not valid UTF-8: '{shown}'", id=SERVER_ID)
+    return error
+
+
+def _is_utf8(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: str) -> str:
+    """A header value as printable ASCII: each other byte escaped as a bytes repr does."""
+    try:
+        return repr(value.encode("utf-8", "surrogateescape"))[2:-1]
+    except UnicodeEncodeError:  # a surrogate no received byte stands for (an in-process peer)
+        return ascii(value)[1:-1]
 
 
 def _seconds(timeout: str) -> float:

@@ -61,6 +61,9 @@ class Socket(abc.ABC):
 
     local: str = ""
     remote: str = ""
+    busy: bool = False
+    """Set by the handler of an accepted socket while it serves a call: a transport that
+    closes idle connections spares a busy one (a stream may be quiet for a long time)."""
 
     @abc.abstractmethod
     async def send(self, message: Message) -> None:
@@ -90,6 +93,16 @@ class Socket(abc.ABC):
     @abc.abstractmethod
     def closed(self) -> bool:
         """True once either side closed the connection."""
+
+    @property
+    def answered(self) -> bool:
+        """On a dialed socket: whether any byte of an answer to the last ``send`` arrived.
+
+        A client may send a request again on a new connection when a kept-alive one closed
+        with nothing answered: the server closed it, idle, as the request left. A backend
+        that cannot tell says True (never resend).
+        """
+        return True
 
 
 Handler = Callable[[Socket], Awaitable[None]]

@@ -45,8 +45,14 @@ class HttpClientSocket(HttpConnection):
         self._until_eof = False  # no length and not chunked: the body ends with the connection
         self._stop_error: MicroError | None = None  # set by a callback that stops the parser
         self._failed = False
+        self._answered = False  # a byte arrived since the last send
+
+    @property
+    def answered(self) -> bool:
+        return self._answered
 
     async def send(self, message: Message) -> None:
+        self._answered = False
         if self._exc is not None:  # no answer could ever be read: do not send
             raise ConnectionClosed(f"connection to {self.remote} is closed", id=TRANSPORT_ID)
         transport = self._check_writable()
@@ -58,6 +64,7 @@ class HttpClientSocket(HttpConnection):
     # ------------------------------------------------------------------ protocol events
 
     def data_received(self, data: bytes) -> None:
+        self._answered = True
         if self._failed:
             return
         try:

@@ -1,5 +1,6 @@
 """The accepting side of the HTTP transport: one :class:`HttpServerSocket` per connection,
-parsed with ``httptools.HttpRequestParser``, and the :class:`HttpListener` that owns them.
+parsed with ``httptools.HttpRequestParser``, owned by an
+:class:`~micro.transport._http_listener.HttpListener`.
 
 The transport answers on its own only what a handler could not: bytes that are not HTTP
 (400), a method other than POST (405), a body over ``max_body`` (413), a request whose head
@@ -8,18 +9,22 @@ stalled or deliberately slow client never holds a handler's memory for long). It
 response with ``Connection: close``, half-closes, discards what the peer still sends for a
 short while (so the kernel does not turn the close into a reset that eats the answer), then
 closes. The handler's ``recv`` raises :class:`~micro.errors.ConnectionClosed`.
+
+A socket notes when it was last active (a request began, a response went) and whether it is
+:attr:`~HttpServerSocket.idle`; its listener closes the ones idle too long, or idle longest
+when it needs room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
 from micro.errors import ConnectionClosed
-from micro.transport import Handler, Listener, Message
+from micro.transport import Message
 from micro.transport._http_conn import HttpConnection
 from micro.transport._http_wire import (
     CONTINUE,
@@ -28,8 +33,10 @@ from micro.transport._http_wire import (
     TRANSPORT_ID,
     encode,
     error_response,
-    join_address,
 )
+
+if TYPE_CHECKING:
+    from micro.transport._http_listener import HttpListener
 
 logger = logging.getLogger("micro.transport.http")
 
@@ -67,20 +74,27 @@ class HttpServerSocket(HttpConnection):
         self._close_after_send = False
         self._refusal: _Refuse | None = None
         self._began = 0.0  # loop time the request being read began; 0: none (read_timeout)
+        self._active = self._loop.time()  # the last request began or response went (idle)
+        self._fresh = True  # no request has begun yet
 
     @property
     def idle(self) -> bool:
-        """True when the handler waits in ``recv`` and no request is queued or half read."""
+        """True when no request is in progress: none queued or half read, the handler waits
+        in ``recv`` (or has not started on a connection that sent nothing yet), and it has
+        not marked the connection ``busy`` (a stream).
+        """
         return (
-            self._waiter is not None
+            (self._waiter is not None or self._fresh)
             and not self._queue
             and not self._in_message
             and self._upgrade_length < 0
             and self._exc is None
+            and not self.busy
         )
 
     async def send(self, message: Message) -> None:
         transport = self._check_writable()
+        self._active = self._loop.time()
         body = message.body
         if self._close_after_send:
             self._write(transport, encode(RESPONSE_CLOSE_PREFIX, message.header, body), body)
@@ -179,8 +193,10 @@ class HttpServerSocket(HttpConnection):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._fresh = False
+        self._active = now = self._loop.time()
         if self._listener.read_timeout and not self._began:
-            self._began = self._loop.time()  # the listener's sweep enforces the limit
+            self._began = now  # the listener's sweep enforces the limit
 
     def _hop_header(self, key: str, value: bytes) -> None:
         if key == "Expect":
@@ -270,134 +286,3 @@ class HttpServerSocket(HttpConnection):
         self._upgrade_headers = {}
         self._deliver(message)
         return data[len(take) :]
-
-
-class HttpListener(Listener):
-    """Accepts connections and runs ``handler(socket)`` in one task per connection.
-
-    Beyond :class:`~micro.transport.Listener`, a server can drain on shutdown:
-    :attr:`connections` (the open accepted sockets), :meth:`close_idle`,
-    :meth:`wait_closed` and :meth:`abort`.
-    """
-
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        max_body: int,
-        max_header: int,
-        linger: float = LINGER_SECONDS,
-        read_timeout: float | None = READ_TIMEOUT_SECONDS,
-    ) -> None:
-        self.max_body = max_body
-        self.max_header = max_header
-        self.linger = linger
-        self.read_timeout = read_timeout
-        self._handler = handler
-        self._server: asyncio.Server | None = None
-        self._address = ""
-        self._connections: set[HttpServerSocket] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._sweeper: asyncio.TimerHandle | None = None
-
-    async def start(self, host: str, port: int, *, backlog: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._accept, host, port, backlog=backlog)
-        self._address = join_address(self._server.sockets[0].getsockname())
-
-    @property
-    def address(self) -> str:
-        return self._address
-
-    @property
-    def connections(self) -> frozenset[HttpServerSocket]:
-        """The accepted connections still open."""
-        return frozenset(self._connections)
-
-    async def close(self) -> None:
-        """Stop accepting; open connections stay with their handlers."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await asyncio.sleep(0)
-
-    def close_idle(self) -> int:
-        """Close every connection whose handler waits for a request that has not begun.
-
-        Returns how many were closed. Their handlers' ``recv`` raises ConnectionClosed.
-        """
-        idle = [conn for conn in self._connections if conn.idle]
-        for conn in idle:
-            conn._close_now()
-        return len(idle)
-
-    async def wait_closed(self, timeout: float | None = None) -> bool:
-        """Wait until every connection handler has returned; False if ``timeout`` passed."""
-        tasks = set(self._tasks)
-        if not tasks:
-            return True
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        return not pending
-
-    async def abort(self, grace: float = 0.1) -> None:
-        """Close every connection; cancel the handlers still running ``grace`` seconds later."""
-        for conn in list(self._connections):
-            conn._close_now(force=True)
-        tasks = list(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        for conn in list(self._connections):
-            await conn.wait_lost()
-        if self._sweeper is not None and not self._connections:
-            self._sweeper.cancel()
-            self._sweeper = None
-
-    # ------------------------------------------------------------------ internals
-
-    def _accept(self) -> HttpServerSocket:
-        return HttpServerSocket(self)
-
-    def _attach(self, conn: HttpServerSocket) -> None:
-        self._connections.add(conn)
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._serve(conn))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        if self.read_timeout and self._sweeper is None:
-            self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
-
-    def _sweep_every(self) -> float:
-        return min(1.0, (self.read_timeout or 0.0) / 4)
-
-    def _sweep(self) -> None:
-        """Refuse requests read for longer than ``read_timeout``; runs while connections exist.
-
-        One sweep per interval over the open connections, rather than a timer per request:
-        the request path only notes when reading began (a clock read, no heap push).
-        """
-        self._sweeper = None
-        if not self._connections or not self.read_timeout:
-            return
-        loop = asyncio.get_running_loop()
-        oldest = loop.time() - self.read_timeout
-        for conn in list(self._connections):
-            if conn._began and conn._began <= oldest:
-                conn._read_timed_out(self.read_timeout)
-        self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
-
-    def _detach(self, conn: HttpServerSocket) -> None:
-        self._connections.discard(conn)
-
-    async def _serve(self, conn: HttpServerSocket) -> None:
-        try:
-            await self._handler(conn)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("handler for the connection from %s failed", conn.remote)
-        finally:
-            await conn.close()

@@ -26,14 +26,18 @@ POST (a browser's ``GET /`` gets a detail saying how to call), ``413`` for a bod
 ``max_body`` (refused from ``Content-Length`` before the body is read). A request with
 ``Connection: close`` (or HTTP/1.0) is the last one read: its response says
 ``Connection: close`` and the connection closes after it. A ``POST`` asking to ``Upgrade``
-(``curl --http2``) is served as plain HTTP/1.1.
+(``curl --http2``) is served as plain HTTP/1.1. A connection with no request in progress
+for ``idle_timeout`` is closed; at ``max_connections`` the longest idle ones are closed to
+make room for new ones.
 
-Dialing side. ``1xx`` responses are skipped. A non-200 response without ``Micro-Error`` gets
+Dialing side. ``1xx`` responses are skipped. ``answered`` says whether any byte came back
+since the last ``send`` (the client resends on a new connection a request that a kept-alive
+one closed on without answering). A non-200 response without ``Micro-Error`` gets
 one made from its status and body (code = the status), so callers see a proper error. A
 malformed response fails ``recv`` with ``BadRequest``, a body over ``max_body`` with
 ``PayloadTooLarge``; both close the socket.
 
-Shutdown. :class:`~micro.transport._http_server.HttpListener` adds ``connections``,
+Shutdown. :class:`~micro.transport._http_listener.HttpListener` adds ``connections``,
 ``close_idle()``, ``wait_closed(timeout)`` and ``abort(grace)`` to the Listener interface;
 :meth:`HttpTransport.close` aborts every listener it made and closes every socket it dialed.
 """
@@ -45,12 +49,8 @@ import asyncio
 from micro.errors import ConnectError
 from micro.transport import DEFAULT_MAX_BODY, Handler, Transport
 from micro.transport._http_client import HttpClientSocket
-from micro.transport._http_server import (
-    LINGER_SECONDS,
-    READ_TIMEOUT_SECONDS,
-    HttpListener,
-    HttpServerSocket,
-)
+from micro.transport._http_listener import IDLE_TIMEOUT_SECONDS, HttpListener
+from micro.transport._http_server import LINGER_SECONDS, READ_TIMEOUT_SECONDS, HttpServerSocket
 from micro.transport._http_wire import (
     DEFAULT_DIAL_TIMEOUT,
     DEFAULT_MAX_HEADER,
@@ -77,8 +77,18 @@ class HttpTransport(Transport):
         read_timeout: seconds a request may take to arrive in full (head and body) from its
             first byte; a slower one is answered ``408`` and the connection closed (default
             30; None or 0 waits forever). Checked by one sweep over the open connections
-            every ``min(1, read_timeout / 4)`` seconds, not a timer per request. Idle
-            kept-alive connections are not affected.
+            every ``min(1, read_timeout / 4, idle_timeout / 4)`` seconds, not a timer per
+            request. Idle kept-alive connections are not affected.
+        idle_timeout: seconds an accepted connection may go without a request in progress
+            (fresh, or kept alive between requests) before it is closed (default 90, above
+            the client pool's 60 s TTL; None or 0 keeps it forever). A connection whose
+            handler marked it ``busy`` (a stream) is never idle. Same sweep.
+        max_connections: the most connections one listener holds (default: 10,000, or 3/4
+            of the process's file-descriptor limit when lower, read at ``listen``). At the
+            limit the listener closes the connections idle longest (a batch of 1/64 of the
+            limit) to make room before it accepts another; while none is idle it stops
+            accepting (new peers wait in the backlog). One warning is logged per episode
+            (until the count is back under 90 % of the limit).
     """
 
     name = "http"
@@ -92,15 +102,21 @@ class HttpTransport(Transport):
         backlog: int = 1024,
         linger: float = LINGER_SECONDS,
         read_timeout: float | None = READ_TIMEOUT_SECONDS,
+        idle_timeout: float | None = IDLE_TIMEOUT_SECONDS,
+        max_connections: int | None = None,
     ) -> None:
         if max_body < 0 or max_header <= 0:
             raise ValueError("max_body and max_header must be positive")
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.max_body = max_body
         self.max_header = max_header
         self.dial_timeout = dial_timeout
         self.backlog = backlog
         self.linger = linger
         self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self._listeners: set[HttpListener] = set()
         self._dialed: set[HttpClientSocket] = set()
 
@@ -144,6 +160,8 @@ class HttpTransport(Transport):
             max_header=self.max_header,
             linger=self.linger,
             read_timeout=self.read_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
         )
         try:
             await listener.start(host, port, backlog=self.backlog)
