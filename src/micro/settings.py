@@ -283,7 +283,13 @@ SETTINGS: tuple[Setting, ...] = (
        "once its first byte has (http, default 30s)", "transport",
        (("transport", ("read_timeout",)),)),
     _s("transport_max_body", "size", None, "largest request or response body (http, "
-       "default 10M)", "transport", (("transport", ("max_body",)),)),
+       "default 4M)", "transport", (("transport", ("max_body",)),)),
+    _s("transport_idle_timeout", "duration", None, "time a connection may wait without a "
+       "request before the server closes it (http, default 90s)", "transport",
+       (("transport", ("idle_timeout",)),)),
+    _s("transport_max_connections", "count", None, "connections a listener keeps; past it "
+       "the longest idle are closed (http, default 10000 or 3/4 of the fd limit)",
+       "transport", (("transport", ("max_connections",)),)),
     # -- pub/sub
     _s("broker", "text", "http", "broker backend: http, nats, rabbitmq, redis, mqtt, memory",
        "broker"),

@@ -170,3 +170,9 @@ def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("exits.py: error: ")
     assert str(port) in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_service_transports_limits_are_settings() -> None:
+    environ = {"MICRO_TRANSPORT_IDLE_TIMEOUT": "5s", "MICRO_TRANSPORT_MAX_CONNECTIONS": "50"}
+    transport = plugins.create("transport", settings=load(environ=environ))
+    assert (transport.idle_timeout, transport.max_connections) == (5.0, 50)
