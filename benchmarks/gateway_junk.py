@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from benchmarks.gateway import PY, ROOT, env, free_port
 
@@ -79,14 +80,21 @@ async def wave(port: int, requests: int, kinds: list[str]) -> None:
     await asyncio.gather(*(worker() for _ in range(WORKERS)))
 
 
-def start_gateway(port: int) -> subprocess.Popen[bytes]:
-    args = [PY, "-m", "micro.toolkit.api", "--address", f"127.0.0.1:{port}", "--namespace", ""]
+def start_gateway(
+    port: int,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    stderr: IO[bytes] | int = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """``micro api`` on 127.0.0.1:``port`` (memory registry, no namespace, no access log),
+    ``args`` and ``extra_env`` overriding those; returns once it accepts connections."""
+    argv = [PY, "-m", "micro.toolkit.api", "--address", f"127.0.0.1:{port}", "--namespace", ""]
     proc = subprocess.Popen(
-        [*args, "--no-access-log", "--log-level", "error"],
-        env={**env(), "MICRO_REGISTRY": "memory"},
+        [*argv, "--no-access-log", "--log-level", "error", *args],
+        env={**env(), "MICRO_REGISTRY": "memory", **(extra_env or {})},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
     deadline = time.monotonic() + 30
     while True:
@@ -98,6 +106,16 @@ def start_gateway(port: int) -> subprocess.Popen[bytes]:
                 proc.kill()
                 raise RuntimeError("the gateway did not start") from None
             time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def measure(requests: int, kinds: list[str]) -> list[tuple[str, float]]:
@@ -114,12 +132,7 @@ def measure(requests: int, kinds: list[str]) -> list[tuple[str, float]]:
             rows.append((f"after wave {n} + {PAUSE:g}s", rss_mb(proc.pid)))
         return rows
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def main(argv: list[str] | None = None) -> int:
