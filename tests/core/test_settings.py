@@ -20,6 +20,7 @@ from micro.settings import (
     markdown,
     parse_flags,
 )
+from micro.transport.http import HttpTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "micro"
@@ -175,4 +176,5 @@ def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
 def test_the_service_transports_limits_are_settings() -> None:
     environ = {"MICRO_TRANSPORT_IDLE_TIMEOUT": "5s", "MICRO_TRANSPORT_MAX_CONNECTIONS": "50"}
     transport = plugins.create("transport", settings=load(environ=environ))
+    assert isinstance(transport, HttpTransport)
     assert (transport.idle_timeout, transport.max_connections) == (5.0, 50)
