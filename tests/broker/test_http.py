@@ -106,6 +106,7 @@ async def test_refusals(broker: HttpBroker) -> None:
 
 
 async def test_registry_layout(broker: HttpBroker, registry: MemoryRegistry) -> None:
+    """One node per subscription under go-micro v1.18+'s name and v1.0's ``topic:<topic>``."""
     await broker.subscribe("orders", lambda e: asyncio.sleep(0))
     await broker.subscribe("orders", lambda e: asyncio.sleep(0), queue="billing")
     services = {s.version: s for s in await registry.get_service("go.micro.http.broker")}
@@ -115,9 +116,12 @@ async def test_registry_layout(broker: HttpBroker, registry: MemoryRegistry) -> 
     assert node.address == broker.advertised == broker.address
     assert node.metadata == {"secure": "false", "broker": "http", "topic": "orders"}
     assert services["billing"].nodes[0].id.startswith(f"orders-{broker.id}-")
+    legacy = {s.version: s.nodes for s in await registry.get_service("topic:orders")}
+    assert legacy == {version: s.nodes for version, s in services.items()}
     await broker.disconnect()
-    with pytest.raises(MicroError):
-        await registry.get_service("go.micro.http.broker")
+    for name in ("go.micro.http.broker", "topic:orders"):
+        with pytest.raises(MicroError):
+            await registry.get_service(name)
 
 
 async def test_publishes_to_a_legacy_go_subscriber(registry: MemoryRegistry) -> None:

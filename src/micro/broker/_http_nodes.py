@@ -1,9 +1,11 @@
 """Where the HTTP broker's subscribers are: a registry cache kept fresh by a watch.
 
 Publishing never waits on the registry once a topic is known: the first lookup of a topic
-reads ``go.micro.http.broker`` (v1.17+ layout, nodes filtered by their ``topic`` metadata)
-and ``topic:<topic>`` (go-micro <= v1.16); a watch applies changes as they come, and a
-lookup older than ``ttl`` is refreshed in the background while the cached answer is used.
+reads ``go.micro.http.broker`` (go-micro v1.18+ layout, nodes filtered by their ``topic``
+metadata) and ``topic:<topic>`` (go-micro v1.0 to v1.12); a watch applies changes as they
+come, and a lookup older than ``ttl`` is refreshed in the background while the cached answer
+is used. A node found under both names (this project registers each subscription under both)
+counts once.
 """
 
 from __future__ import annotations
@@ -60,13 +62,15 @@ class SubscriberCache:
     def cached(self, topic: str) -> Targets:
         """What :meth:`targets` would answer from the cache alone (no registry call)."""
         out: Targets = {}
+        seen: set[str] = set()
         for name in (SERVICE, LEGACY_PREFIX + topic):
             entry = self._entries.get(name)
             if entry is None:
                 continue
             for version, node in entry.nodes.values():
-                if name == SERVICE and node.metadata.get("topic") != topic:
+                if node.id in seen or (name == SERVICE and node.metadata.get("topic") != topic):
                     continue
+                seen.add(node.id)
                 out.setdefault(version, []).append(node)
         return out
 

@@ -26,9 +26,9 @@ __all__ = [
 ]
 
 SERVICE = "go.micro.http.broker"
-"""The registry service every subscription registers under (go-micro v1.17+)."""
+"""The registry service go-micro v1.18+ registers every subscription under."""
 LEGACY_PREFIX = "topic:"
-"""go-micro <= v1.16 registered a subscription as service ``topic:<topic>``."""
+"""go-micro v1.0 to v1.12 registered a subscription as service ``topic:<topic>``."""
 BROADCAST = "ff.http.broadcast"
 """The version of a broadcast subscription (a queue subscription's version is the queue)."""
 PATH = "/_sub"

@@ -1,11 +1,13 @@
 """``HttpBroker``: the zero-set-up default, go-micro's HTTP broker protocol without its flaws.
 
 Every broker runs a small HTTP server (``POST /_sub?id=<subscriber id>``). A subscription is
-a registry entry under ``go.micro.http.broker`` (node id ``<topic>-<broker id>``, metadata
-``broker=http``, ``topic=<topic>``, ``secure``; version = the queue name or
-``ff.http.broadcast``), registered with a TTL and renewed. ``publish`` finds the subscribers
-in a watched registry cache and POSTs ``{"Header": {..., ":topic": topic}, "Body": base64}``
-to every broadcast node and to one node per queue group (wire format in ``docs/broker.md``).
+a node (id ``<topic>-<broker id>``, metadata ``broker=http``, ``topic=<topic>``, ``secure``)
+registered under ``go.micro.http.broker`` and under ``topic:<topic>``, version = the queue name
+or ``ff.http.broadcast``, with a TTL and renewed: the two names are what go-micro v1.18+ and
+v1.0 to v1.12 publishers look up (:mod:`micro.broker._http_records`). ``publish`` finds the
+subscribers in a watched registry cache and POSTs ``{"Header": {..., ":topic": topic},
+"Body": base64}`` to every broadcast node and to one node per queue group (wire format in
+``docs/broker.md``).
 
 What go-micro drops silently, this broker retries and then reports:
 
@@ -38,12 +40,12 @@ from micro import plugins
 from micro.broker import Broker, BrokerError, Handler, Subscription
 from micro.broker._common import BaseEvent, deliver
 from micro.broker._http_nodes import SubscriberCache, Targets
+from micro.broker._http_records import as_stored, subscription_entries
 from micro.broker._http_sender import Delivery, Sender
 from micro.broker._http_server import TARGET, BrokerListener, BrokerSocket
 from micro.broker._http_wire import (
     BROADCAST,
     BROKER_ID,
-    SERVICE,
     decode_publication,
     encode_publication,
     subscriber_id,
@@ -112,11 +114,11 @@ class _HttpSubscription(Subscription):
         self.idle.set()
         self.active = True
 
-    def record(self) -> Service:
-        """This subscription's registry entry."""
+    def entries(self) -> list[Service]:
+        """This subscription's registry entries, one node under both names."""
         meta = {"secure": "false", "broker": "http", "topic": self.topic}
         node = Node(id=self.id, address=self.broker.advertised, metadata=meta)
-        return Service(name=SERVICE, version=self.queue or BROADCAST, nodes=[node])
+        return subscription_entries(node, self.topic, self.queue or BROADCAST)
 
     async def unsubscribe(self) -> None:
         await self.broker._unsubscribe(self)
@@ -269,22 +271,37 @@ class HttpBroker(Broker):
         sub = _HttpSubscription(self, node_id, topic, handler, queue, auto_ack)
         self._subs[node_id] = sub
         try:
-            await self.registry.register(sub.record(), ttl=self.register_ttl or None)
+            await self._register(sub)
         except Exception as exc:  # any registry's failure is this broker's: subscribe promises
             del self._subs[node_id]  # a BrokerError, so a RegistryError is relabelled too
+            await self._deregister(sub)  # the entry that may have got in
             raise BrokerError(f"http broker: registering {topic}: {exc}", id=BROKER_ID) from exc
-        self._cache.apply(Result(action="create", service=sub.record()))
+        for entry in sub.entries():
+            self._cache.apply(Result(action="create", service=entry))
         return sub
+
+    async def _register(self, sub: _HttpSubscription) -> None:
+        for entry in sub.entries():
+            stored = as_stored(entry, self.registry.name)
+            await self.registry.register(stored, ttl=self.register_ttl or None)
+
+    async def _deregister(self, sub: _HttpSubscription) -> None:
+        """Remove both entries; never raises."""
+        for entry in sub.entries():
+            try:
+                await self.registry.deregister(entry)
+            except Exception as exc:  # unsubscribe never raises
+                log.warning(
+                    "http broker: deregistering %s (%s) failed: %s", sub.id, entry.name, exc
+                )
 
     async def _unsubscribe(self, sub: _HttpSubscription) -> None:
         if not sub.active:
             return
         sub.active = False
-        self._cache.apply(Result(action="delete", service=sub.record()))
-        try:
-            await self.registry.deregister(sub.record())
-        except Exception as exc:  # unsubscribe never raises
-            log.warning("http broker: deregistering %s failed: %s", sub.id, exc)
+        for entry in sub.entries():
+            self._cache.apply(Result(action="delete", service=entry))
+        await self._deregister(sub)
         try:
             await asyncio.wait_for(sub.idle.wait(), self.drain_timeout)
         except TimeoutError:
@@ -296,7 +313,7 @@ class HttpBroker(Broker):
             await asyncio.sleep(self.register_interval)
             for sub in list(self._subs.values()):
                 try:
-                    await self.registry.register(sub.record(), ttl=self.register_ttl or None)
+                    await self._register(sub)
                 except Exception as exc:  # a registry hiccup must not end the subscription
                     log.warning("http broker: re-registering %s failed: %s", sub.id, exc)
 
