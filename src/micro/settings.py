@@ -273,8 +273,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("mdns_interfaces", "list", None, "IPv4 addresses mDNS may use, comma-separated "
        "(default: every interface)", "mdns",
        (("registry", ("interfaces",)), ("broker", ("interfaces",)))),
-    _s("mdns_domain", "text", None, "mDNS domain services are published in (default micro)",
-       "mdns", _reg("domain")),
+    _s("mdns_domain", "text", None, "the one mDNS domain to publish and browse in (default: "
+       "both micro, go-micro 1.10+, and local, go-micro up to 1.9)", "mdns", _reg("domain")),
     _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
        "selector"),
     # -- transport
