@@ -256,8 +256,10 @@ SETTINGS: tuple[Setting, ...] = (
        _reg("password")),
     _s("registry_token", "text", None, "registry token (nats, consul, kubernetes)",
        "registry", _reg("token")),
-    _s("registry_prefix", "text", None, "key or subject prefix (etcd, nats)", "registry",
-       _reg("prefix"), env=("MICRO_REGISTRY_PREFIX", "MICRO_NATS_REGISTRY_PREFIX")),
+    _s("registry_prefix", "text", None, "key or subject prefix (etcd: default "
+       "/micro/registry/, go-plugins' etcdv3 used /micro-registry/; nats: default "
+       "micro.registry)", "registry", _reg("prefix"),
+       env=("MICRO_REGISTRY_PREFIX", "MICRO_NATS_REGISTRY_PREFIX")),
     _s("registry_timeout", "duration", None, "registry operation timeout", "registry",
        _reg("timeout")),
     _s("registry_tls_ca", "text", None, "CA file for the registry's certificate (etcd)",
