@@ -256,8 +256,10 @@ SETTINGS: tuple[Setting, ...] = (
        _reg("password")),
     _s("registry_token", "text", None, "registry token (nats, consul, kubernetes)",
        "registry", _reg("token")),
-    _s("registry_prefix", "text", None, "key or subject prefix (etcd, nats)", "registry",
-       _reg("prefix"), env=("MICRO_REGISTRY_PREFIX", "MICRO_NATS_REGISTRY_PREFIX")),
+    _s("registry_prefix", "text", None, "key or subject prefix (etcd: default "
+       "/micro/registry/, go-plugins' etcdv3 used /micro-registry/; nats: default "
+       "micro.registry)", "registry", _reg("prefix"),
+       env=("MICRO_REGISTRY_PREFIX", "MICRO_NATS_REGISTRY_PREFIX")),
     _s("registry_timeout", "duration", None, "registry operation timeout", "registry",
        _reg("timeout")),
     _s("registry_tls_ca", "text", None, "CA file for the registry's certificate (etcd)",
@@ -273,8 +275,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("mdns_interfaces", "list", None, "IPv4 addresses mDNS may use, comma-separated "
        "(default: every interface)", "mdns",
        (("registry", ("interfaces",)), ("broker", ("interfaces",)))),
-    _s("mdns_domain", "text", None, "mDNS domain services are published in (default micro)",
-       "mdns", _reg("domain")),
+    _s("mdns_domain", "text", None, "the one mDNS domain to publish and browse in (default: "
+       "both micro, go-micro 1.10+, and local, go-micro up to 1.9)", "mdns", _reg("domain")),
     _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
        "selector"),
     # -- transport

@@ -15,6 +15,7 @@ import pytest
 
 from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import Endpoint, Node, Result, Service, Value
+from micro.registry import _mdns_publish as mdns_publish
 from micro.registry import mdns as mdns_module
 from micro.registry._mdns_net import MDNS_ADDR, MDNS_PORT, choose_interfaces
 from micro.registry._mdns_wire import ANY, PTR, SRV, A, Srv, query_packets, read_packet
@@ -165,13 +166,15 @@ async def test_records_carry_the_register_ttl(
     await a.register(_service(_name()), ttl=3)
     await a.register(_service(_name()), ttl=None)
     ttls = [{r.ttl for r in read_packet(p).records} for p in sent]  # type: ignore[union-attr]
-    assert ttls == [{3}, {120}]
+    per_node = 2 * len(a._domains)  # the node and its wildcard entry, in each domain
+    assert ttls == [{3}] * per_node + [{120}] * per_node
 
 
-async def test_unchanged_reregistration_is_one_packet(
+async def test_unchanged_reregistration_is_one_announcement(
     pair: tuple[MdnsRegistry, MdnsRegistry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = pair
+    announcement = 2 * len(a._domains)  # packets: the node and its wildcard, in each domain
     name = _name()
     watch = b.watch(name)
     await a.register(_service(name), ttl=30)
@@ -186,11 +189,16 @@ async def test_unchanged_reregistration_is_one_packet(
 
     monkeypatch.setattr(a._net, "multicast", recording)
     await asyncio.sleep(1.2)  # the second announcement of a new node
-    assert len(sent) == 1
+    assert len(sent) == announcement
     sent.clear()
+    monkeypatch.setattr(mdns_publish, "WILDCARD_REPEAT", 60.0)  # however slow this machine is
     for _ in range(10):
         await a.register(_service(name), ttl=30)
-    assert len(sent) == 10
+    instances = [{r.name for r in read_packet(p).records} for p in sent]  # type: ignore[union-attr]
+    node = [i for i in instances if f"{name}-1.{name}.micro." in i]
+    wildcard = [i for i in instances if f"{name}._services.micro." in i]
+    assert (len(node), len(wildcard)) == (10, 1)  # the wildcard once per WILDCARD_REPEAT
+    assert len(sent) == len(a._domains) * (10 + 1)
     assert a._timers == {}  # nothing more is scheduled for an unchanged node
     changed = _service(name, version="2.0.0")
     changed.endpoints.append(Endpoint("Say.Bye", Value("Req", "Req")))

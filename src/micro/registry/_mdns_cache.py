@@ -3,7 +3,8 @@
 Records go in with :meth:`MdnsCache.ingest` (one packet at a time, since an address record is
 paired with the SRV that arrived in the same packet, as Go's client does) and age out with
 :meth:`MdnsCache.expire`. Time is passed in, so tests drive it without sleeping. A record with
-TTL 0 is a goodbye and removes its record at once.
+TTL 0 is a goodbye and removes its record at once. :class:`NodeViews` merges the instances of
+one node heard in several domains into one node.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from micro.errors import RegistryError
-from micro.registry import Node, Service, join_host_port
+from micro.registry import Node, Result, Service, join_host_port
 from micro.registry._mdns_txt import TxtPayload, decode_txt
 from micro.registry._mdns_wire import Addr, Ptr, Record, Srv, Txt
 
-__all__ = ["MdnsCache"]
+__all__ = ["MdnsCache", "NodeViews"]
 
 log = logging.getLogger("micro.registry.mdns")
 
@@ -67,6 +68,8 @@ class MdnsCache:
         """Apply one packet's records; returns the instance keys it touched (maybe unchanged)."""
         touched: set[str] = set()
         packet_addrs: dict[str, list[str]] = {}
+        hosts = {_k(r.name) for r in records if isinstance(r, Addr)}
+        before = {host: self._host_address(host) for host in hosts}
         for record in records:
             if isinstance(record, Addr):
                 self._add_address(record, now, packet_addrs)
@@ -83,7 +86,9 @@ class MdnsCache:
             if entry is not None and entry.srv is record:
                 ip = _first_usable(packet_addrs.get(_k(record.target), []))
                 entry.address = ip or entry.address
-        touched |= self._using_hosts(set(packet_addrs))
+        # nodes without an address of their own use the host's: only a change matters (a
+        # refresh of the same address would otherwise revisit every node on the host)
+        touched |= self._using_hosts({h for h in hosts if self._host_address(h) != before[h]})
         self._drop_empty(touched)
         return touched
 
@@ -254,6 +259,55 @@ class MdnsCache:
         if kind.lower() != "_services" or domain.lower() not in self._domains or not service:
             return None
         return service
+
+
+NodeKey = tuple[str, str]  # (service name, node id): the same node in every domain
+
+
+class NodeViews:
+    """One view per node, whichever domains it is heard in (the first domain listed wins).
+
+    :meth:`update` takes the instance keys a cache change touched and returns the watch
+    results it makes, so a node announced in ``micro`` and ``local`` is created once, and
+    a goodbye in one domain while the other still carries it changes nothing.
+    """
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self._domains = tuple(d.strip(".").lower() for d in domains)
+        self._instances: dict[str, Service] = {}  # instance key -> its one-node view
+        self.views: dict[NodeKey, Service] = {}
+
+    def update(self, cache: MdnsCache, touched: Iterable[str]) -> tuple[list[Result], set[str]]:
+        """The watch results of ``touched``, and the names of services heard in them."""
+        nodes: set[NodeKey] = set()
+        heard: set[str] = set()
+        for key in touched:
+            old, new = self._instances.pop(key, None), cache.view(key)
+            if new is not None:
+                self._instances[key] = new
+                heard.add(new.name)
+            if old != new:
+                nodes |= {_node_key(view) for view in (old, new) if view is not None}
+        results = [r for node in nodes if (r := self._settle(node)) is not None]
+        return results, heard
+
+    def _settle(self, node: NodeKey) -> Result | None:
+        name, node_id = node
+        keys = (f"{node_id}.{name}.{domain}.".lower() for domain in self._domains)
+        heard = (self._instances.get(key) for key in keys)
+        new = next((v for v in heard if v is not None and _node_key(v) == node), None)
+        old = self.views.pop(node, None)
+        if new is not None:
+            self.views[node] = new
+        if new is None:
+            return Result("delete", old) if old is not None else None
+        if old is None:
+            return Result("create", new)
+        return Result("update", new) if old != new else None
+
+
+def _node_key(view: Service) -> NodeKey:
+    return view.name, view.nodes[0].id
 
 
 def _k(name: str) -> str:

@@ -29,6 +29,7 @@ log = logging.getLogger("micro.registry.mdns")
 MDNS_ADDR = "224.0.0.251"
 MDNS_PORT = 5353
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux only
+_LISTENER_BUFFER = 1 << 20  # bytes asked for; the kernel caps it (net.core.rmem_max)
 
 Deliver = Callable[[bytes, tuple[str, int]], None]
 
@@ -148,6 +149,9 @@ class MdnsSockets:
 
     def _listener_socket(self) -> socket.socket:
         sock = _udp_socket()
+        # every node goes out in packets of its own and loops back here: room for a burst
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _LISTENER_BUFFER)
         try:
             if sys.platform.startswith("linux"):
                 sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)

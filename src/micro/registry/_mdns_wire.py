@@ -14,6 +14,11 @@ and, per service name, a wildcard entry that lets ``list_services`` enumerate na
     _services.D.                 PTR  -> S._services.D.
     S._services.D.               SRV  port 9999, target S._services.D.   TXT empty
     S._services.D.               A    0.0.0.0
+
+Each instance (a node, or a service's wildcard entry) travels in a packet of its own: go-micro
+runs one responder per service, and its client takes one entry from each packet it receives
+(the instance the packet's last record leads to), so a packet carrying two instances shows Go
+only one of them.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ __all__ = [
     "Record",
     "Srv",
     "Txt",
+    "answers",
     "check_name",
+    "instance_packets",
     "is_dns_name",
     "is_ip",
     "local_hostname",
@@ -209,6 +216,37 @@ def response_packets(
     for record in records:
         out.add_answer_at_time(record, 0)
     return out.packets()
+
+
+def instance_packets(
+    groups: Sequence[Sequence[_ZRecord]],
+    *,
+    query_id: int | None = None,
+    questions: Sequence[Question] = (),
+) -> list[bytes]:
+    """One response per group of records (one instance each), as go-micro's responders send."""
+    out: list[bytes] = []
+    for group in groups:
+        out += response_packets(list(group), query_id=query_id, questions=questions)
+    return out
+
+
+def answers(question: Question, pub: Publication, ttl: int) -> list[list[_ZRecord]]:
+    """The record groups of ``pub`` (its node, its wildcard entry) that answer ``question``."""
+    name, qtype = question.name.lower(), question.type
+    node, wildcard = pub.records(ttl), wildcard_records(pub.service, pub.domain, ttl)
+    out = []
+    if qtype in (PTR, ANY) and name == pub.service_type.lower():
+        out.append(node)
+    elif qtype in (SRV, TXT, ANY) and name == pub.instance.lower():
+        out.append(node[1:])
+    elif qtype in (A, ANY) and name == pub.target.lower() and len(node) > 3:
+        out.append(node[3:])
+    if qtype in (PTR, ANY) and name == wildcard[0].name.lower():
+        out.append(wildcard)
+    elif qtype in (SRV, TXT, ANY) and name == wildcard[1].name.lower():
+        out.append(wildcard[1:])
+    return out
 
 
 def query_packets(names: list[str], qtype: int = PTR) -> list[bytes]:

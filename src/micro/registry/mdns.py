@@ -6,6 +6,13 @@ carries ``hex(zlib(JSON))`` of the version, endpoints and node metadata, plus a
 ``<service>._services.<domain>.`` wildcard entry per service so names can be listed (layout in
 :mod:`micro.registry._mdns_wire`). Go programs read what this publishes and vice versa.
 
+Domains: go-micro up to v1.9 publishes and asks in ``local``, v1.10 on in ``micro``. By default
+this registry publishes every node in both and asks in both, and a node heard in both is one
+node; ``domain=`` pins one domain for everything (publishing, answering, asking, listening).
+
+Every instance goes out in a packet of its own, in answers, announcements and goodbyes (go-micro
+reads one entry per packet; see :mod:`micro.registry._mdns_wire`).
+
 Differences from go-micro, on purpose:
 
 - Records carry the register TTL (``register(ttl=...)``, rounded up to whole seconds), so a
@@ -31,9 +38,6 @@ import logging
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from zeroconf._dns import DNSRecord
 
 from micro.errors import RegistryError, ServiceNotFound
 from micro.registry import (
@@ -45,47 +49,31 @@ from micro.registry import (
     group_by_version,
     split_host_port,
 )
-from micro.registry._mdns_cache import MdnsCache
+from micro.registry._mdns_cache import MdnsCache, NodeViews
 from micro.registry._mdns_net import MDNS_PORT, MdnsSockets, choose_interfaces
+from micro.registry._mdns_publish import Group, Published, Publisher
 from micro.registry._mdns_txt import TxtPayload, encode_txt, join_strings
 from micro.registry._mdns_wire import (
-    ANY,
-    PTR,
-    SRV,
-    TXT,
     Packet,
     Publication,
     check_name,
+    instance_packets,
     is_dns_name,
     is_ip,
     local_hostname,
     query_packets,
     read_packet,
-    response_packets,
-    wildcard_records,
 )
-from micro.registry._mdns_wire import A as _A
 
 __all__ = ["MdnsRegistry"]
 
 log = logging.getLogger("micro.registry.mdns")
 
+DEFAULT_DOMAINS = ("micro", "local")  # go-micro v1.10+, and v1.0 to v1.9
 DEFAULT_RECORD_TTL = 120  # go-micro's; used when register() gets no TTL
 MAX_TXT = 8400  # an mDNS packet carries at most 9000 bytes (RFC 6762 section 17)
 _SECOND_ANNOUNCEMENT = 1.0
 _OWN_ECHO_WINDOW = 5.0  # our own multicast comes back over loopback: ignore it this long
-
-
-@dataclass(slots=True)
-class _Published:
-    pub: Publication
-    ttl: int  # record TTL
-    expires: float | None  # loop time when the registration lapses (None: never)
-
-    def remaining(self, now: float) -> int:
-        if self.expires is None:
-            return self.ttl
-        return max(1, math.ceil(self.expires - now))
 
 
 class MdnsRegistry(Registry):
@@ -95,15 +83,17 @@ class MdnsRegistry(Registry):
         interfaces: IPv4 addresses of the interfaces to use; ``None`` reads
             ``MICRO_MDNS_INTERFACES`` (comma list) and, when that is unset, uses every
             non-loopback interface. Sockets are never opened on any other interface.
-        domain: the mDNS domain to publish in: ``micro`` (go-micro 1.10+) or ``local``
-            (go-micro up to 1.9). Lookups read both.
+        domain: the one mDNS domain to publish, answer, ask and listen in; ``None`` (the
+            default) uses both ``micro`` (go-micro 1.10+) and ``local`` (go-micro up to 1.9),
+            so Go services of either era and this registry find each other.
         timeout: how long a lookup waits for a first answer, and how long
             :meth:`list_services` collects (go-micro's default, 100 ms).
         address: accepted for uniformity with other registries and ignored.
 
     Raises:
-        RegistryError: from :meth:`start` when an interface is not on this machine or the
-            sockets cannot be bound.
+        RegistryError: from the constructor for a domain DNS cannot carry; from
+            :meth:`start` when an interface is not on this machine or the sockets cannot be
+            bound.
     """
 
     name = "mdns"
@@ -112,26 +102,25 @@ class MdnsRegistry(Registry):
         self,
         *,
         interfaces: Sequence[str] | None = None,
-        domain: str = "micro",
+        domain: str | None = None,
         timeout: float = 0.1,
         address: str | None = None,
     ) -> None:
         self._interfaces = list(interfaces) if interfaces is not None else None
-        self._domain = domain.strip(".")
-        check_name(f"_services.{self._domain}.")
-        other = "local" if self._domain != "local" else "micro"
-        self._domains = (self._domain, other)
+        self._domains = DEFAULT_DOMAINS if domain is None else (_checked_domain(domain),)
         self._timeout = timeout
         self._hostname = local_hostname()
         self._cache = MdnsCache(self._domains)
-        self._views: dict[str, Service] = {}
-        self._published: dict[str, _Published] = {}
+        self._nodes = NodeViews(self._domains)
+        self._publisher = Publisher()
+        self._published = self._publisher.entries  # instance key -> what we publish there
         self._watchers: weakref.WeakSet[_Watcher] = weakref.WeakSet()
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._lookups: dict[str, asyncio.Future[None]] = {}
         self._warm: set[str] = set()
         self._sent: dict[bytes, float] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._due: list[tuple[str, Published]] = []  # re-announcements waiting to go out
         self._tick_handle: asyncio.TimerHandle | None = None
         self._net: MdnsSockets | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,22 +168,24 @@ class MdnsRegistry(Registry):
     async def register(self, service: Service, *, ttl: float | None = None) -> None:
         """Publish the nodes; see :meth:`micro.registry.Registry.register`."""
         await self.start()
-        pubs = [self._publication(service, node) for node in service.nodes]
+        pubs = [self._publication(service, n, d) for n in service.nodes for d in self._domains]
         now = self._now()
         record_ttl = math.ceil(ttl) if ttl else DEFAULT_RECORD_TTL
+        announce = []
         for pub in pubs:
             key = pub.instance.lower()
             old = self._published.get(key)
-            entry = _Published(pub, max(1, record_ttl), now + ttl if ttl else None)
+            entry = Published(pub, max(1, record_ttl), now + ttl if ttl else None)
             self._published[key] = entry
-            self._announce(entry, again=old is None or old.pub != pub)
+            announce.append((entry, old is None or old.pub != pub))
+        self._announce(announce)
         self._reschedule()
 
     async def deregister(self, service: Service) -> None:
         """Send goodbyes for the nodes; unknown nodes are ignored."""
         gone = []
-        for node in service.nodes:
-            key = f"{node.id}.{service.name}.{self._domain}.".lower()
+        for node, domain in ((n, d) for n in service.nodes for d in self._domains):
+            key = f"{node.id}.{service.name}.{domain}.".lower()
             if (entry := self._published.pop(key, None)) is not None:
                 gone.append(entry)
                 if (timer := self._timers.pop(key, None)) is not None:
@@ -207,7 +198,7 @@ class MdnsRegistry(Registry):
         """The versions of ``name`` with their nodes; see the class notes on caching."""
         await self.start()
         found = self._services(name)
-        if (not found or name not in self._warm) and is_dns_name(f"{name}.{self._domain}."):
+        if (not found or name not in self._warm) and self._askable(name):
             await self._lookup(name)
             found = self._services(name)
         if not found:
@@ -221,7 +212,7 @@ class MdnsRegistry(Registry):
         await asyncio.sleep(self._timeout)
         names = self._cache.names()
         out = [Service(n) for n in names if not self._services(n)]
-        out += group_by_version(v for v in self._views.values() if v.name in names)
+        out += group_by_version(v for v in self._nodes.views.values() if v.name in names)
         return sorted(out, key=lambda s: (s.name, s.version))
 
     def watch(self, service: str | None = None) -> Watcher:
@@ -235,8 +226,8 @@ class MdnsRegistry(Registry):
 
     # -- publishing ----------------------------------------------------------------------
 
-    def _publication(self, service: Service, node: Node) -> Publication:
-        """Validate one node and lay it out as records."""
+    def _publication(self, service: Service, node: Node, domain: str) -> Publication:
+        """Validate one node and lay it out as records in ``domain``."""
         try:
             host, port = split_host_port(node.address)
             address = host if is_ip(host) else None
@@ -245,7 +236,7 @@ class MdnsRegistry(Registry):
                 service.name, service.version, tuple(service.endpoints), dict(node.metadata)
             )
             pub = Publication(
-                service.name, self._domain, node.id, target, address, port, encode_txt(payload)
+                service.name, domain, node.id, target, address, port, encode_txt(payload)
             )
             for name in (pub.instance, pub.service_type, target):
                 check_name(name)
@@ -255,46 +246,46 @@ class MdnsRegistry(Registry):
             raise RegistryError(f"service {service.name} is too large for an mDNS packet")
         return pub
 
-    def _announce(self, entry: _Published, *, again: bool) -> None:
-        """Multicast the node's records now (and once more a second later when new)."""
-        pub, now = entry.pub, self._now()
-        records = pub.records(entry.remaining(now))
-        records += wildcard_records(pub.service, pub.domain, entry.remaining(now))
-        self._send_own(response_packets(records))
-        key = pub.instance.lower()
-        if (timer := self._timers.pop(key, None)) is not None:
-            timer.cancel()
-        if again or entry.expires is None:
-            delay = _SECOND_ANNOUNCEMENT if again else 0.8 * entry.ttl
-            self._timers[key] = self._call_later(delay, self._reannounce, key, entry)
+    def _announce(self, entries: list[tuple[Published, bool]]) -> None:
+        """Multicast the nodes' records now; a new or changed node (``True``) again in 1 s."""
+        groups: list[Group] = []
+        for entry, again in entries:
+            groups += self._publisher.announcement(entry, self._now())
+            key = entry.pub.instance.lower()
+            if (timer := self._timers.pop(key, None)) is not None:
+                timer.cancel()
+            if again or entry.expires is None:
+                delay = _SECOND_ANNOUNCEMENT if again else 0.8 * entry.ttl
+                self._timers[key] = self._call_later(delay, self._reannounce, key, entry)
+        self._send_own(instance_packets(groups))
 
-    def _reannounce(self, key: str, entry: _Published) -> None:
+    def _reannounce(self, key: str, entry: Published) -> None:
+        """Queue the entry; timers due together go out in one batch, processed once."""
         self._timers.pop(key, None)
-        lapsing = entry.expires is not None and entry.expires <= self._now() + 0.05
-        if self._published.get(key) is entry and not self._closed and not lapsing:
-            self._announce(entry, again=False)
+        if not self._due:
+            self._call_later(0, self._reannounce_due)
+        self._due.append((key, entry))
 
-    def _goodbye(self, entries: list[_Published]) -> None:
-        """Multicast TTL-0 records for ``entries`` (shared records only when unused)."""
-        remaining = [e.pub for e in self._published.values()]
-        records = []
-        for entry in entries:
-            pub = entry.pub
-            own = pub.records(0)
-            shared = any((p.target, p.address) == (pub.target, pub.address) for p in remaining)
-            records += own[:3] if shared else own
-            if not any((p.service, p.domain) == (pub.service, pub.domain) for p in remaining):
-                records += wildcard_records(pub.service, pub.domain, 0)
-        self._send_own(response_packets(list(dict.fromkeys(records))))
+    def _reannounce_due(self) -> None:
+        due, self._due, now = self._due, [], self._now()
+        live = [e for k, e in due if self._published.get(k) is e and e.live(now + 0.05)]
+        if live and not self._closed:
+            self._announce([(entry, False) for entry in live])
+
+    def _goodbye(self, entries: list[Published]) -> None:
+        """Multicast TTL-0 records for ``entries``, and for wildcards no node uses any more."""
+        self._send_own(instance_packets(self._publisher.goodbye(entries)))
 
     def _send_own(self, packets: list[bytes]) -> None:
         """Multicast our records and apply them here at once (their echo is ignored)."""
         if self._net is None:
             return
         self._remember(packets)
+        touched: set[str] = set()
         for packet in packets:
             if (parsed := read_packet(packet)) is not None:
-                self._apply(self._cache.ingest(parsed.records, self._now()))
+                touched |= self._cache.ingest(parsed.records, self._now())
+        self._apply(touched)
         self._net.multicast(packets)
 
     def _remember(self, packets: list[bytes]) -> None:
@@ -321,57 +312,28 @@ class MdnsRegistry(Registry):
             log.exception("mdns: dropped a packet from %s", addr)
 
     def _answer(self, packet: Packet, addr: tuple[str, int]) -> None:
+        """Answer with one packet per instance: by unicast to a one-shot asker, else to all."""
         assert self._net is not None
-        records = self._answers_for(packet)
-        if not records:
+        groups = self._publisher.answers(packet.questions, self._now())
+        if not groups:
             return
         if addr[1] != MDNS_PORT:  # one-shot query: reply to the asker at once (RFC 6762 6.7)
-            packets = response_packets(records, query_id=packet.id, questions=packet.questions)
+            packets = instance_packets(groups, query_id=packet.id, questions=packet.questions)
             self._remember(packets)
             self._net.unicast(packets, addr)
         else:
-            packets = response_packets(records)
+            packets = instance_packets(groups)
             self._remember(packets)
             self._net.multicast(packets)
 
-    def _answers_for(self, packet: Packet) -> list[DNSRecord]:
-        """Our records that answer the packet's questions (deduplicated)."""
-        now, out = self._now(), list[DNSRecord]()
-        live = [e for e in self._published.values() if e.expires is None or e.expires > now]
-        for q in packet.questions:
-            name = q.name.lower()
-            for entry in live:
-                pub, ttl = entry.pub, entry.remaining(now)
-                records = pub.records(ttl)
-                if q.type in (PTR, ANY) and name == pub.service_type.lower():
-                    out += records
-                elif q.type in (SRV, TXT, ANY) and name == pub.instance.lower():
-                    out += records[1:]
-                elif q.type in (_A, ANY) and name == pub.target.lower():
-                    out += records[3:]
-                wildcards = wildcard_records(pub.service, pub.domain, ttl)
-                if q.type in (PTR, ANY) and name == wildcards[0].name.lower():
-                    out += wildcards
-                elif q.type in (SRV, TXT, ANY) and name == wildcards[1].name.lower():
-                    out += wildcards[1:]
-        return list(dict.fromkeys(out))
-
     def _apply(self, touched: set[str]) -> None:
         """Turn cache changes into watch results and wake lookups waiting on them."""
-        for key in touched:
-            old, new = self._views.get(key), self._cache.view(key)
-            if new is not None:
-                self._views[key] = new
-                for event in self._waiters.get(new.name, ()):
-                    event.set()
-            else:
-                self._views.pop(key, None)
-            if old is None and new is not None:
-                self._emit(Result("create", new))
-            elif old is not None and new is None:
-                self._emit(Result("delete", old))
-            elif old is not None and new is not None and old != new:
-                self._emit(Result("update", new))
+        results, heard = self._nodes.update(self._cache, touched)
+        for name in heard:
+            for event in self._waiters.get(name, ()):
+                event.set()
+        for result in results:
+            self._emit(result)
         self._reschedule()
 
     def _emit(self, result: Result) -> None:
@@ -382,7 +344,10 @@ class MdnsRegistry(Registry):
     # -- lookups and time ----------------------------------------------------------------
 
     def _services(self, name: str) -> list[Service]:
-        return [v for v in self._views.values() if v.name == name]
+        return [v for v in self._nodes.views.values() if v.name == name]
+
+    def _askable(self, name: str) -> bool:
+        return all(is_dns_name(f"{name}.{domain}.") for domain in self._domains)
 
     async def _lookup(self, name: str) -> None:
         """Query for ``name``, shared by concurrent callers; returns once answers are in."""
@@ -460,6 +425,18 @@ class MdnsRegistry(Registry):
 
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0
+
+
+def _checked_domain(domain: str) -> str:
+    """``domain`` without its dots, if DNS can carry names in it."""
+    name = domain.strip(".")
+    try:
+        if not name:
+            raise ValueError("it is empty")
+        check_name(f"_services.{name}.")
+    except ValueError as exc:
+        raise RegistryError(f"mdns domain {domain!r}: {exc}", id="go.micro.registry") from exc
+    return name
 
 
 class _Watcher:
