@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 
@@ -137,7 +138,7 @@ class GoClient:
                 assert isinstance(value, str)
                 entry = self._get(value)
             elif rtype == _SRV:
-                port, target = value  # type: ignore[misc]
+                port, target = cast("tuple[int, str]", value)
                 if target != name:
                     self._progress[target] = self._get(name)
                 entry = self._get(name)
@@ -376,7 +377,7 @@ async def test_an_explicit_domain_pins_publishing_and_browsing() -> None:
     ):
         assert pinned._net is not None
         sent: list[bytes] = []
-        pinned._net.multicast = sent.extend  # type: ignore[method-assign]
+        pinned._net.multicast = sent.extend  # type: ignore[method-assign,assignment]
         await pinned.register(_one(name), ttl=30)
         names = {n for data in sent for n, *_ in parse_message(data).records}
         host = f"{pinned._hostname}."

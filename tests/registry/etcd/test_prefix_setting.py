@@ -114,7 +114,7 @@ async def test_a_service_the_cli_and_the_gateway_share_the_go_plugins_prefix(
         assert await _micro_json("call", name, "Greeter.SayHello", '{"name": "P"}', env=env) == {
             "msg": "Hello P"
         }
-        flags = ("--registry", "etcd", "--registry-address", go_plugins)
+        flags: tuple[str, ...] = ("--registry", "etcd", "--registry-address", go_plugins)
         flags += ("--registry-prefix", GO_PLUGINS_PREFIX, "--namespace", ns)
         async with _gateway(f"http://127.0.0.1:{free_port()}", *flags) as http:
             answer = await http.post("/greeter/say-hello", json={"name": "Gw"})
