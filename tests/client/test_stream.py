@@ -86,6 +86,25 @@ async def test_server_stream(client: RpcClient, server: FakeServer) -> None:
     assert "X-User" not in first.header
 
 
+@pytest.mark.parametrize("endpoint", ["Counter.Count", "Chat.Talk"])
+async def test_request_is_also_the_first_stream_message(
+    client: RpcClient, server: FakeServer, endpoint: str
+) -> None:
+    """go-micro v1 servers ignore the opening body; a server stream reads the next one."""
+    server.streams[endpoint] = sink
+    async with client.stream("greeter", endpoint, {"to": 3}, timeout=5) as stream:
+        await eventually(lambda: len(received) == 2)
+        await stream.close_send()
+        await eventually(lambda: len(received) == 3)
+    opening, first, end = received
+    assert msgspec.json.decode(opening.body) == msgspec.json.decode(first.body) == {"to": 3}
+    assert "Timeout" in opening.header
+    assert "Timeout" not in first.header
+    assert first.header["Micro-Stream"] == first.header["Micro-Id"] == stream.id
+    assert first.header["Micro-Endpoint"] == first.header["Micro-Method"] == endpoint
+    assert end.header["Micro-Error"] == "EOS"
+
+
 async def test_metadata_and_types(client: RpcClient, server: FakeServer) -> None:
     server.streams["Counter.Count"] = count
     with metadata.context({"x-user": "7"}):

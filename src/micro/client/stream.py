@@ -1,9 +1,11 @@
 """Client streams: one dedicated connection per stream, messages per ``docs/protocol.md``.
 
-The opening message carries ``Micro-Stream`` (and the request body of a server-streaming
-endpoint); every later message carries it too. ``close_send`` sends ``Micro-Error: EOS``;
-the stream ends for the receiver on ``EOS`` from the server or on the connection closing
-(go-micro v1.0 servers end streams that way), and fails on any other ``Micro-Error``.
+Every message carries ``Micro-Stream``. A request given to the stream goes in the opening
+message and again as the first stream message: go-micro v1 servers never hand the opening
+body to a handler, and a server stream reads its request as that first message.
+``close_send`` sends ``Micro-Error: EOS``. The stream ends for the receiver on
+``EOS`` from the server or on the connection closing (go-micro v1.0 servers end streams that
+way), and fails on any other ``Micro-Error``.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class RpcStream(Stream):
                 header["Timeout"] = timeout_header(self._deadline - loop.time())
             body = b"" if req.body is None else client.codec(req.content_type).encode(req.body)
             await sock.send(Message(header, body))
+            if req.body is not None:
+                await sock.send(Message(self._header(), body))  # what a server stream reads
         except BaseException:
             await _close(sock)
             raise
