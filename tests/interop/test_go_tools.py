@@ -15,6 +15,7 @@ import websockets
 from micro.client.rpc import RpcClient
 from micro.registry.mdns import MdnsRegistry
 from micro.registry.memory import MemoryRegistry
+from micro.testing import eventually
 from micro.toolkit.api import ApiOptions, Gateway
 from micro.transport.http import HttpTransport
 from tests.interop.go_v1 import GoV1Server
@@ -107,6 +108,15 @@ async def test_websocket_stream(gateway: str, go_server: GoV1Server) -> None:
         assert ws.close_code == 1000
     assert got == [{"msg": f"Hello John #{n}"} for n in range(3)]
     assert [r.request for r in go_server.received] == [{"name": "John"}]
+
+
+async def test_websocket_bidi_then_disconnect(gateway: str, go_server: GoV1Server) -> None:
+    async with websockets.connect(gateway + "/greeter/say/echo") as ws:
+        for name in ("a", "b"):
+            await ws.send(json.dumps({"name": name}))
+            assert json.loads(await ws.recv()) == {"msg": f"echo {name}"}
+    await eventually(lambda: go_server.ended == 1)  # the gateway closed the stream
+    assert [r.request for r in go_server.received] == [{"name": "a"}, {"name": "b"}]
 
 
 async def test_websocket_to_an_unknown_go_method(gateway: str) -> None:

@@ -1,7 +1,8 @@
 """The bytes micro's client writes for a stream, read off a plain socket.
 
-A go-micro v1.0 server gets the request twice: the opening body, which it never hands to a
-handler, then the first stream message.
+A go-micro v1.0 server (``server: rpc``) gets the request twice (the opening body, which it
+never hands to a handler, then the first stream message) and no ``EOS``; other nodes get
+``EOS`` when the client ends its side.
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ async def test_v1_0_answers_a_stream(go_node: Raw, client: RpcClient) -> None:
     check_stream_message(first, stream.id)
     assert 0 < int(opening[1]["Timeout"]) <= 5_000_000_000
     assert "Timeout" not in first[1]
+
+
+async def test_no_eos_to_v1_0(go_node: Raw, client: RpcClient) -> None:
+    async with client.stream(SERVICE, "Say.Stream", {"name": "John"}) as stream:
+        await go_node.wait(2)
+        await stream.close_send()
+    await asyncio.wait_for(go_node.closed.wait(), 5)
+    assert len(go_node.requests) == 2  # read until the client closed: nothing more came
 
 
 async def test_to_other_servers_close_send_is_eos(raw: tuple[Raw, str], client: RpcClient) -> None:

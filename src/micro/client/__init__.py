@@ -156,7 +156,11 @@ class Stream(abc.ABC):
 
     @abc.abstractmethod
     async def close_send(self) -> None:
-        """Tell the server nothing more will be sent (``EOS``); receiving goes on."""
+        """Tell the server nothing more will be sent (``EOS``); receiving goes on.
+
+        go-micro servers before v1.7 (node metadata ``server: rpc``) have no such message:
+        nothing is sent to them, sending just stops.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
