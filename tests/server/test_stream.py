@@ -93,6 +93,13 @@ async def test_client_leaving_before_the_request_runs_nothing(
     assert not say.started.is_set()
 
 
+async def test_a_stray_eos_is_not_a_call(peer: Peer) -> None:
+    """A stream client's EOS after a unary answer (it opened a unary endpoint)."""
+    await peer.sock.send(Message({**request("Say.Hello").header, **EOS}, b""))
+    reply = await peer.call(request("Say.Hello", {"name": "x"}))
+    assert body_of(reply) == {"msg": "Hello x"}
+
+
 async def test_server_stream_request_is_validated(peer: Peer) -> None:
     await peer.open_stream("Say.Count", {"name": 3})
     messages = await read_all(peer)

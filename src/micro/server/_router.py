@@ -27,7 +27,7 @@ from micro.errors import (
     Timeout,
 )
 from micro.server import HandlerFunc, Request
-from micro.server._stream import ServerStream
+from micro.server._stream import EOS, ServerStream
 from micro.server.handler import NO_REQUEST, EndpointSpec, wire_types
 from micro.transport import Message, Socket
 
@@ -139,6 +139,8 @@ class Router:
                     msg = await sock.recv()
                 except (MicroError, OSError):  # closed, or not a message (already answered)
                     return
+                if msg.header.get("Micro-Error") == EOS:
+                    continue  # a stream's end, after a unary answer to its opening: no call
                 if self.draining:
                     reply = _reply(msg.header, _endpoint(msg.header), self.service)
                     await self._send_error(sock, reply, shutting_down())
