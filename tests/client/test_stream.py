@@ -10,6 +10,8 @@ import pytest
 from micro import metadata
 from micro.client.rpc import RpcClient
 from micro.errors import BadRequest, ConnectError, ConnectionClosed, ServiceNotFound, Timeout
+from micro.registry import Node, Service
+from micro.registry.memory import MemoryRegistry
 from micro.testing import eventually
 from micro.transport import Message, Socket
 from tests.client.fakes import FakeServer, RecordingTransport, reply_to
@@ -84,6 +86,43 @@ async def test_server_stream(client: RpcClient, server: FakeServer) -> None:
     assert msgspec.json.decode(first.body) == {"to": 3}
     # metadata is that of the context the stream opens in, not where it was created
     assert "X-User" not in first.header
+
+
+@pytest.mark.parametrize("endpoint", ["Counter.Count", "Chat.Talk"])
+async def test_request_is_also_the_first_stream_message(
+    client: RpcClient, server: FakeServer, endpoint: str
+) -> None:
+    """go-micro v1 servers ignore the opening body; a server stream reads the next one."""
+    server.streams[endpoint] = sink
+    async with client.stream("greeter", endpoint, {"to": 3}, timeout=5) as stream:
+        await eventually(lambda: len(received) == 2)
+        await stream.close_send()
+        await eventually(lambda: len(received) == 3)
+    opening, first, end = received
+    assert msgspec.json.decode(opening.body) == msgspec.json.decode(first.body) == {"to": 3}
+    assert "Timeout" in opening.header
+    assert "Timeout" not in first.header
+    assert first.header["Micro-Stream"] == first.header["Micro-Id"] == stream.id
+    assert first.header["Micro-Endpoint"] == first.header["Micro-Method"] == endpoint
+    assert end.header["Micro-Error"] == "EOS"
+
+
+@pytest.mark.parametrize("end", ["close_send", "close"])
+async def test_no_eos_to_go_micro_before_v1_7(
+    client: RpcClient, server: FakeServer, registry: MemoryRegistry, end: str
+) -> None:
+    """Such nodes (``server: rpc``) have no end-of-stream message and read ours as data."""
+    server.streams["Chat.Talk"] = sink
+    node = Node("old-1", server.address, {"server": "rpc", "protocol": "mucp"})
+    await registry.register(Service("old", nodes=[node]))
+    async with client.stream("old", "Chat.Talk") as stream:
+        await stream.send({"n": 1})
+        if end == "close_send":
+            await stream.close_send()
+            with pytest.raises(ConnectionClosed):
+                await stream.send({"n": 2})
+    await eventually(lambda: server.finished == 1)
+    assert [m.body for m in received] == [b"", b'{"n":1}']
 
 
 async def test_metadata_and_types(client: RpcClient, server: FakeServer) -> None:

@@ -62,6 +62,14 @@ class Peer:
         await self.sock.send(message)
         return await self.sock.recv()
 
+    async def open_stream(self, endpoint: str, body: Any = None, **headers: str) -> None:
+        """Open a stream as micro's client does: the request in the opening message and
+        again as the first stream message (the one a server stream reads)."""
+        opening = request(endpoint, body)
+        opening.header.update({k.replace("_", "-"): v for k, v in headers.items()})
+        await self.sock.send(opening)
+        await self.sock.send(Message(dict(opening.header), opening.body))
+
     async def close(self) -> None:
         await self.sock.close()
 

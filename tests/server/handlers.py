@@ -135,6 +135,11 @@ class Say:
         for i in range(int(req.name)):
             yield HelloResponse(msg=f"#{i}")
 
+    async def ticks(self) -> AsyncIterator[HelloResponse]:
+        """A server stream that takes no request."""
+        for i in range(2):
+            yield HelloResponse(msg=f"tick {i}")
+
     async def count_then_fail(self, req: HelloRequest) -> AsyncIterator[HelloResponse]:
         yield HelloResponse(msg="first")
         raise errors.Conflict("second failed")

@@ -78,7 +78,7 @@ async def test_stop_cancels_a_stream_after_the_grace(
     server = await make_server(say)
     peer = await dial(transport, server)
     try:
-        await peer.sock.send(request("Say.Watch", {"name": "w"}))
+        await peer.open_stream("Say.Watch", {"name": "w"})
         assert body_of(await peer.sock.recv()) == {"msg": "watching"}
         await asyncio.wait_for(say.started.wait(), 5)
         await server.stop(grace=0.1)

@@ -10,6 +10,7 @@ import pytest
 from micro.errors import ConnectionClosed
 from micro.server import HandlerFunc, Request
 from micro.server.rpc import RpcServer
+from micro.testing import eventually
 from micro.transport import Message, Transport
 from tests.server.conftest import MakeServer, Peer, body_of, error_of, request
 from tests.server.handlers import Say
@@ -32,7 +33,7 @@ def is_eos(message: Message) -> bool:
 
 
 async def test_server_stream_sends_each_item_then_eos_and_closes(peer: Peer) -> None:
-    await peer.sock.send(request("Say.Count", {"name": "3"}, Micro_Stream="s1"))
+    await peer.open_stream("Say.Count", {"name": "3"}, Micro_Stream="s1")
     messages = await read_all(peer)
     assert [body_of(m) for m in messages[:-1]] == [{"msg": "#0"}, {"msg": "#1"}, {"msg": "#2"}]
     assert is_eos(messages[-1])
@@ -41,8 +42,66 @@ async def test_server_stream_sends_each_item_then_eos_and_closes(peer: Peer) -> 
     assert all(m.header["Micro-Endpoint"] == "Say.Count" for m in messages)
 
 
+@pytest.mark.parametrize("extra", [{}, {"Micro-Stream": "9"}], ids=["v1.0", "v1.9+"])
+async def test_server_stream_request_is_the_first_stream_message(
+    peer: Peer, extra: dict[str, str]
+) -> None:
+    """go-micro v1 clients open with a placeholder (v1.0 without Micro-Stream), then send
+    the request; later messages and the client's EOS are read and dropped."""
+    for body in ({"name": ""}, {"name": "2"}, {"name": "5"}):
+        message = request("Say.Count", body)
+        message.header.update(extra)
+        await peer.sock.send(message)
+    await peer.sock.send(Message({**request("Say.Count").header, **extra, **EOS}, b""))
+    messages = await read_all(peer)
+    assert [body_of(m) for m in messages[:-1]] == [{"msg": "#0"}, {"msg": "#1"}]
+    assert is_eos(messages[-1])
+
+
+async def test_server_stream_request_from_the_opening_when_the_client_ends_first(
+    peer: Peer,
+) -> None:
+    await peer.sock.send(request("Say.Count", {"name": "2"}))
+    await peer.sock.send(Message({**request("Say.Count").header, **EOS}, b""))
+    messages = await read_all(peer)
+    assert [body_of(m) for m in messages[:-1]] == [{"msg": "#0"}, {"msg": "#1"}]
+    assert is_eos(messages[-1])
+
+
+async def test_server_stream_without_a_request_starts_at_once(peer: Peer) -> None:
+    await peer.sock.send(request("Say.Ticks"))
+    messages = await read_all(peer)
+    assert [body_of(m) for m in messages[:-1]] == [{"msg": "tick 0"}, {"msg": "tick 1"}]
+    assert is_eos(messages[-1])
+
+
+async def test_server_stream_waiting_for_its_request_times_out(peer: Peer, say: Say) -> None:
+    await peer.sock.send(request("Say.Watch", {"name": "w"}, Timeout=str(200_000_000)))
+    (only,) = await read_all(peer)
+    assert error_of(only)["code"] == 408
+    assert not say.started.is_set()
+
+
+async def test_client_leaving_before_the_request_runs_nothing(
+    peer: Peer, say: Say, server: RpcServer
+) -> None:
+    before = asyncio.all_tasks()
+    await peer.sock.send(request("Say.Watch", {"name": "w"}))
+    await eventually(lambda: any(conn.busy for conn in server._router.conns))  # it waits
+    await peer.close()
+    await _settle(before, server)
+    assert not say.started.is_set()
+
+
+async def test_a_stray_eos_is_not_a_call(peer: Peer) -> None:
+    """A stream client's EOS after a unary answer (it opened a unary endpoint)."""
+    await peer.sock.send(Message({**request("Say.Hello").header, **EOS}, b""))
+    reply = await peer.call(request("Say.Hello", {"name": "x"}))
+    assert body_of(reply) == {"msg": "Hello x"}
+
+
 async def test_server_stream_request_is_validated(peer: Peer) -> None:
-    await peer.sock.send(request("Say.Count", {"name": 3}))
+    await peer.open_stream("Say.Count", {"name": 3})
     messages = await read_all(peer)
     assert len(messages) == 1
     error = error_of(messages[0])
@@ -51,7 +110,7 @@ async def test_server_stream_request_is_validated(peer: Peer) -> None:
 
 
 async def test_server_stream_error_mid_stream(peer: Peer) -> None:
-    await peer.sock.send(request("Say.CountThenFail", {"name": "x"}))
+    await peer.open_stream("Say.CountThenFail", {"name": "x"})
     first, last = await read_all(peer)
     assert body_of(first) == {"msg": "first"}
     assert error_of(last)["code"] == 409
@@ -92,7 +151,7 @@ async def test_client_leaving_a_stream_cancels_the_handler(
     peer: Peer, say: Say, server: RpcServer, endpoint: str
 ) -> None:
     before = asyncio.all_tasks()
-    await peer.sock.send(request(endpoint, {"name": "w"}))
+    await peer.open_stream(endpoint, {"name": "w"})
     await asyncio.wait_for(say.started.wait(), 5)
     await peer.close()
     await asyncio.wait_for(say.cancelled.wait(), 5)
@@ -136,7 +195,7 @@ async def test_stream_wrapper_sees_the_whole_stream(
     server = await make_server(say, wrappers=[wrapper])
     peer = Peer(await transport.dial(server.address))
     try:
-        await peer.sock.send(request("Say.Count", {"name": "2"}))
+        await peer.open_stream("Say.Count", {"name": "2"})
         messages = await read_all(peer)
     finally:
         await peer.close()
@@ -154,7 +213,7 @@ async def test_stream_deadline_ends_it_with_408(peer: Peer, say: Say) -> None:
 
 
 async def test_stream_without_timeout_outlives_a_short_while(peer: Peer, say: Say) -> None:
-    await peer.sock.send(request("Say.Watch", {"name": "w"}))
+    await peer.open_stream("Say.Watch", {"name": "w"})
     assert body_of(await peer.sock.recv()) == {"msg": "watching"}
     await asyncio.sleep(0.3)
     assert not say.cancelled.is_set()

@@ -127,7 +127,7 @@ class Stream(abc.ABC):
 
     @abc.abstractmethod
     async def open(self) -> Self:
-        """Connect and send the opening message (idempotent). Returns the stream itself.
+        """Connect, send the opening message and the request (idempotent); returns self.
 
         Raises:
             ServiceNotFound, NoneAvailable: no node to connect to.
@@ -156,7 +156,11 @@ class Stream(abc.ABC):
 
     @abc.abstractmethod
     async def close_send(self) -> None:
-        """Tell the server nothing more will be sent (``EOS``); receiving goes on."""
+        """Tell the server nothing more will be sent (``EOS``); receiving goes on.
+
+        go-micro servers before v1.7 (node metadata ``server: rpc``) have no such message:
+        nothing is sent to them, sending just stops.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -290,8 +294,10 @@ class Client(abc.ABC):
     ) -> Stream:
         """A stream to ``endpoint`` of ``service``, opened by ``async with`` or ``await``.
 
-        ``request`` is the opening message's body: the request of a server-streaming
-        endpoint (``None`` for a bidirectional one, whose messages follow via ``send``).
-        Options are those of :meth:`call`; ``timeout`` bounds opening the stream and, only
-        when given, its whole life.
+        ``request`` is the stream's first message: the request of a server-streaming
+        endpoint, which reads it as go-micro's do (``None`` sends nothing: a
+        bidirectional stream's messages follow via ``send``). It also goes in the opening
+        message, whose body servers do not hand to handlers. Options are those of
+        :meth:`call`; ``timeout`` bounds opening the stream and, only when given, its whole
+        life.
         """

@@ -1,9 +1,12 @@
 """Client streams: one dedicated connection per stream, messages per ``docs/protocol.md``.
 
-The opening message carries ``Micro-Stream`` (and the request body of a server-streaming
-endpoint); every later message carries it too. ``close_send`` sends ``Micro-Error: EOS``;
-the stream ends for the receiver on ``EOS`` from the server or on the connection closing
-(go-micro v1.0 servers end streams that way), and fails on any other ``Micro-Error``.
+Every message carries ``Micro-Stream``. A request given to the stream goes in the opening
+message and again as the first stream message: go-micro v1 servers never hand the opening
+body to a handler, and a server stream reads its request as that first message.
+``close_send`` sends ``Micro-Error: EOS``, except to go-micro nodes older than v1.7, which
+have no such message and would read it as a request. The stream ends for the receiver on
+``EOS`` from the server or on the connection closing (go-micro v1.0 servers end streams that
+way), and fails on any other ``Micro-Error``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class RpcStream(Stream):
         self._deadline: float | None = None
         self._socket: Socket | None = None
         self._id = ""
+        self._eos = True  # the node reads our EOS (see _reads_eos)
         self._send_done = False
         self._recv_done = False
         self._closed = False
@@ -115,10 +119,13 @@ class RpcStream(Stream):
                 header["Timeout"] = timeout_header(self._deadline - loop.time())
             body = b"" if req.body is None else client.codec(req.content_type).encode(req.body)
             await sock.send(Message(header, body))
+            if req.body is not None:
+                await sock.send(Message(self._header(), body))  # what a server stream reads
         except BaseException:
             await _close(sock)
             raise
         self.node = node
+        self._eos = _reads_eos(node)
         return sock
 
     def _header(self) -> dict[str, str]:
@@ -178,9 +185,10 @@ class RpcStream(Stream):
         if self._send_done:
             return
         self._send_done = True
-        header = self._header()
-        header["Micro-Error"] = EOS
-        await self._bounded(sock.send(Message(header, b"")))
+        if self._eos:
+            header = self._header()
+            header["Micro-Error"] = EOS
+            await self._bounded(sock.send(Message(header, b"")))
 
     async def close(self) -> None:
         if self._closed:
@@ -191,7 +199,7 @@ class RpcStream(Stream):
         if sock is None:
             return
         try:
-            if not self._send_done and not sock.closed:
+            if not self._send_done and self._eos and not sock.closed:
                 self._send_done = True
                 header = self._header()
                 header["Micro-Error"] = EOS
@@ -201,6 +209,13 @@ class RpcStream(Stream):
             pass  # the peer is gone or stuck; closing is all that is left to do
         finally:
             await _close(sock)
+
+
+def _reads_eos(node: Node) -> bool:
+    """Whether ``node`` understands a client's ``EOS``: go-micro before v1.7 (registered as
+    ``server: rpc``) decodes it as a request. v1.7 and v1.8 do too, but register ``mucp``,
+    as later go-micro and micro do, so they cannot be told apart."""
+    return (node.metadata or {}).get("server") != "rpc"
 
 
 async def _close(sock: Socket) -> None:

@@ -27,7 +27,7 @@ from micro.errors import (
     Timeout,
 )
 from micro.server import HandlerFunc, Request
-from micro.server._stream import ServerStream
+from micro.server._stream import EOS, ServerStream
 from micro.server.handler import NO_REQUEST, EndpointSpec, wire_types
 from micro.transport import Message, Socket
 
@@ -139,6 +139,8 @@ class Router:
                     msg = await sock.recv()
                 except (MicroError, OSError):  # closed, or not a message (already answered)
                     return
+                if msg.header.get("Micro-Error") == EOS:
+                    continue  # a stream's end, after a unary answer to its opening: no call
                 if self.draining:
                     reply = _reply(msg.header, _endpoint(msg.header), self.service)
                     await self._send_error(sock, reply, shutting_down())
@@ -210,7 +212,7 @@ class Router:
     async def _call(
         self, conn: Conn, msg: Message, route: Route, codec: Codec, content_type: str
     ) -> Any:
-        request = self._request(msg, route.spec, codec, content_type)
+        request = self._request(msg.header, msg.body, route.spec, codec, content_type)
         timeout = msg.header.get("Timeout")
         if not timeout:
             return await route.call(request)
@@ -234,24 +236,25 @@ class Router:
 
     def _request(
         self,
-        msg: Message,
+        header: dict[str, str],
+        data: bytes,
         spec: EndpointSpec,
         codec: Codec,
         content_type: str,
         io: ServerStream | None = None,
     ) -> Request:
         if spec.kind == "bidi":
-            body: Any = io  # the first message's body is ignored, as in go-micro v1
-        elif spec.request_type is NO_REQUEST or (spec.optional and not msg.body.strip()):
+            body: Any = io  # the opening message's body is ignored, as in go-micro v1
+        elif spec.request_type is NO_REQUEST or (spec.optional and not data.strip()):
             body = None
         else:
-            body = codec.decode(msg.body, spec.request_type)
-        md.set_incoming(msg.header)
+            body = codec.decode(data, spec.request_type)
+        md.set_incoming(header)
         return Request(
             service=self.service,
             endpoint=spec.name,
             content_type=content_type,
-            header=msg.header,
+            header=header,
             metadata=md.get(),
             body=body,
             stream=io is not None,
@@ -276,23 +279,19 @@ class Router:
             request_type=spec.request_type,
             reply_header=reply,
             reads=spec.kind == "bidi",
+            takes_request=spec.kind == "server_stream" and spec.request_type is not NO_REQUEST,
         )
-        try:
-            request = self._request(msg, spec, codec, reply["Content-Type"], stream)
-        except Exception as exc:
-            await stream.end(self._failure(spec, exc))
-            return False
-        outcome = await self._run_stream(conn, route, request, stream)
+        outcome = await self._run_stream(conn, route, msg, stream, codec)
         if outcome is not _GONE:
             await stream.end(outcome)
         return False
 
     async def _run_stream(
-        self, conn: Conn, route: Route, request: Request, stream: ServerStream
+        self, conn: Conn, route: Route, opening: Message, stream: ServerStream, codec: Codec
     ) -> Any:
         """The handler's outcome: None (done), its MicroError, or _GONE (the client left)."""
-        seconds = _seconds(request.header.get("Timeout") or "0")
-        handler = asyncio.create_task(_run(route.call, request))
+        seconds = _seconds(opening.header.get("Timeout") or "0")
+        handler = asyncio.create_task(self._serve_stream(route, opening, stream, codec))
         reader = asyncio.create_task(stream.pump())
         try:
             done, _ = await asyncio.wait(
@@ -317,6 +316,24 @@ class Router:
         if isinstance(exc, ConnectionClosed):
             return _GONE
         return self._failure(route.spec, exc)
+
+    async def _serve_stream(
+        self, route: Route, opening: Message, stream: ServerStream, codec: Codec
+    ) -> None:
+        """The handler task: wait for a server stream's request if it takes one, then call.
+
+        The request comes from the client's first stream message, as go-micro v1 servers
+        take it; the opening message gives the headers (metadata, deadline) and, only when
+        the client ends its half before sending a message, the body.
+        """
+        body = opening.body
+        if stream.takes_request:
+            first = await stream.request()
+            if first is not None:
+                body = first.body
+        spec, content_type = route.spec, stream.content_type
+        request = self._request(opening.header, body, spec, codec, content_type, stream)
+        await route.call(request)
 
     # -- stopping --------------------------------------------------------------------------
 
@@ -470,10 +487,6 @@ def _seconds(timeout: str) -> float:
         return int(timeout) / 1e9
     except ValueError:
         return 0.0
-
-
-async def _run(call: HandlerFunc, request: Request) -> None:
-    await call(request)
 
 
 async def _cancel(*tasks: asyncio.Task[Any]) -> None:

@@ -103,8 +103,7 @@ async def _stream(gw: Gateway, ws: WebSocket, route: Route) -> None:
         response_type=msgspec.Raw,
         metadata=call_metadata(ws.scope),
     )
-    async with stream:
-        await stream.send(msgspec.Raw(first))  # a bidi stream ignores the opening body
+    async with stream:  # sends ``first`` as the stream's first message too
         sender = asyncio.create_task(_client_to_stream(ws, stream))
         try:
             async for item in stream:

@@ -179,9 +179,9 @@ class _Printer:
 
 
 async def _send_rest(stream: Any, requests: list[Any]) -> None:
-    """Send every request, then end our side (a server stream ignores what follows)."""
+    """Send the requests after the first (the stream sends that one), then end our side."""
     with contextlib.suppress(MicroError, OSError):
-        for request in requests:
+        for request in requests[1:]:
             await stream.send(request)
         await stream.close_send()
 
