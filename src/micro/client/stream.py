@@ -2,8 +2,10 @@
 
 The opening message carries ``Micro-Stream`` (and the request body of a server-streaming
 endpoint); every later message carries it too. ``close_send`` sends ``Micro-Error: EOS``;
-the stream ends for the receiver on ``EOS`` from the server or on the connection closing
-(go-micro v1.0 servers end streams that way), and fails on any other ``Micro-Error``.
+the stream ends for the receiver on ``EOS`` from the server, and fails on any other
+``Micro-Error``. A connection that ends before ``EOS`` fails it too (``ConnectionClosed``,
+"cut off before its end"), except an orderly close between messages from a go-micro v1.0
+node, whose server ends streams that way.
 """
 
 from __future__ import annotations
@@ -148,9 +150,12 @@ class RpcStream(Stream):
         sock = self._sock()
         try:
             message: Message = await self._bounded(sock.recv())
-        except ConnectionClosed:
-            self._recv_done = True  # go-micro v1.0 servers end a stream by closing
-            raise StopAsyncIteration from None
+        except ConnectionClosed as exc:
+            self._recv_done = True
+            if _ends_by_closing(self.node) and not getattr(sock, "cut_off", False):
+                raise StopAsyncIteration from None
+            detail = f"stream {self.service} {self.endpoint} cut off before its end: {exc.detail}"
+            raise ConnectionClosed(detail, id="go.micro.client") from None
         self.header = message.header
         error = message.header.get("Micro-Error") or message.header.get("X-Micro-Error")
         if error == EOS:
@@ -201,6 +206,16 @@ class RpcStream(Stream):
             pass  # the peer is gone or stuck; closing is all that is left to do
         finally:
             await _close(sock)
+
+
+def _ends_by_closing(node: Node | None) -> bool:
+    """Whether the server may end a stream by closing the connection, without EOS.
+
+    go-micro v1.0 to v1.2 servers do; their nodes say ``server=rpc`` (micro's and later
+    go-micro's say ``mucp`` and always send EOS). A close cut in the middle of a message, or
+    a reset (the socket's ``cut_off``), is never an end.
+    """
+    return node is not None and node.metadata.get("server") == "rpc"
 
 
 async def _close(sock: Socket) -> None:
