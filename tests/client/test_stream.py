@@ -157,14 +157,32 @@ async def test_bidirectional_stream(client: RpcClient, server: FakeServer) -> No
     assert end.body == b""
 
 
-async def test_stream_ends_when_the_peer_closes(client: RpcClient, server: FakeServer) -> None:
-    async def go_micro_v1_0(sock: Socket, first: Message) -> None:
-        await sock.send(item(first, {"n": 1}))
-        await sock.send(item(first, {"n": 2}))  # then close, no EOS
+async def go_micro_v1_0(sock: Socket, first: Message) -> None:
+    await sock.send(item(first, {"n": 1}))
+    await sock.send(item(first, {"n": 2}))  # then close, no EOS
 
+
+async def test_stream_from_a_go_micro_v1_0_node_ends_when_it_closes(
+    client: RpcClient, server: FakeServer, registry: MemoryRegistry
+) -> None:
+    server.streams["Old.Stream"] = go_micro_v1_0
+    v1_0 = Node("old-1", server.address, {"server": "rpc", "protocol": "mucp"})  # as v1.0 says
+    await registry.register(Service("old", nodes=[v1_0]))
+    async with client.stream("old", "Old.Stream", {}) as stream:
+        assert [x async for x in stream] == [{"n": 1}, {"n": 2}]
+
+
+async def test_a_close_before_eos_from_any_other_server_fails_the_stream(
+    client: RpcClient, server: FakeServer
+) -> None:
     server.streams["Old.Stream"] = go_micro_v1_0
     async with client.stream("greeter", "Old.Stream", {}) as stream:
-        assert [x async for x in stream] == [{"n": 1}, {"n": 2}]
+        assert await stream.recv() == {"n": 1}
+        assert await stream.recv() == {"n": 2}
+        with pytest.raises(ConnectionClosed, match="cut off before its end"):
+            await stream.recv()
+        with pytest.raises(StopAsyncIteration):  # failed once, then ended
+            await stream.recv()
 
 
 async def test_stream_error_from_the_server(client: RpcClient, server: FakeServer) -> None:

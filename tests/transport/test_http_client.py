@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -315,4 +316,115 @@ async def test_connection_close_response_marks_the_socket_closed(
             await sock.recv()
     finally:
         release.set()
+        await sock.close()
+
+
+# --------------------------------------------------------------------------- how it ended
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (linger 0) instead of an orderly close."""
+    raw = writer.get_extra_info("socket")
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+async def test_no_request_goes_into_a_connection_the_server_ended_after_answering(
+    transport: HttpTransport, raw_server: StartRaw, end: str
+) -> None:
+    """The server answers, then closes (as go-micro v1.0 does after an error) or resets;
+    the event loop has not read that yet when the next request is sent: send raises
+    instead of writing it."""
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK_RESPONSE)
+        await writer.drain()
+        if end == "reset":
+            reset(writer)
+
+    address = await raw_server(server)
+    sock = await transport.dial(address)
+    try:
+        await sock.send(Message({}, b"{}"))
+        assert (await sock.recv()).body == b"ok"
+        with pytest.raises(ConnectionClosed):
+            await sock.send(Message({}, b"{}"))
+        assert sock.closed
+        assert sock.cut_off is (end == "reset")
+    finally:
+        await sock.close()
+
+
+async def test_an_orderly_close_after_the_request_counts_as_answered(
+    transport: HttpTransport, raw_server: StartRaw
+) -> None:
+    """The server read the request and closed without a word: it may have acted on it."""
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    address = await raw_server(server)
+    sock = await transport.dial(address)
+    try:
+        await sock.send(Message({}, b"{}"))
+        assert not sock.answered
+        with pytest.raises(ConnectionClosed):
+            await sock.recv()
+        assert sock.answered
+        assert not sock.cut_off
+    finally:
+        await sock.close()
+
+
+async def test_a_reset_with_nothing_answered_is_not_answered(
+    transport: HttpTransport, raw_server: StartRaw
+) -> None:
+    """The server resets the connection with the request unread: it was discarded."""
+    arrived = asyncio.Event()
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(1)  # the request has started to arrive, unread past that
+        arrived.set()
+        reset(writer)
+
+    address = await raw_server(server)
+    sock = await transport.dial(address)
+    try:
+        await sock.send(Message({}, b"{}"))
+        with pytest.raises(ConnectionClosed):
+            await sock.recv()
+        assert arrived.is_set()
+        assert not sock.answered
+        assert sock.cut_off
+    finally:
+        await sock.close()
+
+
+@pytest.mark.parametrize(
+    ("written", "cut_off"),
+    [
+        (OK_RESPONSE, False),  # between messages
+        (OK_RESPONSE[:20], True),  # in the head
+        (OK_RESPONSE[:-1], True),  # in the body
+    ],
+    ids=["between-messages", "in-the-head", "in-the-body"],
+)
+async def test_a_close_inside_a_response_is_a_cut_off(
+    transport: HttpTransport, raw_server: StartRaw, written: bytes, cut_off: bool
+) -> None:
+    address = await raw_server(answer_with(written, close=True))
+    sock = await transport.dial(address)
+    try:
+        await sock.send(Message({}, b"{}"))
+        if not cut_off:
+            assert (await sock.recv()).body == b"ok"
+        with pytest.raises(ConnectionClosed):
+            await sock.recv()
+        assert sock.cut_off is cut_off
+        assert sock.answered
+    finally:
         await sock.close()

@@ -5,6 +5,12 @@ surplus connections age out): at most ``size`` idle, a connection older than ``t
 closed when it would be checked out, and a connection that failed or whose exchange was cut
 short (error, cancellation) is closed instead of returned. The number of connections in use
 is not bounded: each call in flight holds one.
+
+A connection the server closed is never reused: one whose last response said
+``Connection: close`` (or was HTTP/1.0) counts as closed and is not kept, and one whose
+close arrived while it sat idle is dropped at checkout. A close that the event loop has not
+read yet is caught by the HTTP transport itself, which looks for it before writing a request
+on a kept-alive connection and then raises without writing (the caller dials again).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ One call, as go-micro v1 does it (docs/client.md), with its sharp edges fixed:
 3. Each attempt runs through the call wrappers, then takes a pooled connection to the node,
    sends one request (headers per ``docs/protocol.md``) and reads one response. A
    ``Micro-Error`` answer raises the matching :class:`~micro.errors.MicroError` subclass.
+   A pooled connection the server closed (go-micro v1.0 closes after every error answer) is
+   never written to: the request goes on a new connection, without spending a retry.
 4. ``selector.mark(service, node, error)`` reports each attempt (``None`` on success; the
    selector decides which errors count against the node -- the default one ignores 4xx).
 5. A failed attempt is retried while ``retry_on(error)`` says so and retries remain, after
@@ -465,8 +467,11 @@ class RpcClient(Client):
             except ConnectError:
                 if not conn.reused or (sent and conn.socket.answered):
                     raise
-                # a kept-alive connection the server closed, idle, before or as the request
-                # left (nothing came back): dial again, once, without spending a retry
+                # a kept-alive connection that provably never read the request: its close
+                # was seen before the request left (nothing written), or the server reset it
+                # with nothing answered (discarded unread). Dial again, once, without
+                # spending a retry. A close after the request left may follow a read: that
+                # is left to the retry policy (see Socket.answered).
                 await pool.discard(conn)
                 remaining = max(opts.deadline - loop.time(), 0.0)
                 conn = await pool.connect(node.address, timeout=min(opts.dial_timeout, remaining))

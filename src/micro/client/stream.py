@@ -5,8 +5,9 @@ message and again as the first stream message: go-micro v1 servers never hand th
 body to a handler, and a server stream reads its request as that first message.
 ``close_send`` sends ``Micro-Error: EOS``, except to go-micro nodes older than v1.7, which
 have no such message and would read it as a request. The stream ends for the receiver on
-``EOS`` from the server or on the connection closing (go-micro v1.0 servers end streams that
-way), and fails on any other ``Micro-Error``.
+``EOS`` from the server, and fails on any other ``Micro-Error``. A connection that ends
+before ``EOS`` fails it too (``ConnectionClosed``, "cut off before its end"), except an
+orderly close between messages from a go-micro v1.0 node, whose server ends streams that way.
 """
 
 from __future__ import annotations
@@ -155,9 +156,12 @@ class RpcStream(Stream):
         sock = self._sock()
         try:
             message: Message = await self._bounded(sock.recv())
-        except ConnectionClosed:
-            self._recv_done = True  # go-micro v1.0 servers end a stream by closing
-            raise StopAsyncIteration from None
+        except ConnectionClosed as exc:
+            self._recv_done = True
+            if _ends_by_closing(self.node) and not getattr(sock, "cut_off", False):
+                raise StopAsyncIteration from None
+            detail = f"stream {self.service} {self.endpoint} cut off before its end: {exc.detail}"
+            raise ConnectionClosed(detail, id="go.micro.client") from None
         self.header = message.header
         error = message.header.get("Micro-Error") or message.header.get("X-Micro-Error")
         if error == EOS:
@@ -216,6 +220,16 @@ def _reads_eos(node: Node) -> bool:
     ``server: rpc``) decodes it as a request. v1.7 and v1.8 do too, but register ``mucp``,
     as later go-micro and micro do, so they cannot be told apart."""
     return (node.metadata or {}).get("server") != "rpc"
+
+
+def _ends_by_closing(node: Node | None) -> bool:
+    """Whether the server may end a stream by closing the connection, without EOS.
+
+    go-micro v1.0 to v1.2 servers do; their nodes say ``server=rpc`` (micro's and later
+    go-micro's say ``mucp`` and always send EOS). A close cut in the middle of a message, or
+    a reset (the socket's ``cut_off``), is never an end.
+    """
+    return node is not None and node.metadata.get("server") == "rpc"
 
 
 async def _close(sock: Socket) -> None:

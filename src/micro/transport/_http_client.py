@@ -5,9 +5,28 @@ Any number of responses may follow one request (a stream), in any segmentation. 
 ``1xx`` responses are skipped. A response whose status is not 200 and that carries no
 ``Micro-Error`` gets one made from its status and body, so the client's ordinary error path
 sees a proper error (code = the HTTP status).
+
+How the connection ends is kept, because callers act on it:
+
+- A response saying ``Connection: close`` (or an HTTP/1.0 one without keep-alive) is the
+  last: the socket counts as closed once it is read, so a pool never reuses it.
+- Before a request on a connection that answered the last one, ``send`` asks the kernel
+  whether the server's close (or reset) already waits unread, which the event loop may not
+  have got to yet (go-micro v1.0 closes after every error answer): if so nothing is written
+  and ``send`` raises, so the request was provably never read.
+- ``answered`` is False after a ``send`` only until a byte arrives or the connection closes
+  in order (a server may read a request, then close without answering); a reset with
+  nothing answered leaves it False, since the server's system discarded the request unread.
+- ``cut_off``: the connection ended by a reset, or in the middle of a response, rather than
+  by a close between messages.
 """
 
 from __future__ import annotations
+
+import asyncio
+import select
+import socket
+from typing import Any
 
 import httptools
 
@@ -22,6 +41,8 @@ from micro.transport._http_wire import (
 )
 
 _NO_BODY = frozenset({204, 304})
+_PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+_Raw = tuple[int, int, int, int]  # descriptor, family, type, protocol
 
 
 class _Stop(Exception):
@@ -45,13 +66,25 @@ class HttpClientSocket(HttpConnection):
         self._until_eof = False  # no length and not chunked: the body ends with the connection
         self._stop_error: MicroError | None = None  # set by a callback that stops the parser
         self._failed = False
-        self._answered = False  # a byte arrived since the last send
+        self._answered = False  # since the last send: a byte arrived, or an orderly close
+        self._cut_off = False
+        self._raw: _Raw | None = None  # the OS socket, to look for a close that waits
 
     @property
     def answered(self) -> bool:
+        """Whether the server may have read the last request: a byte came back since the
+        last ``send``, or the connection then closed in order. False while nothing happened,
+        and after a reset with nothing answered (the request was discarded unread)."""
         return self._answered
 
+    @property
+    def cut_off(self) -> bool:
+        """True once the connection ended by a reset, or with a response only partly read."""
+        return self._cut_off
+
     async def send(self, message: Message) -> None:
+        if self._answered and self._exc is None:
+            self._take_waiting_end()
         self._answered = False
         if self._exc is not None:  # no answer could ever be read: do not send
             raise ConnectionClosed(f"connection to {self.remote} is closed", id=TRANSPORT_ID)
@@ -62,6 +95,10 @@ class HttpClientSocket(HttpConnection):
             await self._drain()
 
     # ------------------------------------------------------------------ protocol events
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._raw = _raw_socket(transport)
 
     def data_received(self, data: bytes) -> None:
         self._answered = True
@@ -92,10 +129,48 @@ class HttpClientSocket(HttpConnection):
                 )
 
     def eof_received(self) -> bool:
+        self._peer_closed()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._exc is None:  # not after a close we saw or made
+            self._failed_by(exc)
+        super().connection_lost(exc)
+
+    def _failed_by(self, exc: Exception) -> None:
+        """The connection broke (a reset, mostly) before any orderly end."""
+        self._cut_off = True
+        if not isinstance(exc, ConnectionResetError | BrokenPipeError):
+            self._answered = True  # not a reset: the request may have been read
+
+    def _peer_closed(self) -> None:
+        """The server closed its side (FIN): no message follows the ones parsed so far."""
         if self._until_eof and self._in_message:
             self.on_message_complete()
-        self.abort_reads(ConnectionClosed(f"{self.remote} closed the connection", id=TRANSPORT_ID))
-        return False
+        self._answered = True
+        if self._in_message:
+            self._cut_off = True
+            reason = f"{self.remote} closed the connection in the middle of a response"
+        else:
+            reason = f"{self.remote} closed the connection"
+        self.abort_reads(ConnectionClosed(reason, id=TRANSPORT_ID))
+
+    def _take_waiting_end(self) -> None:
+        """Act now on a close or reset that waits unread in the kernel (the loop has not
+        run since it arrived): the request about to be sent would never be read."""
+        transport, raw = self.transport, self._raw
+        if raw is None or transport is None or transport.is_closing():
+            return
+        end = _waiting_end(raw)
+        if end is None:
+            return
+        if isinstance(end, OSError):
+            self._failed_by(end)
+            detail = f"connection to {self.remote} closed: {end}"
+            self.abort_reads(ConnectionClosed(detail, id=TRANSPORT_ID))
+        else:
+            self._peer_closed()
+        transport.close()
 
     def _fail(self, error: MicroError) -> None:
         """The peer sent something that is not a response: fail recv with ``error``, close."""
@@ -155,3 +230,35 @@ class HttpClientSocket(HttpConnection):
     def _stop(self, error: MicroError) -> None:
         self._stop_error = error
         raise _Stop(error)
+
+
+def _raw_socket(transport: asyncio.BaseTransport) -> _Raw | None:
+    """What :func:`_waiting_end` needs, read once (the socket object's attributes are slow)."""
+    raw = transport.get_extra_info("socket")
+    if raw is None or not hasattr(select, "poll"):
+        return None
+    return raw.fileno(), int(raw.family), int(raw.type), raw.proto
+
+
+def _waiting_end(raw: _Raw) -> OSError | bool | None:
+    """What waits first in the socket's receive queue, without taking it: ``True`` for the
+    peer's close, an error for its reset, None for data or nothing (the connection is open).
+    The common answer, nothing, costs one ``poll``."""
+    fd, family, kind, proto = raw
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(0):
+        return None
+    try:
+        probe = socket.socket(family, kind, proto, fd)
+    except OSError:
+        return None
+    try:
+        closed = probe.recv(1, _PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        return exc
+    finally:
+        probe.detach()  # the descriptor belongs to the transport
+    return True if closed else None

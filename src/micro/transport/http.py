@@ -30,9 +30,13 @@ POST (a browser's ``GET /`` gets a detail saying how to call), ``413`` for a bod
 for ``idle_timeout`` is closed; at ``max_connections`` the longest idle ones are closed to
 make room for new ones.
 
-Dialing side. ``1xx`` responses are skipped. ``answered`` says whether any byte came back
-since the last ``send`` (the client resends on a new connection a request that a kept-alive
-one closed on without answering). A non-200 response without ``Micro-Error`` gets
+Dialing side. ``1xx`` responses are skipped. A response with ``Connection: close`` (or an
+HTTP/1.0 one) is the connection's last. Before a request on a kept-alive connection,
+``send`` looks for a close or reset of the server's that waits unread and then raises
+without writing. ``answered`` says whether the server may have read the last request (a
+byte came back, or the connection then closed in order; a reset with nothing answered
+means it was discarded unread), ``cut_off`` whether the connection ended by a reset or
+inside a response. A non-200 response without ``Micro-Error`` gets
 one made from its status and body (code = the status), so callers see a proper error. A
 malformed response fails ``recv`` with ``BadRequest``, a body over ``max_body`` with
 ``PayloadTooLarge``; both close the socket.
