@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.toolkit.api.test_process import PY, Proc, free_port
+from tests.toolkit.api.test_process import Proc
+from tests.toolkit.api.test_process import gateway as gateway_process
 
 pytestmark = [pytest.mark.integration]
 
@@ -29,20 +29,9 @@ IDLE, HEADER = 1.0, 1.5
 
 
 def start(tmp: Path, **env: str) -> tuple[Proc, int]:
-    port = free_port()
-    args = [PY, "-m", "micro.toolkit.api", "--address", f"127.0.0.1:{port}", "--namespace", ""]
-    proc = Proc(args, tmp / f"gateway-{port}.log", {"MICRO_REGISTRY": "memory", **env})
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            pass
-        if proc.proc.poll() is not None or time.monotonic() > deadline:
-            proc.stop()
-            raise AssertionError(f"gateway did not start:\n{proc.text()}")
-        time.sleep(0.1)
+    """A ``micro api`` process on a memory registry (``env`` adds settings); its port."""
+    proc, url = gateway_process(tmp, "", env={"MICRO_REGISTRY": "memory", **env})
+    return proc, int(url.rpartition(":")[2])
 
 
 @pytest.fixture(scope="module")
