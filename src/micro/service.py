@@ -219,7 +219,7 @@ class Service:
         address = None
         host = s["server_address"].rpartition(":")[0]
         http = (s["broker"] or plugins.DEFAULTS["broker"]) == "http"
-        if http and not s["broker_address"] and host not in ("", "0.0.0.0", "[::]"):
+        if http and not s["broker_address"] and host:
             address = f"{host}:0"  # the http broker listens where the server does
         broker = plugins.create_broker(registry=registry, settings=s, address=address)
         self._own_broker = not plugins.is_shared(broker)

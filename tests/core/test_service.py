@@ -103,3 +103,12 @@ async def test_serve_stops_on_event_and_deregisters() -> None:
     await asyncio.wait_for(task, 5)
     with pytest.raises(micro.errors.ServiceNotFound):
         await registry.get_service("stopper")
+
+
+@pytest.mark.parametrize(
+    ("server", "broker"),
+    [(":0", "127.0.0.1:0"), ("127.0.0.1:0", "127.0.0.1:0"), ("0.0.0.0:8080", "0.0.0.0:0")],
+)
+def test_the_http_broker_listens_on_the_servers_host(server: str, broker: str) -> None:
+    service = micro.Service("svc", address=server, registry=MemoryRegistry(), broker="http")
+    assert service.broker._address == broker  # type: ignore[attr-defined]
