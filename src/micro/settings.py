@@ -375,6 +375,43 @@ SETTINGS: tuple[Setting, ...] = (
        flags=("--no-access-log",)),
     _s("api_log_level", "text", "info", "debug, info, warning, error", "api",
        flags=("--log-level",)),
+    # -- micro web
+    _s("web_address", "text", "127.0.0.1:8082", "host:port to listen on (:8082: every "
+       "interface)", "web", flags=("--address",)),
+    _s("web_namespace", "text", "go.micro.web", "namespace of the web services proxied at "
+       "/[name]", "web", flags=("--namespace",)),
+    _s("web_max_body", "size", 10 * 1024 * 1024, "largest request body (413 beyond)",
+       "web", flags=("--max-body",)),
+    _s("web_read_timeout", "duration", 30.0, "time a client gets to send its body (408 "
+       "beyond)", "web", flags=("--read-timeout",)),
+    _s("web_header_timeout", "duration", 30.0, "time from a request's first byte to the end "
+       "of its head (408 beyond)", "web", flags=("--header-timeout",)),
+    _s("web_idle_timeout", "duration", 60.0, "time a connection may wait without starting "
+       "a request", "web", flags=("--idle-timeout",)),
+    _s("web_max_connections", "count", 1000, "open connections; past it the longest idle "
+       "is closed (0: no limit)", "web", flags=("--max-connections",)),
+    _s("web_rate_limit", "number", 0.0, "requests/s per client address (0: off)", "web",
+       flags=("--rate-limit",)),
+    _s("web_rate_burst", "count", 0, "rate limit bucket size (0: the rate)", "web",
+       flags=("--rate-burst",)),
+    _s("web_timeout", "duration", None, "time per service call (default: the client's)",
+       "web", flags=("--timeout",)),
+    _s("web_stats_interval", "duration", 5.0, "how often the service page polls each node's "
+       "Debug.Health and Debug.Stats", "web", flags=("--stats-interval",)),
+    _s("web_stats_window", "duration", 600.0, "how much of that history the charts keep",
+       "web", flags=("--stats-window",)),
+    _s("web_auth_tokens", "list", (), "accepted bearer tokens", "web",
+       flags=("--auth-tokens",)),
+    _s("web_auth_function", "text", None, "module:function(token, scope) checking tokens",
+       "web", flags=("--auth-function",)),
+    _s("web_auth_service", "text", None, "a service checking tokens", "web",
+       flags=("--auth-service",)),
+    _s("web_auth_endpoint", "text", "Auth.Verify", "the endpoint of that service", "web",
+       flags=("--auth-endpoint",)),
+    _s("web_no_access_log", "bool", False, "do not log each request", "web",
+       flags=("--no-access-log",)),
+    _s("web_log_level", "text", "info", "debug, info, warning, error", "web",
+       flags=("--log-level",)),
     # -- the micro command
     _s("output", "text", "table", "output format: table or json", "cli",
        flags=("-o", "--output")),
@@ -385,7 +422,7 @@ SETTINGS: tuple[Setting, ...] = (
 # fmt: on
 
 GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client", "api",
-          "cli")  # fmt: skip
+          "web", "cli")  # fmt: skip
 """The groups in the order ``--help`` and the docs show them."""
 
 SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client")
