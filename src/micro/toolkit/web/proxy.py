@@ -161,9 +161,19 @@ class WebProxy:
             except NoneAvailable:
                 break
             content = body.chunks() if isinstance(body, _Body) else body
-            request = dash.http.build_request(
-                scope["method"], _url(node.address, scope, name), headers=headers, content=content
-            )
+            try:
+                request = dash.http.build_request(
+                    scope["method"],
+                    _url(node.address, scope, name),
+                    headers=headers,
+                    content=content,
+                )
+            except (httpx.InvalidURL, ValueError) as exc:
+                last = ConnectError(
+                    f"{service}: bad node address {node.address!r}: {exc}", id=WEB_ID
+                )
+                dash.selector.mark(service, node, last)
+                continue
             try:
                 upstream = await dash.http.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -255,7 +265,7 @@ class WebProxy:
         try:
             next_node = await dash.selector.select(service)
         except MicroError as exc:
-            await ws.close(code=4000 + http_error(exc).code, reason=exc.detail[:120])
+            await _refuse(ws, exc)
             return
         headers = [
             (key.decode(), value.decode())  # UTF-8: the header check let nothing else by
@@ -288,9 +298,16 @@ class WebProxy:
                 await ws.accept(subprotocol=upstream.subprotocol)
                 await pump(ws, upstream)
             return
-        err = http_error(last)
-        with contextlib.suppress(Exception):
-            await ws.close(code=4000 + err.code, reason=err.detail[:120])
+        await _refuse(ws, last)
+
+
+async def _refuse(ws: WebSocket, exc: MicroError) -> None:
+    """Accept, then close with 4000 + the HTTP status: a browser sees the code and reason
+    (a refused handshake shows it neither)."""
+    err = http_error(exc)
+    with contextlib.suppress(Exception):
+        await ws.accept()
+        await ws.close(code=4000 + err.code, reason=err.detail[:120])
 
 
 def _url(address: str, scope: Scope, name: str, scheme: str = "http") -> str:
