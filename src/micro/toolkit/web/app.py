@@ -113,11 +113,14 @@ class Dashboard:
             selector = plugins.create("selector", settings=self.settings, registry=registry)
             self._owned.append(selector)
         if client is None:
+            from micro.toolkit.web.calls import record_node
+
             client = micro.Client(
                 registry=registry,
                 selector=selector,
                 timeout=options.timeout,
                 settings=self.settings,
+                wrappers=[record_node],  # so /_/call can say which node answered
             )
             self._owned.append(client)
         self.registry: Registry = registry
