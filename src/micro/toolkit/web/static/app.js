@@ -350,6 +350,11 @@ function header() {
         if (info.registry) parts.push(el("span", { title: "registry" }, "registry ", el("code", { text: info.registry })));
         if (info.broker) parts.push(el("span", { title: "broker", class: "hide-narrow" }, "broker ", el("code", { text: info.broker })));
         if (info.version) parts.push(el("span", { class: "hide-narrow", text: `v${info.version}` }));
+        if (info.auth) {
+          parts.push(
+            el("form", { method: "post", action: "/logout", class: "logout" }, el("button", { type: "submit", class: "small", "data-testid": "logout" }, "Sign out")),
+          );
+        }
         replace(env, parts);
       })
       .catch(() => {});

@@ -136,8 +136,14 @@ function renderNodes(nodes) {
   );
 }
 
+/** Metadata keys shown another way: stream/subscriber as badges, *_schema as JSON. */
+const SHOWN_APART = new Set(["stream", "subscriber"]);
+
 function renderEndpoint(e) {
-  const meta = Object.keys(e.metadata || {}).length;
+  const all = Object.entries(e.metadata || {});
+  const schemas = all.filter(([k]) => k.endsWith("_schema"));
+  const rest = Object.fromEntries(all.filter(([k]) => !k.endsWith("_schema") && !SHOWN_APART.has(k)));
+  const meta = Object.keys(rest).length;
   return el(
     "article",
     { class: "endpoint", "data-testid": "endpoint", "data-name": e.name },
@@ -152,14 +158,30 @@ function renderEndpoint(e) {
         ? null
         : el("a", { class: "button small", href: callHref(name, e.name), "data-testid": "endpoint-call" }, "Call"),
     ),
-    meta ? el("div", { class: "small" }, chips(e.metadata, "endpoint-metadata")) : null,
+    meta ? el("div", { class: "small" }, chips(rest, "endpoint-metadata")) : null,
     el(
       "div",
       { class: "io" },
       el("div", {}, el("h4", { text: "Request" }), fieldTree(e.request, "request-tree")),
       el("div", {}, el("h4", { text: "Response" }), fieldTree(e.response, "response-tree")),
     ),
+    schemas.length
+      ? el(
+          "details",
+          { class: "schemas" },
+          el("summary", { class: "small muted", text: "JSON Schema" }),
+          schemas.map(([k, v]) => el("div", {}, el("h4", { text: k }), el("pre", { text: prettySchema(v) }))),
+        )
+      : null,
   );
+}
+
+function prettySchema(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return String(text);
+  }
 }
 
 /** A Field as a nested list: name, display type, required mark, enum values, description. */
