@@ -103,7 +103,7 @@ def test_version() -> None:
         (["register", "service", '{"name": "x"}'], "invalid service: x has no nodes"),
         (["register", "service", "[1]"], "invalid service: expected an object"),
         (["list", "nodes"], "list nodes needs a service name"),
-        (["web"], "'micro web' is not available yet"),
+        (["web", "--namespace", ""], "micro web: namespace must not be empty"),
         (["proxy", "--help"], "'micro proxy' is not available yet"),
     ],
 )

@@ -19,7 +19,16 @@ from micro.errors import BadRequest, MicroError, Unauthorized
 from micro.metadata import canonical
 from micro.toolkit.api._errors import API_ID, http_error
 
-__all__ = ["AccessLog", "Auth", "AuthCheck", "HeaderCheck", "RateLimit", "unreadable_header"]
+__all__ = [
+    "AccessLog",
+    "Auth",
+    "AuthCheck",
+    "HeaderCheck",
+    "RateLimit",
+    "bearer_token",
+    "run_check",
+    "unreadable_header",
+]
 
 access_log = logging.getLogger("micro.api.access")
 
@@ -48,13 +57,17 @@ async def send_error(send: Send, exc: BaseException, headers: list[tuple[bytes, 
 
 
 class AccessLog:
-    """One log line per request: client, method, path, status, bytes, milliseconds."""
+    """One log line per request: client, method, path, status, bytes, milliseconds.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Lines go to ``logger`` (default ``micro.api.access``; ``micro web`` passes its own).
+    """
+
+    def __init__(self, app: ASGIApp, logger: logging.Logger = access_log) -> None:
         self.app = app
+        self.log = logger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] not in ("http", "websocket") or not self.log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -75,7 +88,7 @@ class AccessLog:
             client = scope.get("client") or ("-", 0)
             query = scope.get("query_string", b"")
             path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-            access_log.info(
+            self.log.info(
                 '%s "%s %s HTTP/%s" %d %dB %.2fms',
                 client[0],
                 scope.get("method", "WS"),
@@ -204,11 +217,11 @@ class Auth:
             await self.app(scope, receive, send)
             return
         challenge = [(b"www-authenticate", b'Bearer realm="micro"')]
-        token = _bearer(scope)
+        token = bearer_token(scope)
         try:
             if not token:
                 raise Unauthorized("missing bearer token", id=API_ID)
-            if not await _run_check(self.check, token, scope):
+            if not await run_check(self.check, token, scope):
                 raise Unauthorized("invalid token", id=API_ID)
         except MicroError as exc:
             if scope["type"] == "websocket":
@@ -219,14 +232,16 @@ class Auth:
         await self.app(scope, receive, send)
 
 
-async def _run_check(check: AuthCheck, token: str, scope: Scope) -> bool:
+async def run_check(check: AuthCheck, token: str, scope: Scope) -> bool:
+    """Whether ``check`` accepts ``token`` (sync or async); its errors propagate."""
     result: Any = check(token, scope)
     if inspect.isawaitable(result):
         result = await result
     return bool(result)
 
 
-def _bearer(scope: Scope) -> str:
+def bearer_token(scope: Scope) -> str:
+    """The token of the request's ``Authorization: Bearer`` header, "" when absent."""
     for key, value in scope["headers"]:
         if key == b"authorization":
             scheme, _, token = str(value.decode("latin-1")).partition(" ")

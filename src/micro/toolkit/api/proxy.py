@@ -27,7 +27,7 @@ from micro.toolkit.api.resolver import Route
 if TYPE_CHECKING:
     from micro.toolkit.api.app import Gateway
 
-__all__ = ["http_handler", "web_socket_proxy"]
+__all__ = ["RESPONSE_HOP", "forward_headers", "http_handler", "pump", "web_socket_proxy"]
 
 _HOP = frozenset(
     {
@@ -43,7 +43,7 @@ _HOP = frozenset(
         b"content-length",
     }
 )
-_RESPONSE_HOP = _HOP - {b"content-length"}
+RESPONSE_HOP = _HOP - {b"content-length"}
 
 
 async def _node_address(gw: Gateway, route: Route) -> str:
@@ -51,7 +51,7 @@ async def _node_address(gw: Gateway, route: Route) -> str:
     return next_node().address
 
 
-def _forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+def forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     """The request's headers as the client sent them (bytes), less per-hop ones, with the
     ``X-Forwarded-*`` headers added."""
     out = []
@@ -89,7 +89,7 @@ async def http_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route
     request = gw.http.build_request(
         scope["method"],
         _target(address, scope, route.path, "http"),
-        headers=_forward_headers(scope),
+        headers=forward_headers(scope),
         content=body,
     )
     try:
@@ -104,7 +104,7 @@ async def http_handler(gw: Gateway, scope: Scope, receive: Receive, route: Route
         background=BackgroundTask(upstream.aclose),
     )
     raw = ((name.lower(), value) for name, value in upstream.headers.raw)
-    response.raw_headers = [(name, value) for name, value in raw if name not in _RESPONSE_HOP]
+    response.raw_headers = [(name, value) for name, value in raw if name not in RESPONSE_HOP]
     return response
 
 
@@ -118,7 +118,7 @@ async def web_socket_proxy(gw: Gateway, ws: WebSocket, route: Route) -> None:
             subprotocols=ws.scope.get("subprotocols") or None,
             additional_headers=[
                 (name.decode(), value.decode())  # UTF-8: the header check let nothing else by
-                for name, value in _forward_headers(ws.scope)
+                for name, value in forward_headers(ws.scope)
                 if not name.startswith(b"sec-websocket")
             ],
             open_timeout=gw.options.read_timeout,
@@ -131,10 +131,12 @@ async def web_socket_proxy(gw: Gateway, ws: WebSocket, route: Route) -> None:
         return
     async with upstream:
         await ws.accept(subprotocol=upstream.subprotocol)
-        await _pump(ws, upstream)
+        await pump(ws, upstream)
 
 
-async def _pump(ws: WebSocket, upstream: ClientConnection) -> None:
+async def pump(ws: WebSocket, upstream: ClientConnection) -> None:
+    """Copy frames both ways until either side closes; the other side is closed too."""
+
     async def downstream() -> None:
         with contextlib.suppress(ConnectionClosed):
             async for frame in upstream:

@@ -243,13 +243,16 @@ def _toolkit(argv: Sequence[str]) -> int | None:
     args = _common().parse_args(argv[:i])
     cli_settings(args)  # fail on a bad value before the app starts
     name, rest = argv[i], list(argv[i + 1 :])
-    if name != "api":
+    if name not in ("api", "web"):
         raise CliError(f"'micro {name}' is not available yet")
     try:
-        from micro.toolkit.api.cli import main as api_main  # type: ignore[import-not-found,unused-ignore]
+        if name == "api":
+            from micro.toolkit.api.cli import main as app_main
+        else:
+            from micro.toolkit.web.cli import main as app_main
     except ImportError as exc:
-        raise CliError(f"'micro api' is not available: {exc}") from None
-    return int(api_main(rest, given=given_flags(args)) or 0)
+        raise CliError(f"'micro {name}' is not available: {exc}") from None
+    return int(app_main(rest, given=given_flags(args)) or 0)
 
 
 def run_args(args: argparse.Namespace) -> int:

@@ -3,17 +3,23 @@
 Every data command hands its result to one function here twice over: as a plain structure
 for ``--output json`` and as a rich renderable for the default table output. Tables go to
 stdout; the spinner goes to stderr, only on a terminal, and only once a wait passes a second.
+
+:func:`captured` sends what one task prints (tables, JSON, plain ``print``) to a buffer of
+its own instead, as plain text without colour: the web dashboard's terminal runs the same
+commands for several browsers at once that way. Outside a capture nothing changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import io
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
     from micro.registry import Service, Value
 
 __all__ = [
+    "captured",
     "console",
     "dump_json",
     "health_table",
@@ -36,12 +43,87 @@ __all__ = [
 ]
 
 SPINNER_DELAY = 1.0
+CAPTURE_WIDTH = 120
+"""Columns of the tables printed inside :func:`captured`."""
+
+_target: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
+    "micro_cli_output", default=None
+)
+
+
+class _Routed(io.TextIOBase):
+    """Stands for ``sys.stdout``/``sys.stderr``: writes go to the current task's capture
+    buffer when it has one, to the original stream otherwise."""
+
+    def __init__(self, original: TextIO) -> None:
+        self.original = original
+
+    def _now(self) -> TextIO:
+        return _target.get() or self.original
+
+    def write(self, text: str) -> int:
+        return self._now().write(text)
+
+    def flush(self) -> None:
+        self._now().flush()
+
+    def isatty(self) -> bool:
+        return self._now().isatty()
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.original, "encoding", None) or "utf-8"
+
+
+_captures = 0
+
+
+def _route(stream: TextIO) -> TextIO:
+    return stream if isinstance(stream, _Routed) else _Routed(stream)  # type: ignore[return-value]
+
+
+def _unroute(stream: TextIO) -> TextIO:
+    return stream.original if isinstance(stream, _Routed) else stream
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[io.StringIO]:
+    """Within this block, what the current task (and tasks it starts) prints goes to the
+    yielded buffer, as plain text; other tasks print as before."""
+    global _captures
+    buffer = io.StringIO()
+    token = _target.set(buffer)
+    if _captures == 0:
+        sys.stdout, sys.stderr = _route(sys.stdout), _route(sys.stderr)
+    _captures += 1
+    try:
+        yield buffer
+    finally:
+        _target.reset(token)
+        _captures -= 1
+        if _captures == 0:
+            sys.stdout, sys.stderr = _unroute(sys.stdout), _unroute(sys.stderr)
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console (imported lazily: rich costs ~50 ms to import)."""
+    """A rich console (imported lazily: rich costs ~50 ms to import); inside
+    :func:`captured`, one writing plain text to the capture buffer."""
     from rich.console import Console
 
+    target = _target.get()
+    if target is not None:
+        return Console(
+            file=target,
+            width=CAPTURE_WIDTH,
+            color_system=None,
+            force_terminal=False,
+            force_interactive=False,
+            highlight=False,
+            soft_wrap=False,
+        )
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
@@ -62,7 +144,7 @@ def dump_json(obj: Any, indent: int | None = 2) -> str:
 
 
 def print_json(obj: Any) -> None:
-    print(dump_json(obj), flush=True)
+    print(dump_json(obj), file=_target.get() or sys.stdout, flush=True)
 
 
 # -- registry views ----------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""``micro web``: parse the options and serve the dashboard with uvicorn.
+
+The options are the ``web`` group of :mod:`micro.settings` (every flag also reads
+``MICRO_WEB_<NAME>``: ``--namespace`` <- ``MICRO_WEB_NAMESPACE``) plus the backend settings
+(``--registry``, ``--broker``...); flags beat env, env beats defaults. It listens on
+``127.0.0.1:8082`` unless ``--address`` says otherwise: every page can call every service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from micro.settings import BACKEND_GROUPS, BY_NAME, Settings, SettingsError, add_arguments, load
+from micro.toolkit.api.cli import listen_address
+from micro.toolkit.web.options import WebOptions
+
+__all__ = ["WEB_GROUPS", "build_options", "main", "parser", "read_settings"]
+
+WEB_GROUPS = ("web", *BACKEND_GROUPS)
+"""The settings ``micro web`` reads: its own group and the backends'."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``micro web`` argument parser (only given flags land in the namespace)."""
+    p = argparse.ArgumentParser(
+        prog="micro web",
+        description="The web dashboard (services, calls, publish, a terminal) and the reverse "
+        "proxy to the web services at /[name]. Every option also reads its environment "
+        "variable (in brackets); flags beat the environment.",
+        epilog="example: micro web --address 127.0.0.1:8082 --auth-tokens s3cret",
+    )
+    add_arguments(p, WEB_GROUPS)
+    return p
+
+
+def read_settings(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    given: Mapping[str, str] | None = None,
+) -> Settings:
+    """The dashboard's settings from ``argv`` (and ``given``: the ``micro`` command's global
+    options), else ``environ``, else defaults.
+
+    Raises:
+        SettingsError: a value does not parse (the message names the option).
+        SystemExit: an unknown option or ``--help`` (argparse).
+    """
+    flags = {k: v for k, v in vars(parser().parse_args(argv)).items() if k in BY_NAME}
+    return load(groups=WEB_GROUPS, flags={**(given or {}), **flags}, environ=environ)
+
+
+def build_options(settings: Settings) -> WebOptions:
+    """The :class:`WebOptions` of resolved settings.
+
+    Raises:
+        ValueError: a setting is invalid (the message names it).
+    """
+    s = settings
+    o = WebOptions(
+        address=s["web_address"],
+        namespace=s["web_namespace"],
+        max_body=s["web_max_body"],
+        read_timeout=s["web_read_timeout"],
+        header_timeout=s["web_header_timeout"],
+        idle_timeout=s["web_idle_timeout"],
+        max_connections=s["web_max_connections"],
+        rate_limit=s["web_rate_limit"],
+        rate_burst=s["web_rate_burst"],
+        timeout=s["web_timeout"],
+        stats_interval=s["web_stats_interval"],
+        stats_window=s["web_stats_window"],
+        access_log=not s["web_no_access_log"],
+        registry=s["registry"],
+    )
+    o.check()
+    return o
+
+
+def auth_check(settings: Settings, client: Any) -> Any:
+    """The token check the settings ask for (tokens, function or service), else None.
+
+    Raises:
+        ValueError: ``--auth-tokens`` given empty, or a function that cannot be imported.
+    """
+    from micro.toolkit.api import auth
+
+    if settings.source("web_auth_tokens") != "default":  # given, even if empty: an error
+        return auth.static_tokens(settings["web_auth_tokens"])
+    if settings["web_auth_function"]:
+        return auth.import_check(settings["web_auth_function"])
+    if settings["web_auth_service"]:
+        endpoint = settings["web_auth_endpoint"]
+        return auth.service_check(client, settings["web_auth_service"], endpoint)
+    return None
+
+
+def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
+    """Run ``micro web`` until SIGINT/SIGTERM; returns the exit status (2: bad options).
+
+    ``given`` are global options of the ``micro`` command (``micro --registry etcd web``).
+    """
+    try:
+        settings = read_settings(argv, given=given)
+        level = str(settings["web_log_level"])
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+        options = build_options(settings)
+        host, port = listen_address(options.address)
+        dashboard = _dashboard(options, settings)
+    except (SettingsError, ValueError) as exc:
+        print(f"micro web: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from micro.toolkit.api.connections import protocol_class
+
+    config = uvicorn.Config(
+        dashboard,
+        host=host,
+        port=port,
+        log_level=level.lower(),
+        access_log=False,
+        lifespan="on",
+        http=protocol_class(
+            idle_timeout=options.idle_timeout,
+            header_timeout=options.header_timeout,
+            max_connections=options.max_connections,
+        ),
+        ws_max_size=max(options.max_body, 1),
+        timeout_keep_alive=math.ceil(options.idle_timeout),
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _dashboard(options: WebOptions, settings: Settings) -> Any:
+    from micro.toolkit.web.app import Dashboard
+
+    dashboard = Dashboard(options, settings=settings)
+    check = auth_check(settings, dashboard.client)
+    if check is not None:
+        dashboard.set_auth(check)
+    return dashboard
