@@ -214,6 +214,17 @@ export function pretty(value) {
   }
 }
 
+/** JSON on one line when it is short (a list of stream messages stays compact), else pretty. */
+export function compact(value, width = 100) {
+  if (value === undefined) return "";
+  try {
+    const line = JSON.stringify(value);
+    return line.length <= width ? line : JSON.stringify(value, null, 2);
+  } catch {
+    return String(value);
+  }
+}
+
 /** "1.2 KiB", "34 MiB". */
 export function fmtBytes(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return "–";

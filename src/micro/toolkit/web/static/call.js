@@ -2,7 +2,7 @@
 // Field tree (or raw JSON), call through /_/call; streaming endpoints go over the /_/stream
 // WebSocket and can be cancelled.
 
-import { api, el, errorBox, fmtMs, metadataEditor, params, pretty, replace, stateLine } from "/static/app.js";
+import { api, compact, el, errorBox, fmtMs, metadataEditor, params, pretty, replace, stateLine } from "/static/app.js";
 import { FormError, buildForm, clearErrors, highlightErrors } from "/static/form.js";
 
 const form = document.getElementById("call-form");
@@ -289,7 +289,8 @@ function runStream(body) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/_/stream`);
   const list = el("ol", { class: "stream-list", "data-testid": "stream-list" });
-  const status = el("div", { class: "result-meta", "data-testid": "stream-status", role: "status" }, el("span", { class: "spinner", "aria-hidden": "true" }), "connecting…");
+  const spinning = (text) => el("span", {}, el("span", { class: "spinner", "aria-hidden": "true" }), text);
+  const status = el("div", { class: "result-meta", "data-testid": "stream-status", role: "status" }, spinning("connecting…"));
   const started = performance.now();
   let count = 0;
   let done = false;
@@ -310,7 +311,7 @@ function runStream(body) {
   replace(result, status, list);
   ws.addEventListener("open", () => {
     ws.send(JSON.stringify(body));
-    replace(status, el("span", { class: "spinner", "aria-hidden": "true" }), "streaming… ", el("span", { class: "muted", text: "(Cancel stops it)" }));
+    replace(status, spinning("streaming…"), el("span", { text: "Cancel stops it" }));
   });
   ws.addEventListener("message", (event) => {
     if (done) return;
@@ -332,7 +333,7 @@ function runStream(body) {
       return;
     }
     count += 1;
-    list.append(el("li", { "data-testid": "stream-message" }, el("span", { class: "n", text: String(count) }), el("pre", { text: pretty(data.message) })));
+    list.append(el("li", { "data-testid": "stream-message" }, el("span", { class: "n", text: String(count) }), el("pre", { text: compact(data.message) })));
     list.scrollTop = list.scrollHeight;
   });
   ws.addEventListener("close", (event) => {

@@ -1,7 +1,7 @@
 // The publish page: publish a JSON body to a topic through /_/publish, and tail a topic
 // over SSE (/_/tail?topic=), newest message first.
 
-import { api, el, errorBox, fmtTime, metadataEditor, params, pretty, replace } from "/static/app.js";
+import { api, compact, el, errorBox, fmtTime, metadataEditor, params, replace } from "/static/app.js";
 
 const form = document.getElementById("publish-form");
 const topic = document.getElementById("topic");
@@ -165,7 +165,7 @@ function startTail() {
           el("code", { text: data.topic || t }),
           headers.length ? el("span", { text: `${headers.length} header${headers.length === 1 ? "" : "s"}`, title: headers.map(([k, v]) => `${k}: ${v}`).join("\n") }) : null,
         ),
-        el("pre", { text: typeof data.body === "string" ? data.body : pretty(data.body) }),
+        el("pre", { text: typeof data.body === "string" ? data.body : compact(data.body) }),
       ),
     );
     while (tailList.children.length > MAX_TAIL) tailList.lastElementChild.remove();
