@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import Browser as PwBrowser
-from playwright.sync_api import ConsoleMessage, Dialog, Error, Playwright, sync_playwright
+from playwright.sync_api import (
+    ConsoleMessage,
+    Dialog,
+    Error,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 from playwright.sync_api import Page as PwPage
 
 CHROMIUM = "/usr/bin/chromium"
@@ -44,8 +51,8 @@ ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 375, "height": 740}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 375, "height": 740}
 SHOTS = os.environ.get("MICRO_WEB_SCREENSHOTS", "")
 
 
@@ -87,13 +94,13 @@ class Browser:
         self._pages: list[Page] = []
 
     def page(
-        self, base_url: str, *, viewport: dict[str, int] | None = None, dark: bool = False
+        self, base_url: str, *, viewport: ViewportSize | None = None, dark: bool = False
     ) -> Page:
         """A page in a new context (own cookies and storage) whose relative URLs go to
         ``base_url``."""
         context = self.browser.new_context(
             base_url=base_url,
-            viewport=viewport or DESKTOP,  # type: ignore[arg-type]
+            viewport=viewport or DESKTOP,
             color_scheme="dark" if dark else "light",
             reduced_motion="reduce",
         )
