@@ -311,6 +311,7 @@ def test_call_form_from_a_typed_endpoint(site: Env, browser: Browser) -> None:
     p.wait_for_selector('[data-testid="call-result"]')
     assert json.loads(p.text_content('[data-testid="call-result"]') or "") == {"total": -10.5}
     assert f"node {site.data}-" in (p.text_content('[data-testid="call-node"]') or "")
+    assert re.fullmatch(r"[\d.]+ (ms|s)", p.text_content('[data-testid="call-duration"]') or "")
     shot(page, "call")
     page.clean()
 

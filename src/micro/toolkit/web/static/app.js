@@ -298,7 +298,7 @@ export function chips(meta, testid) {
  * gives {key: value} of the rows whose key is not empty.
  */
 export function metadataEditor(prefix) {
-  const rows = el("div", { class: "meta-rows", "data-testid": `${prefix}-meta` });
+  const rows = el("div", { class: "meta-rows", "data-testid": `${prefix}-headers` });
   function addRow(key = "", value = "") {
     const k = el("input", { type: "text", placeholder: "Header", value: key, "aria-label": "metadata key", "data-testid": `${prefix}-meta-key`, autocomplete: "off" });
     const v = el("input", { type: "text", placeholder: "value", value, "aria-label": "metadata value", "data-testid": `${prefix}-meta-value`, autocomplete: "off" });
