@@ -560,6 +560,7 @@ def test_unknown_name_gets_the_404_page(site: Env, browser: Browser) -> None:
     p.wait_for_selector('[data-testid="not-found"]')
     links = p.locator('[data-testid="web-service"]')
     assert f"/{site.web_name}/" in [a.get_attribute("href") for a in links.all()]
+    p.wait_for_selector('[data-testid="nav-services"]')  # the pages' navigation, drawn by app.js
     shot(page, "not-found", full_page=False)
     page.clean()
 
