@@ -117,8 +117,11 @@ def _document(title: str, body: str) -> str:
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)} · micro web</title>\n"
-        '<link rel="stylesheet" href="/static/app.css">\n</head>\n'
-        f'<body class="server-page">\n<main class="page">\n{body}\n</main>\n</body>\n</html>\n'
+        '<link rel="stylesheet" href="/static/app.css">\n'
+        # app.js draws the same navigation bar as on the other pages (no inline script: CSP)
+        '<script type="module" src="/static/app.js"></script>\n</head>\n'
+        '<body class="server-page">\n<header class="topbar"></header>\n'
+        f'<main class="page">\n{body}\n</main>\n</body>\n</html>\n'
     )
 
 
