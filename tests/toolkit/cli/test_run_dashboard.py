@@ -99,3 +99,20 @@ def test_micro_run_without_the_dashboard(tmp_path: Path) -> None:
     bad = micro("run", "--no-reload", "--address", "nowhere", str(script))
     assert bad.returncode == 2
     assert "micro run --address 'nowhere'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_micro_run_with_an_unreachable_registry_runs_the_service_and_exits(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "svc.py"
+    script.write_text("import sys\nprint('child ran', flush=True)\nsys.exit(3)\n")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    done = micro(
+        "--registry", "etcd", "--registry-address", dead, "--registry-timeout", "1",
+        "run", "--no-reload", "--address", "127.0.0.1:0", str(script), timeout=40,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (3, "child ran\n")
+    assert "Dashboard" in done.stderr  # served all the same; its data comes when etcd does
