@@ -422,9 +422,11 @@ def test_terminal_runs_list_and_call(site: Env, browser: Browser) -> None:
     p = page.page
     assert p.evaluate("document.activeElement.dataset.testid") == "terminal-input"
     assert site.data in run_line(p, "list services", 1)
-    # Words are split as a shell splits them: JSON goes in single quotes.
-    out = run_line(p, f'call {site.data} Greeter.SayHello \'{{"name": "John"}}\'', 2)
+    # JSON goes as typed, without quotes as in go-micro's shell, or in single quotes.
+    out = run_line(p, f'call {site.data} Greeter.SayHello {{"name": "John"}}', 2)
     assert json.loads(out) == {"msg": "Hello John"}
+    out = run_line(p, f'call {site.data} Greeter.SayHello \'{{"name": "Jane"}}\'', 3)
+    assert json.loads(out) == {"msg": "Hello Jane"}
     # History: Up brings back the last line, and it survives a reload (localStorage).
     p.reload()
     p.wait_for_selector('[data-testid="terminal-input"]')
