@@ -131,7 +131,16 @@ async def test_context_manager(transport: Transport) -> None:
 async def test_debug_health_and_stats(peer: Peer, server: RpcServer) -> None:
     assert body_of(await peer.call(request("Debug.Health"))) == {"status": "ok"}
     stats = body_of(await peer.call(request("Debug.Stats")))
-    assert set(stats) == {"started", "uptime", "memory", "threads", "gc"}
+    assert set(stats) == {
+        "started",
+        "uptime",
+        "memory",
+        "threads",
+        "gc",
+        "requests",
+        "errors",
+        "in_flight",
+    }
     assert abs(stats["started"] - time.time()) < 60
     assert 0 <= stats["uptime"] < 60
     assert stats["memory"] > 1_000_000

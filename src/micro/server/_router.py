@@ -40,11 +40,12 @@ _GONE: Any = object()  # a stream's outcome when its client went away
 
 
 class Route:
-    __slots__ = ("call", "carried", "spec", "types")
+    __slots__ = ("call", "carried", "counted", "spec", "types")
 
-    def __init__(self, spec: EndpointSpec, call: HandlerFunc) -> None:
+    def __init__(self, spec: EndpointSpec, call: HandlerFunc, *, counted: bool = True) -> None:
         self.spec = spec
         self.call = call
+        self.counted = counted  # False for internal endpoints (Debug.*): not in the counts
         self.types = wire_types(spec)
         self.carried: dict[Codec, bool] = {}  # speaks() answers, read first on the hot path
 
@@ -114,14 +115,23 @@ class _Watchdog:
 
 
 class Router:
-    """Routes messages to endpoints and tracks the connections being served."""
+    """Routes messages to endpoints and tracks the connections being served.
+
+    It also counts the requests it serves for ``Debug.Stats`` (plain ints: one event loop
+    touches them): ``requests`` answered or being answered, streams included; ``errors``,
+    those answered with an error; ``active``, those in flight. Calls to internal
+    endpoints (``Debug.*``) are left out, so that polling the stats does not move them.
+    """
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.routes: dict[str, Route] = {}
         self.known: list[str] = []  # advertised endpoint names, for 404 details
         self.conns: set[Conn] = set()
-        self.inflight = 0
+        self.inflight = 0  # every message being served, internal ones included (draining)
+        self.requests = 0
+        self.errors = 0
+        self.active = 0
         self.drained = asyncio.Event()
         self.draining = False
         self._codecs: dict[str, Codec] = {}
@@ -142,8 +152,12 @@ class Router:
                 if msg.header.get("Micro-Error") == EOS:
                     continue  # a stream's end, after a unary answer to its opening: no call
                 if self.draining:
-                    reply = _reply(msg.header, _endpoint(msg.header), self.service)
-                    await self._send_error(sock, reply, shutting_down())
+                    endpoint = _endpoint(msg.header)
+                    route = self.routes.get(endpoint)
+                    counted = route is None or route.counted
+                    self.requests += counted
+                    reply = _reply(msg.header, endpoint, self.service)
+                    await self._send_error(sock, reply, shutting_down(), counted)
                     return
                 conn.busy = sock.busy = True  # a quiet stream is not idle to the transport
                 self.inflight += 1
@@ -164,50 +178,59 @@ class Router:
                 self._watchdog.cancel()
 
     async def _dispatch(self, conn: Conn, msg: Message) -> bool:
-        """Serve one message; False when the connection must close after it."""
+        """Serve one message and count it; False when the connection must close after it."""
         header = msg.header
         endpoint = _endpoint(header)
-        service = header.get("Micro-Service") or header.get("X-Micro-Service") or ""
-        reply = _reply(header, endpoint, service or self.service)
-        content_type = reply["Content-Type"]
-        if not (service.isascii() and endpoint.isascii() and content_type.isascii()):
-            bad = _not_utf8(reply)
-            if bad is not None:
-                await self._send_error(conn.sock, reply, bad)
-                return True
         route = self.routes.get(endpoint)
-        codec = self._codecs.get(content_type) or self._codec(content_type)
-        if (
-            route is None
-            or codec is None
-            or (service and service != self.service)
-            or not (route.carried.get(codec) or route.speaks(codec))
-        ):
-            error = self._route_error(endpoint, service, content_type)
-            await self._send_error(conn.sock, reply, error)
-            return True
-        if route.spec.kind != "unary":
-            return await self._stream(conn, msg, route, codec, reply)
+        counted = route is None or route.counted
+        if counted:
+            self.requests += 1
+            self.active += 1
         try:
-            result = await self._call(conn, msg, route, codec, content_type)
-        except asyncio.CancelledError:
-            answer = self._cancelled(conn, route.spec)
-            if answer is None:
-                raise
-            await self._send_error(conn.sock, reply, answer)
-            return answer.code != 503
-        except Exception as exc:
-            await self._send_error(conn.sock, reply, self._failure(route.spec, exc))
+            service = header.get("Micro-Service") or header.get("X-Micro-Service") or ""
+            reply = _reply(header, endpoint, service or self.service)
+            content_type = reply["Content-Type"]
+            if not (service.isascii() and endpoint.isascii() and content_type.isascii()):
+                bad = _not_utf8(reply)
+                if bad is not None:
+                    await self._send_error(conn.sock, reply, bad, counted)
+                    return True
+            codec = self._codecs.get(content_type) or self._codec(content_type)
+            if (
+                route is None
+                or codec is None
+                or (service and service != self.service)
+                or not (route.carried.get(codec) or route.speaks(codec))
+            ):
+                error = self._route_error(endpoint, service, content_type)
+                await self._send_error(conn.sock, reply, error, counted)
+                return True
+            if route.spec.kind != "unary":
+                return await self._stream(conn, msg, route, codec, reply)
+            try:
+                result = await self._call(conn, msg, route, codec, content_type)
+            except asyncio.CancelledError:
+                answer = self._cancelled(conn, route.spec)
+                if answer is None:
+                    raise
+                await self._send_error(conn.sock, reply, answer, counted)
+                return answer.code != 503
+            except Exception as exc:
+                failure = self._failure(route.spec, exc)
+                await self._send_error(conn.sock, reply, failure, counted)
+                return True
+            try:
+                body = codec.encode(result)
+            except CodecError as exc:
+                log.error("%s: %s", route.spec.name, exc.detail)
+                failed = InternalServerError(f"{route.spec.name}: {exc.detail}", id=self.service)
+                await self._send_error(conn.sock, reply, failed, counted)
+                return True
+            await conn.sock.send(Message(reply, body))
             return True
-        try:
-            body = codec.encode(result)
-        except CodecError as exc:
-            log.error("%s: %s", route.spec.name, exc.detail)
-            failed = InternalServerError(f"{route.spec.name}: {exc.detail}", id=self.service)
-            await self._send_error(conn.sock, reply, failed)
-            return True
-        await conn.sock.send(Message(reply, body))
-        return True
+        finally:
+            if counted:
+                self.active -= 1
 
     async def _call(
         self, conn: Conn, msg: Message, route: Route, codec: Codec, content_type: str
@@ -283,6 +306,8 @@ class Router:
         )
         outcome = await self._run_stream(conn, route, msg, stream, codec)
         if outcome is not _GONE:
+            if outcome is not None:
+                self.errors += route.counted
             await stream.end(outcome)
         return False
 
@@ -412,8 +437,11 @@ class Router:
     def _expired(self, spec: EndpointSpec, seconds: float) -> Timeout:
         return Timeout(f"{spec.name}: deadline of {seconds:g}s exceeded", id=self.service)
 
-    @staticmethod
-    async def _send_error(sock: Socket, reply: dict[str, str], error: MicroError) -> None:
+    async def _send_error(
+        self, sock: Socket, reply: dict[str, str], error: MicroError, counted: bool
+    ) -> None:
+        """Answer ``error``; ``counted``: the request is in the counts (not ``Debug.*``)."""
+        self.errors += counted
         reply["Micro-Error"] = reply["X-Micro-Error"] = error.to_json()
         await sock.send(Message(reply, b""))
 

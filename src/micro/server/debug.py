@@ -1,7 +1,9 @@
 """The built-in ``Debug`` handler: ``Debug.Health`` and ``Debug.Stats`` on every server.
 
 Like go-micro's, it is internal: served, but not advertised in the registry. The field
-names and integer units match go-micro's ``debug.proto`` so Go tools read them.
+names and integer units match go-micro's ``debug.proto`` so Go tools read them; the request
+counts (``requests``, ``errors``, as go-micro v2 names them, and ``in_flight``) come after
+go-micro v1's fields, which peers that do not know them ignore.
 """
 
 from __future__ import annotations
@@ -12,10 +14,22 @@ import resource
 import sys
 import threading
 import time
+from typing import Protocol
 
 import msgspec
 
-__all__ = ["Debug", "HealthResponse", "StatsResponse"]
+__all__ = ["Counts", "Debug", "HealthResponse", "StatsResponse"]
+
+
+class Counts(Protocol):
+    """Where the request counts come from (the server's router)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def active(self) -> int: ...
 
 
 class HealthResponse(msgspec.Struct):
@@ -28,24 +42,32 @@ class StatsResponse(msgspec.Struct):
     memory: int  # resident set size, bytes
     threads: int
     gc: int  # garbage collections so far, all generations
+    requests: int = 0  # requests handled or being handled (streams too; Debug.* left out)
+    errors: int = 0  # of those, answered with an error
+    in_flight: int = 0  # of those, being handled now
 
 
 class Debug:
     """Health and runtime statistics of the serving process."""
 
-    def __init__(self) -> None:
+    def __init__(self, counts: Counts | None = None) -> None:
         self.started = time.time()
+        self._counts = counts
 
     async def health(self) -> HealthResponse:
         return HealthResponse(status="ok")
 
     async def stats(self) -> StatsResponse:
+        counts = self._counts
         return StatsResponse(
             started=int(self.started),
             uptime=int(time.time() - self.started),
             memory=rss_bytes(),
             threads=threading.active_count(),
             gc=sum(generation["collections"] for generation in gc.get_stats()),
+            requests=counts.requests if counts is not None else 0,
+            errors=counts.errors if counts is not None else 0,
+            in_flight=counts.active if counts is not None else 0,
         )
 
 

@@ -113,7 +113,7 @@ class RpcServer(Server):
         self._registered = False
         self._keeper: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
-        self._debug = Debug()
+        self._debug = Debug(self._router)
         self.handle(self._debug, internal=True)
 
     def _own(self, backend: Any) -> Any:
@@ -142,7 +142,7 @@ class RpcServer(Server):
             call = inner_call(spec)
             for wrapper in reversed(self._wrappers):
                 call = wrapper(call)
-            routes[spec.name] = Route(spec, call)
+            routes[spec.name] = Route(spec, call, counted=not internal)
             if not internal:
                 self._endpoints[spec.name] = records[spec.name]
         self._router.known = sorted(self._endpoints)

@@ -112,6 +112,16 @@ def test_health_and_stats_of_a_healthy_service(greeter: str) -> None:
     assert stats["stats"]["memory"] > 1_000_000
     assert stats["stats"]["uptime"] >= 0
     assert "MEMORY" in micro("stats", greeter).stdout
+    counts = ("requests", "errors", "in_flight")
+    assert [stats["stats"][key] for key in counts] == [0, 0, 0]  # health/stats not counted
+
+    assert micro("call", greeter, "Greeter.SayHello", '{"name": "x"}').returncode == 0
+    assert micro("call", greeter, "Greeter.Nope", "{}").returncode == 1
+    [stats] = micro_json("stats", greeter)
+    assert [stats["stats"][key] for key in counts] == [2, 1, 0]
+    header, row = micro("stats", greeter).stdout.splitlines()
+    assert header.split()[-4:] == ["REQUESTS", "ERRORS", "IN", "FLIGHT"]
+    assert row.split()[-3:] == ["2", "1", "0"]
 
 
 def test_health_and_stats_ignore_a_protobuf_content_type(greeter: str) -> None:

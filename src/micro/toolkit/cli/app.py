@@ -40,7 +40,7 @@ examples:
   micro publish user.created '{"id": 1}'
   micro health greeter
   micro --registry etcd --registry-address 127.0.0.1:2379 list services
-  micro new helloworld && cd helloworld && micro run helloworld
+  micro new helloworld && cd helloworld && micro run
 
 Every global option also reads its MICRO_* environment variable (shown in brackets);
 docs/configuration.md lists them all.
@@ -162,13 +162,24 @@ def _rpc_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _tool_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     run = _sub(
-        sub, common, "run", "run a service, restarting it when its files change",
-        "micro run service.py -- --server_name greeter\n  micro run helloworld",
+        sub, common, "run",
+        "run a service, restarting it when its files change, with the dashboard and API",
+        "micro run\n  micro run service.py -- --server_name greeter\n"
+        "  micro run --address 127.0.0.1:9000 helloworld",
     )  # fmt: skip
-    run.add_argument("target", help="a .py file, a package or project directory, or a module")
+    run.add_argument(
+        "target", nargs="?", default=".",
+        help="a .py file, a package or project directory, or a module (default: here)",
+    )  # fmt: skip
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the service")
     run.add_argument("--no-reload", action="store_true", help="run once, do not watch files")
     run.add_argument("--watch", action="append", default=[], help="directory to watch")
+    run.add_argument(
+        "--address", help="host:port of the dashboard and /api gateway (default 127.0.0.1:8083)"
+    )
+    run.add_argument(
+        "--no-dashboard", action="store_true", help="serve no dashboard or gateway beside it"
+    )
     new = _sub(sub, common, "new", "create a ready-to-run service project",
                "micro new helloworld\n  micro new billing --dir services/")  # fmt: skip
     new.add_argument("name", help="service name: lowercase letters, digits and dashes")

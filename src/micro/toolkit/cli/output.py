@@ -248,7 +248,8 @@ def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     cols = ("NODE", "ADDRESS", "STARTED", "UPTIME", "MEMORY", "THREADS", "GC")
-    table = Table(*cols, box=None, pad_edge=False)
+    counts = ("REQUESTS", "ERRORS", "IN FLIGHT")  # not from go-micro v1 peers: shown as -
+    table = Table(*cols, *counts, box=None, pad_edge=False)
     for row in rows:
         stats = row.get("stats")
         if not stats:
@@ -263,6 +264,7 @@ def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
             _size(int(stats.get("memory", 0))),
             str(stats.get("threads", "")),
             str(stats.get("gc", "")),
+            *(str(stats.get(key, "-")) for key in ("requests", "errors", "in_flight")),
         )
     for column in table.columns:
         column.overflow = "fold"

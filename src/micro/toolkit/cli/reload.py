@@ -6,6 +6,11 @@ a module (``python -m``); its directory (the current one for a module) is watche
 watchfiles for Python file changes. A restart sends SIGTERM, so the service deregisters and
 drains as usual, and SIGKILL only if it has not exited after ``GRACE`` s. A child that
 crashes is restarted on the next change. Ctrl-C or SIGTERM stops both.
+
+Beside the service it serves the ``micro web`` dashboard and the API gateway (``/api/...``)
+on one local port, ``127.0.0.1:8083`` by default (:mod:`micro.toolkit.cli.devserver`), and
+prints a banner with their URLs, then a line per service that comes or goes in the registry;
+``--no-dashboard`` turns that off.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from micro.settings import BY_NAME
+from micro.settings import BACKEND_GROUPS, BY_NAME, SettingsError, load
 from micro.toolkit.cli.app import CliError, given_flags
+
+if TYPE_CHECKING:
+    from micro.toolkit.cli.devserver import DevServer
 
 __all__ = ["GRACE", "Target", "command_for", "run"]
 
@@ -118,13 +126,32 @@ async def _first(*aws: Any) -> set[asyncio.Future[Any]]:
     return done
 
 
-async def _supervise(target: Target, watch: list[Path], reload: bool) -> int:
+async def _serve_dashboard(dev: DevServer) -> bool:
+    """Start the dashboard and print the banner; False (said why) if it cannot start."""
+    try:
+        await dev.start()
+    except Exception as exc:  # the service still runs: the dashboard is a convenience
+        from micro.toolkit.cli.runtime import one_line
+
+        await dev.close()
+        _say(f"the dashboard could not start ({one_line(exc)}); running the service alone")
+        return False
+    for line in dev.banner():
+        dev.say(line)
+    return True
+
+
+async def _supervise(
+    target: Target, watch: list[Path], reload: bool, dev: DevServer | None = None
+) -> int:
     from watchfiles import PythonFilter, awatch
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if dev is not None and not await _serve_dashboard(dev):
+        dev = None
     changes: AsyncIterator[Any] = awatch(*watch, stop_event=stop, watch_filter=PythonFilter())
     stopped = asyncio.ensure_future(stop.wait())
     change: asyncio.Future[Any] | None = None
@@ -155,6 +182,8 @@ async def _supervise(target: Target, watch: list[Path], reload: bool) -> int:
         for future in (stopped, change):
             if future is not None:
                 future.cancel()
+        if dev is not None:
+            await dev.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -170,6 +199,31 @@ def run(args: argparse.Namespace) -> int:
     for w in watch:
         if not w.is_dir():
             raise CliError(f"cannot watch {w}: not a directory")
+    dev = None if args.no_dashboard else _dev_server(args)
     if not args.no_reload:
         _say(f"watching {', '.join(map(str, watch))}")
-    return asyncio.run(_supervise(target, watch, not args.no_reload))
+    return asyncio.run(_supervise(target, watch, not args.no_reload, dev))
+
+
+def _dev_server(args: argparse.Namespace) -> DevServer | None:
+    """The dashboard + gateway server of ``micro run``, its port bound, not started yet
+    (None, said why, when the dashboard's libraries are missing).
+
+    Raises:
+        CliError: a setting is invalid (exit status 2), or the port cannot be bound.
+    """
+    try:
+        from micro.toolkit.cli import devserver
+
+        settings = load(groups=("web", *BACKEND_GROUPS), flags=given_flags(args))
+        devserver.check_options(settings)
+    except ImportError as exc:  # the toolkit extra is only partly installed
+        _say(f"no dashboard ({exc}); running the service alone")
+        return None
+    except (SettingsError, ValueError) as exc:
+        raise CliError(str(exc), code=2) from None
+    sock = devserver.bind(args.address)
+    shown = Path.cwd().name if args.target == "." else args.target
+    doing = "runs it once" if args.no_reload else "restarts it when its files change"
+    title = f"{shown}: {doing}"
+    return devserver.DevServer(sock, settings, devserver.printer(), title=title)

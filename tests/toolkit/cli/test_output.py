@@ -1,0 +1,24 @@
+"""The stats table: request counts as columns, a dash for peers that do not report them."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from micro.toolkit.cli.output import stats_table
+
+
+def test_stats_table_shows_counts_and_a_dash_where_a_peer_has_none() -> None:
+    v1 = {"started": 0, "uptime": 5, "memory": 2048, "threads": 7, "gc": 1}  # go-micro v1
+    ours = {**v1, "requests": 12, "errors": 3, "in_flight": 1}
+    rows = [
+        {"node": "a", "address": "127.0.0.1:1", "stats": ours},
+        {"node": "b", "address": "127.0.0.1:2", "stats": v1},
+    ]
+    out = Console(width=200, record=True, file=io.StringIO())
+    out.print(stats_table(rows))
+    header, a, b = out.export_text().splitlines()
+    assert header.split()[-4:] == ["REQUESTS", "ERRORS", "IN", "FLIGHT"]
+    assert a.split()[-3:] == ["12", "3", "1"]
+    assert b.split()[-3:] == ["-", "-", "-"]
