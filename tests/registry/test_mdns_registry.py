@@ -226,6 +226,32 @@ async def test_close_says_goodbye(pair: tuple[MdnsRegistry, MdnsRegistry]) -> No
         await anext(a.watch())
 
 
+async def test_a_goodbye_on_one_host_leaves_the_other_nodes_at_their_address(
+    pair: tuple[MdnsRegistry, MdnsRegistry],
+) -> None:
+    """Two services on one host, one leaves: its goodbye retires the host's address record,
+    which the other node's records share; that node stays at 127.0.0.1, never the hostname.
+    Large nodes, whose records no longer fit in one 1460-byte packet, included."""
+    a, b = pair
+    rng = __import__("random").Random(2)
+    noise = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3000))
+    stays, leaves = _service(_name(), port=50061, blob=noise), _service(_name(), port=50062)
+    async with MdnsRegistry() as observer:
+        watch = observer.watch(stays.name)
+        await a.register(stays, ttl=60)
+        await b.register(leaves, ttl=60)
+        created = await _next(watch)
+        assert created.service.nodes[0].address == "127.0.0.1:50061"
+        assert (await observer.get_service(leaves.name))[0].nodes[0].address == "127.0.0.1:50062"
+        await b.deregister(leaves)
+        await asyncio.sleep(0.3)  # the goodbye has arrived
+        for registry in (observer, a):
+            (service,) = await registry.get_service(stays.name)
+            assert [n.address for n in service.nodes] == ["127.0.0.1:50061"]
+        with pytest.raises(TimeoutError):  # no update to another address
+            await _next(watch, 0.3)
+
+
 @pytest.mark.parametrize(
     ("address", "node_id"),
     [("127.0.0.1", "n1"), ("127.0.0.1:1", "x" * 64), ("127.0.0.1:1", "a..b")],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,6 +131,65 @@ def test_each_node_keeps_the_address_sent_beside_its_srv() -> None:
     assert got == ["10.1.2.3:8080", "127.0.0.1:8080"]
 
 
+def _big_publication(node: str, port: int) -> Publication:
+    """A node whose TXT is too long to share a 1460-byte packet with its other records."""
+    rng = random.Random(port)  # noise: zlib cannot shrink it below the packet size
+    noise = {f"k{i}": "".join(rng.choices(string.ascii_letters, k=60)) for i in range(40)}
+    payload = TxtPayload("svc", metadata=noise)
+    return Publication("svc", "micro", node, "vm.", "127.0.0.1", port, encode_txt(payload))
+
+
+def test_a_large_node_keeps_its_address_in_the_packet_of_its_srv() -> None:
+    packets = [read_packet(data) for data in response_packets(_big_publication("n", 1).records(9))]
+    assert len(packets) > 1  # the codec split the group
+    with_srv = [p.records for p in packets if p and any(isinstance(r, Srv) for r in p.records)]
+    assert [[type(r) for r in records] for records in with_srv] == [[Ptr, Srv, Addr]]
+
+
+def test_a_goodbye_on_the_host_keeps_the_address_of_its_other_nodes() -> None:
+    """A goodbye's address record at TTL 0 is the one every node of the host shares: the
+    nodes that stay keep their address, also when their SRV came without one (a publisher
+    that splits a node over packets, address last)."""
+    cache = MdnsCache(DOMAINS)
+    one, two = _big_publication("n1", 1001), _big_publication("n2", 1002)
+    for pub in (one, two):
+        srv_ptr, address, txt = pub.records(60)[:2], pub.records(60)[2], pub.records(60)[3]
+        for group in (srv_ptr, [txt], [address]):
+            for data in response_packets(group):
+                _ingest(cache, data)
+    assert sorted(v.nodes[0].address for v in cache.views().values()) == [
+        "127.0.0.1:1001",
+        "127.0.0.1:1002",
+    ]
+    for data in response_packets(one.records(0)):
+        _ingest(cache, data, now=1.0)
+    assert [v.nodes[0].address for v in cache.views().values()] == ["127.0.0.1:1002"]
+
+
+def test_a_new_host_address_reaches_the_nodes_that_have_none_of_their_own() -> None:
+    cache = MdnsCache(DOMAINS)
+    txt = encode_txt(TxtPayload("svc"))
+    for data in response_packets(
+        Publication("svc", "micro", "n1", "vm.", None, 1001, txt).records(60)
+    ):
+        _ingest(cache, data)
+    assert [v.nodes[0].address for v in cache.views().values()] == ["vm:1001"]  # as sent
+    _ingest(cache, _go_packet(DNSAddress("vm.", A, _CLASS_IN, 120, bytes([10, 0, 0, 7]))))
+    assert [v.nodes[0].address for v in cache.views().values()] == ["10.0.0.7:1001"]
+    _ingest(cache, _go_packet(DNSAddress("vm.", A, _CLASS_IN, 0, bytes([10, 0, 0, 7]))))
+    _ingest(cache, _go_packet(DNSAddress("vm.", A, _CLASS_IN, 120, bytes([10, 0, 0, 8]))))
+    assert [v.nodes[0].address for v in cache.views().values()] == ["10.0.0.8:1001"]
+
+
+def test_a_node_published_under_a_name_keeps_its_name() -> None:
+    cache = MdnsCache(DOMAINS)
+    txt = encode_txt(TxtPayload("svc"))
+    pub = Publication("svc", "micro", "n1", "db.example.", None, 5432, txt)
+    for data in response_packets(pub.records(60)):
+        _ingest(cache, data)
+    assert [v.nodes[0].address for v in cache.views().values()] == ["db.example:5432"]
+
+
 def test_go_goodbye_removes_the_node_at_once() -> None:
     cache = MdnsCache(DOMAINS)
     _ingest(cache, GREETER_RESPONSE)
@@ -184,14 +246,14 @@ def test_published_layout_matches_go_micro() -> None:
     assert packet.records == [
         Ptr("greeter.micro.", 7, "greeter-1.greeter.micro."),
         Srv("greeter-1.greeter.micro.", 7, 50051, "vm."),
-        Txt("greeter-1.greeter.micro.", 7, encode_txt(payload)),
         Addr("vm.", 7, "127.0.0.1"),
+        Txt("greeter-1.greeter.micro.", 7, encode_txt(payload)),
         Ptr("_services.micro.", 7, "greeter._services.micro."),
         Srv("greeter._services.micro.", 7, 9999, "greeter._services.micro."),
         Txt("greeter._services.micro.", 7, [b""]),
         Addr("greeter._services.micro.", 7, "0.0.0.0"),
     ]
-    assert decode_txt(packet.records[2].strings) == payload  # type: ignore[union-attr]
+    assert decode_txt(packet.records[3].strings) == payload  # type: ignore[union-attr]
 
 
 def test_records_go_out_without_the_cache_flush_bit_like_go() -> None:

@@ -37,6 +37,7 @@ class _Entry:
     payload: TxtPayload | None = None
     txt_expires: float | None = None  # None: no TXT heard (or it expired)
     address: str | None = None  # from an address record in the SRV's packet
+    host_address: str | None = None  # last usable address heard for the SRV's target
     refreshes: int = 0  # refresh queries sent since the SRV last arrived
 
     @property
@@ -88,7 +89,7 @@ class MdnsCache:
                 entry.address = ip or entry.address
         # nodes without an address of their own use the host's: only a change matters (a
         # refresh of the same address would otherwise revisit every node on the host)
-        touched |= self._using_hosts({h for h in hosts if self._host_address(h) != before[h]})
+        touched |= self._follow_hosts({h for h in hosts if self._host_address(h) != before[h]})
         self._drop_empty(touched)
         return touched
 
@@ -133,9 +134,10 @@ class MdnsCache:
         if record.ttl:
             if entry.srv is None or _k(entry.srv.target) != _k(record.target):
                 entry.address = None
+                entry.host_address = self._host_address(record.target)
             entry.srv, entry.srv_at, entry.refreshes = record, now, 0
         else:
-            entry.srv, entry.address = None, None
+            entry.srv, entry.address, entry.host_address = None, None, None
         return {_k(record.name)}
 
     def _add_txt(self, record: Txt, now: float) -> set[str]:
@@ -153,10 +155,21 @@ class MdnsCache:
         entry.txt_expires = now + record.ttl
         return {_k(record.name)}
 
-    def _using_hosts(self, hosts: set[str]) -> set[str]:
+    def _follow_hosts(self, hosts: set[str]) -> set[str]:
+        """Give the nodes on ``hosts`` their host's current address; returns their keys.
+
+        A host whose address records are all gone (one node's goodbye removes the record
+        every node on that host shares, and records expire) leaves each node the address it
+        last had: the other nodes are still there, at the same address.
+        """
         if not hosts:
             return set()
-        return {k for k, e in self._entries.items() if e.srv and _k(e.srv.target) in hosts}
+        keys = set()
+        for key, entry in self._entries.items():
+            if entry.srv is not None and (host := _k(entry.srv.target)) in hosts:
+                entry.host_address = self._host_address(host) or entry.host_address
+                keys.add(key)
+        return keys
 
     def _drop_empty(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -171,7 +184,7 @@ class MdnsCache:
         touched: set[str] = set()
         for key, entry in self._entries.items():
             if entry.srv is not None and entry.srv_expires <= now:
-                entry.srv, entry.address = None, None
+                entry.srv, entry.address, entry.host_address = None, None, None
                 touched.add(key)
             if entry.txt_expires is not None and entry.txt_expires <= now:
                 entry.payload, entry.txt_expires = None, None
@@ -187,7 +200,7 @@ class MdnsCache:
         for key, (_, expires) in list(self._wildcards.items()):
             if expires <= now:
                 del self._wildcards[key]
-        touched |= self._using_hosts(gone_hosts)
+        touched |= self._follow_hosts(gone_hosts)
         self._drop_empty(touched)
         return touched
 
@@ -229,7 +242,7 @@ class MdnsCache:
         if domain.lower() not in self._domains or not head.lower().endswith(suffix):
             return None
         node_id = head[: -len(suffix)]
-        host = entry.address or self._host_address(entry.srv.target)
+        host = entry.address or entry.host_address or _advertised_name(entry.srv.target)
         if not node_id or host is None:
             return None
         node = Node(node_id, join_host_port(host, entry.srv.port), dict(payload.metadata))
@@ -245,12 +258,10 @@ class MdnsCache:
         return names | {v.name for v in self.views().values()}
 
     def _host_address(self, target: str) -> str | None:
+        """The usable address of ``target`` heard last (longest to live), if any is live."""
         ips = self._hosts.get(_k(target), {})
         usable = [ip for ip in sorted(ips, key=ips.__getitem__) if ip not in _UNSPECIFIED]
-        if usable:
-            return usable[-1]
-        name = target.rstrip(".")
-        return name or None
+        return usable[-1] if usable else None
 
     def _wildcard_service(self, name: str) -> str | None:
         """``S`` for ``S._services.D.`` in an accepted domain, else ``None``."""
@@ -316,6 +327,12 @@ def _k(name: str) -> str:
 
 def _domain_of(name: str) -> str:
     return name.rstrip(".").rpartition(".")[2]
+
+
+def _advertised_name(target: str) -> str | None:
+    """The SRV target itself, for a node no usable address was ever heard for: one published
+    as a DNS name (``db.example:8080``) has no address record, and its name is its address."""
+    return target.rstrip(".") or None
 
 
 def _first_usable(ips: list[str]) -> str | None:

@@ -6,8 +6,9 @@ service browser cannot be used because go-micro's names are not DNS-SD ``_x._tcp
 Layout, per node of service ``S`` in domain ``D`` (``micro``; ``local`` before go-micro 1.10):
 
     S.D.                         PTR  -> <node id>.S.D.
-    <node id>.S.D.               SRV  port, target <hostname>.      TXT  hex(zlib(JSON))
+    <node id>.S.D.               SRV  port, target <hostname>.
     <hostname>.                  A    the node's IPv4 (AAAA for IPv6)
+    <node id>.S.D.               TXT  hex(zlib(JSON))
 
 and, per service name, a wildcard entry that lets ``list_services`` enumerate names:
 
@@ -176,14 +177,19 @@ class Publication:
         return f"{self.service}.{self.domain}."
 
     def records(self, ttl: int) -> list[_ZRecord]:
-        """PTR, SRV, TXT and the address record, at ``ttl`` (0 is a goodbye)."""
+        """PTR, SRV, the address record and TXT, at ``ttl`` (0 is a goodbye).
+
+        go-micro's order: the address follows the SRV, so when a large TXT makes the codec
+        split the group (it keeps packets to 1460 bytes but lets one long record go alone)
+        the SRV and its address still travel in one packet, and a receiver pairs them.
+        """
         out: list[_ZRecord] = [
             DNSPointer(self.service_type, PTR, _CLASS_IN, ttl, self.instance),
             DNSService(self.instance, SRV, _CLASS_IN, ttl, 10, 1, self.port, self.target),
-            DNSText(self.instance, TXT, _CLASS_IN, ttl, join_strings(self.txt)),
         ]
         if self.address is not None:
             out.append(_address_record(self.target, self.address, ttl))
+        out.append(DNSText(self.instance, TXT, _CLASS_IN, ttl, join_strings(self.txt)))
         return out
 
 
@@ -240,8 +246,8 @@ def answers(question: Question, pub: Publication, ttl: int) -> list[list[_ZRecor
         out.append(node)
     elif qtype in (SRV, TXT, ANY) and name == pub.instance.lower():
         out.append(node[1:])
-    elif qtype in (A, ANY) and name == pub.target.lower() and len(node) > 3:
-        out.append(node[3:])
+    elif qtype in (A, ANY) and name == pub.target.lower() and pub.address is not None:
+        out.append(node[2:3])
     if qtype in (PTR, ANY) and name == wildcard[0].name.lower():
         out.append(wildcard)
     elif qtype in (SRV, TXT, ANY) and name == wildcard[1].name.lower():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -202,6 +203,34 @@ async def test_websocket_streams(api: tuple[Proc, str]) -> None:
         with pytest.raises(websockets.ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4400
+
+
+async def test_sigterm_with_open_streams_exits_0_at_once(
+    ns: str, services: None, tmp_path: Path
+) -> None:
+    proc, url = gateway(tmp_path, ns)
+    try:
+        wait_path(url, "/counter/count")
+        ws_url = url.replace("http://", "ws://")
+        async with (
+            websockets.connect(ws_url + "/counter/count") as count,
+            websockets.connect(ws_url + "/counter/echo") as echo,
+        ):
+            await count.send(json.dumps({"to": 1000, "delay": 0.5}))
+            assert json.loads(await count.recv()) == {"n": 1}
+            await echo.send(json.dumps({"text": "a"}))
+            assert json.loads(await echo.recv()) == {"text": "A"}
+            started = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            while proc.proc.poll() is None:
+                assert time.monotonic() - started < 3, proc.text()
+                await asyncio.sleep(0.05)
+            assert proc.proc.returncode == 0, proc.text()  # a graceful stop, as a service's
+            for ws in (count, echo):
+                await ws.wait_closed()
+                assert ws.close_code == 1012  # service restart
+    finally:
+        proc.stop()
 
 
 def test_schemathesis_finds_no_server_error(api: tuple[Proc, str], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from micro.toolkit.cli.app import CliError, build_parser
-from micro.toolkit.cli.runtime import parse_metadata, read_json, read_json_docs
+from micro.toolkit.cli.runtime import parse_metadata, read_json, read_json_docs, split_line
 from tests.toolkit.cli.conftest import MICRO, base_env, free_port, micro
 
 HEAVY = ("rich", "prompt_toolkit", "watchfiles", "micro.client", "micro.registry", "asyncio")
@@ -175,6 +175,34 @@ def test_read_json_docs_reads_a_sequence() -> None:
     assert read_json_docs("  \n") == []
     with pytest.raises(CliError, match="line 2, column 6"):
         read_json_docs('{"a": 1}\n{"a" 2}')
+
+
+_JSON = '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('call g S.H {"name": "J  S"}', ["call", "g", "S.H", '{"name": "J  S"}']),
+        ("call -t 5 g S.H [1] -m k=v", ["call", "-t", "5", "g", "S.H", "[1]", "-m", "k=v"]),
+        (f"stream c C {_JSON}  [2] -o json", ["stream", "c", "C", f"{_JSON}  [2]", "-o", "json"]),
+        (f"micro publish t {_JSON}", ["micro", "publish", "t", _JSON]),
+        ("call g S.H {a: 1} -t 5", ["call", "g", "S.H", "{a: 1} -t 5"]),  # bad: all of it
+        (f"call g S.H {_JSON}x", ["call", "g", "S.H", f"{_JSON}x"]),
+        (f"call g S.H '{_JSON}' @x.json", ["call", "g", "S.H", _JSON, "@x.json"]),
+        (f"get service {_JSON}", ["get", "service", "{a:", "1}"]),  # only call, stream, publish
+        ('call g S.H "" -', ["call", "g", "S.H", "", "-"]),
+        ("  ", []),
+    ],
+)  # fmt: skip
+def test_split_line_takes_unquoted_json_as_typed(line: str, words: list[str]) -> None:
+    assert split_line(line) == words
+
+
+def test_split_line_reports_an_unclosed_quote() -> None:
+    with pytest.raises(CliError, match="cannot parse the line") as caught:
+        split_line("call g S.H '{")
+    assert caught.value.code == 2
 
 
 def test_parse_metadata() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pexpect
 import pytest
 
 from tests.toolkit.cli.conftest import (
+    COUNTER,
     GREETER,
+    HERE,
     MICRO,
     SLOW,
     Spawn,
@@ -80,6 +84,43 @@ def test_shell_completes_calls_and_keeps_history(
     history = (tmp_path / "history").read_text()
     assert f"call {name} Greeter.SayHello" in history
     assert "list services" in history
+
+
+def test_json_goes_unquoted_after_call_stream_and_publish(
+    spawn: Spawn, shell: pexpect.spawn, tmp_path: Path
+) -> None:
+    """As in go-micro's shell: JSON typed without quotes keeps its quotes and spaces, with
+    options before or after it; JSON that does not parse says where."""
+    greeter, counter, sub = unique("shell-json"), unique("shell-count"), unique("shell-sub")
+    topic, events = unique("shell-topic"), tmp_path / "events.jsonl"
+    spawn(GREETER, greeter)
+    spawn(COUNTER, counter)
+    spawn(HERE / "subscriber_service.py", sub, "--topic", topic, "--out", str(events))
+    for name in (greeter, counter, sub):
+        wait_registered(name)
+
+    shell.send(f'call {greeter} Greeter.SayHello {{"name": "John  Smith"}}\r')
+    shell.expect_exact('"msg": "Hello John  Smith"')
+    shell.expect_exact(PROMPT)
+    shell.send(f"call -m k=v {greeter} Greeter.SayHello [1] -t 5s\r")
+    shell.expect_exact("error: error calling")  # the list reached the service as JSON
+    shell.expect_exact(PROMPT)
+    shell.send(f'stream {counter} Counter.Count {{"to": 2, "delay": 0.01}} -o json\r')
+    shell.expect_exact('{"n": 2}')
+    shell.expect_exact(PROMPT)
+    shell.send(f'publish {topic} {{"id": 7, "note": "a b"}}\r')
+    shell.expect_exact(f"published to {topic}")
+    shell.expect_exact(PROMPT)
+    shell.send(f"call {greeter} Greeter.SayHello {{name: John}}\r")
+    shell.expect_exact("error: invalid JSON request (argument) at line 1, column 2")
+    shell.expect_exact(PROMPT)
+
+    deadline = time.monotonic() + 10
+    while not events.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [json.loads(line) for line in events.read_text().splitlines()] == [
+        {"id": 7, "note": "a b"}
+    ]
 
 
 def test_shell_help_and_ctrl_d(shell: pexpect.spawn) -> None:

@@ -244,6 +244,81 @@ def test_filter_box(site: Env, browser: Browser) -> None:
     page.clean()
 
 
+def plain_service(name: str, node: str) -> dict[str, object]:
+    """go-micro registry JSON of a service with one endpoint and the node ``node``."""
+    return {
+        "name": name,
+        "version": "1.0.0",
+        "metadata": {},
+        "endpoints": [{"name": "Keyed.Call", "request": None, "response": None, "metadata": {}}],
+        "nodes": [{"id": node, "address": "127.0.0.1:9", "metadata": {}}],
+    }
+
+
+def register(
+    site: Env, tmp: Path, label: str, *services: dict[str, object]
+) -> subprocess.Popen[bytes]:
+    """A process holding ``services`` registered until it is stopped (it deregisters them)."""
+    (tmp / f"{label}.json").write_text(json.dumps(list(services)))
+    return site.procs.start(
+        label, "-m", "tests.toolkit.web.browser", "register", str(tmp / f"{label}.json")
+    )
+
+
+def test_a_change_redraws_only_its_row(site: Env, browser: Browser, tmp_path: Path) -> None:
+    """Rows are kept by service name: an event adds, updates or removes the rows of the
+    services that changed, in their sorted place, and leaves every other row element as it
+    was, filter or not; the filter shows and hides rows without making new ones."""
+    page = open_page(site, "/")
+    p = page.page
+    prefix = unique("keyed")
+    b, c, d = f"{prefix}-b", f"{prefix}-c", f"{prefix}-d"
+    mark = "([sel, tag]) => { document.querySelector(sel).__tag = tag; }"
+    tag = "(sel) => document.querySelector(sel).__tag || null"
+    shown = p.locator('[data-testid="service-row"]')
+
+    p.wait_for_selector(row(site.data))
+    p.evaluate(mark, [row(site.data), "data"])
+    first = register(site, tmp_path, "keyed-bd", plain_service(b, "b-1"), plain_service(d, "d-1"))
+    p.fill('[data-testid="filter"]', prefix)  # the data service's row leaves the table
+    p.wait_for_selector(row(d))
+    assert [r.get_attribute("data-name") for r in shown.all()] == [b, d]
+    p.evaluate(mark, [row(b), "b"])
+    p.evaluate(mark, [row(d), "d"])
+    p.wait_for_selector(f"{row(b)}.flash", state="detached")  # new rows flash for a moment
+
+    # A service added while the filter is on: in its sorted place, flashed; b and d untouched.
+    second = register(site, tmp_path, "keyed-c1", plain_service(c, "c-1"))
+    p.wait_for_selector(f"{row(c)}.flash", state="attached")
+    assert [r.get_attribute("data-name") for r in shown.all()] == [b, c, d]
+    assert (p.evaluate(tag, row(b)), p.evaluate(tag, row(d))) == ("b", "d")
+    assert p.locator(f"{row(b)}.flash, {row(d)}.flash").count() == 0
+    assert re.fullmatch(r"3 of \d+", p.text_content('[data-testid="service-count"]') or "")
+    p.evaluate(mark, [row(c), "c"])
+
+    # A second node of c: its node count changes in the same row element.
+    third = register(site, tmp_path, "keyed-c2", plain_service(c, "c-2"))
+    p.wait_for_selector(f'{row(c)} [data-testid="service-nodes"]:text-is("2")')
+    assert p.evaluate(tag, row(c)) == "c"
+
+    # b and d deregister: their rows go, c's stays the same element.
+    Procs.stop(first)
+    p.wait_for_selector(row(b), state="detached")
+    p.wait_for_selector(row(d), state="detached")
+    assert [r.get_attribute("data-name") for r in shown.all()] == [c]
+    assert p.evaluate(tag, row(c)) == "c"
+
+    # Clearing the filter brings back the very row element the data service had.
+    p.press('[data-testid="filter"]', "Escape")
+    p.wait_for_selector(row(site.data))
+    assert p.evaluate(tag, row(site.data)) == "data"
+    assert p.evaluate(tag, row(c)) == "c"
+    for proc in (second, third):
+        Procs.stop(proc)
+    p.wait_for_selector(row(c), state="detached")
+    page.clean()
+
+
 def test_phone_width_and_dark_mode(site: Env, browser: Browser) -> None:
     phone = open_page(site, "/", viewport=PHONE)
     phone.page.wait_for_selector(row(site.data))
@@ -422,9 +497,11 @@ def test_terminal_runs_list_and_call(site: Env, browser: Browser) -> None:
     p = page.page
     assert p.evaluate("document.activeElement.dataset.testid") == "terminal-input"
     assert site.data in run_line(p, "list services", 1)
-    # Words are split as a shell splits them: JSON goes in single quotes.
-    out = run_line(p, f'call {site.data} Greeter.SayHello \'{{"name": "John"}}\'', 2)
+    # JSON goes as typed, without quotes as in go-micro's shell, or in single quotes.
+    out = run_line(p, f'call {site.data} Greeter.SayHello {{"name": "John"}}', 2)
     assert json.loads(out) == {"msg": "Hello John"}
+    out = run_line(p, f'call {site.data} Greeter.SayHello \'{{"name": "Jane"}}\'', 3)
+    assert json.loads(out) == {"msg": "Hello Jane"}
     # History: Up brings back the last line, and it survives a reload (localStorage).
     p.reload()
     p.wait_for_selector('[data-testid="terminal-input"]')

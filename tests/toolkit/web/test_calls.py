@@ -142,6 +142,28 @@ async def test_closing_the_socket_cancels_the_stream_on_the_service(running: Run
     assert found[0]["cancelled"] >= 2
 
 
+async def test_end_streams_closes_streams_and_cancels_them_on_the_service(
+    running: Running,
+) -> None:
+    dash, http, url, name, record, topic = running
+    async with await _ws(url) as ws, http.stream("GET", f"/_/tail?topic={topic}") as tail:
+        await ws.send(json.dumps(
+            {"service": name, "endpoint": "Ticker.Ticks", "request": {"to": 100000, "delay": 0.02}}
+        ))  # fmt: skip
+        assert json.loads(await ws.recv()) == {"message": {"n": 1}}
+        events = sse_events(tail)
+        assert (await anext(events))[0] == "subscribed"
+        assert dash.streams.counts() == {"stream": 1, "tail": 1}
+        dash.end_streams()
+        async with asyncio.timeout(2):
+            await ws.wait_closed()
+            assert [e async for e in events] == []  # the answer ends, properly
+        assert ws.close_code == 1001
+    assert dash.streams.counts() == {}
+    found = await wait_for(lambda: [r for r in records(record) if "cancelled" in r], 10)
+    assert found[0]["cancelled"] >= 1
+
+
 async def test_stream_errors_close_with_the_code(running: Running) -> None:
     _, _, url, name, _, _ = running
     cases = [

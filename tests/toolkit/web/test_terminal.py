@@ -12,7 +12,15 @@ import httpx
 import pytest
 
 from micro.toolkit.web import terminal
-from tests.toolkit.web.harness import DATA_SERVICE, Spawn, serve, spawn, unique, wait_for
+from tests.toolkit.web.harness import (
+    DATA_SERVICE,
+    Spawn,
+    records,
+    serve,
+    spawn,
+    unique,
+    wait_for,
+)
 
 __all__ = ["spawn"]  # the fixture
 
@@ -67,6 +75,33 @@ async def test_list_get_call_and_stream(
     assert "ok" in output.split()
 
     assert "Hello Term" not in capsys.readouterr().out  # nothing leaked to the process's stdout
+
+
+async def test_json_goes_unquoted_after_call_stream_and_publish(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    """As in go-micro's shell: a request typed as JSON without quotes keeps its quotes,
+    with options before or after it."""
+    name, topic, record = unique("web-term"), unique("web-term-topic"), tmp_path / "rec"
+    spawn(DATA_SERVICE, name, "--record", str(record), "--topic", topic)
+    async with serve() as (dash, url), httpx.AsyncClient(base_url=url, timeout=30) as http:
+        await wait_for(lambda: name in dash.live.names(), what=name)
+
+        line = f'call {name} Greeter.SayHello {{"name": "John  Smith"}}'
+        assert await run(http, line) == ('{\n  "msg": "Hello John  Smith"\n}', 0)
+        line = f'call -t 5s {name} Greeter.SayHello {{"name": "J"}} -m k=v -o json'
+        output, code = await run(http, line)
+        assert (json.loads(output), code) == ({"msg": "Hello J"}, 0)
+        line = f'stream {name} Ticker.Ticks {{"to": 2, "delay": 0.01}}'
+        assert await run(http, line) == ('{"n": 1}\n{"n": 2}', 0)
+        output, code = await run(http, f'publish {topic} {{"id": 7, "tags": ["a b"]}}')
+        assert code == 0, output
+        found = await wait_for(lambda: [r for r in records(record) if "event" in r], 10)
+        assert found == [{"event": {"id": 7, "tags": ["a b"]}}]
+
+        output, code = await run(http, f"call {name} Greeter.SayHello {{name: John}} -t 5s")
+        assert code == 1
+        assert output.startswith("error: invalid JSON request (argument) at line 1, column 2")
 
 
 async def test_errors_and_refusals_are_one_line(term: tuple[httpx.AsyncClient, str]) -> None:

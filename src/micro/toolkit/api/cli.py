@@ -105,7 +105,8 @@ def _auth(settings: Settings, gateway_client: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
-    """Run ``micro api`` until SIGINT/SIGTERM; returns the exit status (2: bad options).
+    """Run ``micro api`` until SIGINT/SIGTERM; returns the exit status (0 after a signal's
+    graceful stop, 2: bad options).
 
     ``given`` are global options of the ``micro`` command (``micro --registry etcd api``).
     """
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         return 2
     import uvicorn
 
-    from micro.toolkit.api.connections import protocol_class
+    from micro.toolkit.api.connections import GatewayServer, protocol_class
 
     config = uvicorn.Config(
         gateway,
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         timeout_graceful_shutdown=10,
         proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
     )
-    uvicorn.Server(config).run()
+    GatewayServer(config).run()  # uvicorn closes the WebSockets itself as shutdown starts
     return 0
 
 

@@ -15,29 +15,44 @@ and its ``limit_concurrency`` answers 503 to every request once idle sockets fil
   a request is closed, so idle sockets cannot lock out clients with requests to make; a
   warning says so, at most once a minute;
 - answers after a half-close: a client that shuts down its sending side after a complete
-  request gets its answers, then the connection closes (uvicorn closed at once);
+  request gets its answers, then the connection closes (uvicorn closed at once). An event
+  stream (a ``text/event-stream`` answer) has no end to wait for, and a client that closed
+  its socket looks the same as one that half-closed: once the client's EOF came, the app
+  serving an event stream gets ``http.disconnect`` from ``receive()`` (after the request
+  body), so the stream ends at once instead of at its next write;
 - a client gone with pipelined requests: every unanswered request is marked disconnected,
   not only the last one read, so the answer in progress is dropped instead of written to a
   closed transport (uvloop raised there, and uvicorn logged a traceback per request).
 
 :func:`protocol_class` makes the class ``uvicorn.Config(http=...)`` takes. It leans on
-uvicorn's ``HttpToolsProtocol`` internals (``cycle``, ``pipeline``, the parser callbacks);
-``tests/toolkit/api/test_connections.py`` fails if a uvicorn release moves them.
+uvicorn's ``HttpToolsProtocol`` internals (``cycle``, ``pipeline``, ``_start_asgi_task``, the
+parser callbacks); ``tests/toolkit/api/test_connections.py`` and
+``tests/toolkit/web/test_shutdown.py`` fail if a uvicorn release moves them.
+
+:class:`GatewayServer` is the ``uvicorn.Server`` of ``micro api`` and ``micro web``: it runs a
+hook as shutdown starts (before uvicorn waits for open connections) and exits 0 after the
+signal that stopped it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import socket
 from collections import deque
+from collections.abc import Callable
+from types import FrameType
 from typing import Any, ClassVar
 
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from micro.errors import MicroError
 from micro.toolkit.api._errors import API_ID
 
-__all__ = ["ConnectionLimit", "GatewayProtocol", "protocol_class"]
+__all__ = ["ConnectionLimit", "GatewayProtocol", "GatewayServer", "protocol_class"]
 
 log = logging.getLogger("micro.api")
 
@@ -133,8 +148,44 @@ class GatewayProtocol(HttpToolsProtocol):
         unanswered = self._unanswered()
         if unanswered and not unanswered[-1].more_body:
             self._eof = True  # every request was read in full: answer, then close
+            for cycle in unanswered:
+                cycle.message_event.set()  # an event stream waiting in receive() learns it
             return True
         return None  # nothing to answer, or a body cut short: close now
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        super()._start_asgi_task(cycle, self._eof_aware(cycle, app))  # type: ignore[arg-type]
+
+    def _eof_aware(self, cycle: RequestResponseCycle, app: ASGIApp) -> ASGIApp:
+        """``app``, told ``http.disconnect`` after its request body once the client's EOF
+        came, if its answer is an event stream (see the module docstring)."""
+
+        async def eof_aware(scope: Scope, receive: Receive, send: Send) -> None:
+            events = read = False
+
+            async def on_receive() -> Message:
+                nonlocal read
+                while True:
+                    if read and events and self._eof:
+                        return {"type": "http.disconnect"}
+                    message = await receive()
+                    if message["type"] != "http.request" or message.get("more_body"):
+                        return message
+                    if not read:  # the end of the body; later ones are eof_received's wake-ups
+                        read = True
+                        return message
+
+            async def on_send(message: Message) -> None:
+                nonlocal events
+                if message["type"] == "http.response.start" and _is_event_stream(message):
+                    events = True
+                    if self._eof:
+                        cycle.message_event.set()
+                await send(message)
+
+            await app(scope, on_receive, on_send)
+
+        return eof_aware
 
     # -- parser callbacks -------------------------------------------------------------------
 
@@ -217,6 +268,44 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._arm(LINGER, self.transport.close)
+
+
+def _is_event_stream(start: Message) -> bool:
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False
+
+
+class GatewayServer(uvicorn.Server):
+    """``uvicorn.Server`` with a hook at the start of shutdown, exiting 0 after a signal.
+
+    ``before_shutdown`` runs as soon as shutdown starts, before uvicorn stops listening and
+    waits (up to ``timeout_graceful_shutdown``) for the open connections: the app ends its
+    endless answers there (event streams, WebSockets), so they do not hold the exit up.
+    SIGTERM or SIGINT stops the server gracefully (a second SIGINT at once), and the process
+    then exits 0 as a service does, instead of uvicorn raising the signal again.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, before_shutdown: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(config)
+        self.before_shutdown = before_shutdown
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.before_shutdown is not None:
+            try:
+                self.before_shutdown()
+            except Exception:
+                log.exception("ending the open streams failed")
+        await super().shutdown(sockets)
 
 
 def protocol_class(

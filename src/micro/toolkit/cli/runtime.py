@@ -9,8 +9,10 @@ tried: ``service not found: foo``, ``timeout after 5s calling greeter Greeter.Sa
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import shlex
 import sys
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -26,10 +28,21 @@ from micro.errors import (
 from micro.settings import BACKEND_GROUPS, Settings, load
 from micro.toolkit.cli.app import CliError
 
-__all__ = ["Runtime", "call_error", "one_line", "parse_metadata", "read_json", "read_json_docs"]
+__all__ = [
+    "JSON_COMMANDS",
+    "Runtime",
+    "call_error",
+    "one_line",
+    "parse_metadata",
+    "read_json",
+    "read_json_docs",
+    "split_line",
+]
 
 T = TypeVar("T")
 REGISTRY_START_TIMEOUT = 10.0
+JSON_COMMANDS = frozenset({"call", "stream", "publish"})
+"""Commands whose request (or message) may be typed as JSON without quotes in a shell line."""
 
 
 class Runtime:
@@ -165,6 +178,63 @@ def _documents(content: str, where: str, what: str) -> Iterator[Any]:
         except json.JSONDecodeError as exc:
             raise _json_error(where, what, exc) from None
         yield doc
+
+
+def split_line(line: str) -> list[str]:
+    """The words of one line typed in ``micro cli`` or the web terminal, as ``shlex.split``
+    makes them, except that a JSON request may go unquoted, as go-micro's shell took it.
+
+    After ``call``, ``stream`` or ``publish``, a word that starts with ``{`` or ``[`` is JSON
+    taken as it was typed (``call greeter Say.Hello {"name": "John"}``; shlex would drop its
+    double quotes): it runs to the end of its JSON value, or of several values for a stream's
+    requests, and options may follow it. JSON that does not parse takes the rest of the line,
+    so that reading the request reports where it is wrong. Quoted words, ``@file.json`` and
+    ``-`` are split as before.
+
+    Raises:
+        CliError: the line's quotes do not close (code 2).
+    """
+    words: list[str] = []
+    stream = io.StringIO(line)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    json_allowed = False
+    while True:
+        start = _skip_space(line, stream.tell())
+        if json_allowed and line[start : start + 1] in ("{", "["):
+            end = _json_end(line, start)
+            words.append(line[start:end])
+            stream.seek(end)
+            continue
+        try:
+            word = lexer.get_token()
+        except ValueError as exc:
+            raise CliError(f"cannot parse the line: {exc}", code=2) from None
+        if word is None:  # the lexer's end of input (an empty "" word is a word)
+            return words
+        words.append(word)
+        json_allowed = json_allowed or word in JSON_COMMANDS
+
+
+def _skip_space(line: str, pos: int) -> int:
+    while pos < len(line) and line[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _json_end(line: str, start: int) -> int:
+    """Where the JSON values from ``start`` end; the line's end when they do not parse or
+    something other than a space follows them."""
+    decoder, pos = json.JSONDecoder(), start
+    while pos < len(line) and line[pos] in "{[":
+        try:
+            _, pos = decoder.raw_decode(line, pos)
+        except json.JSONDecodeError:
+            return len(line)
+        if pos < len(line) and not line[pos].isspace():
+            return len(line)
+        end, pos = pos, _skip_space(line, pos)
+    return end
 
 
 def parse_metadata(pairs: Sequence[str]) -> dict[str, str]:

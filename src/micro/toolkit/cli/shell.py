@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shlex
 import signal
 import time
 from collections.abc import AsyncGenerator, Iterable
@@ -28,7 +27,7 @@ from prompt_toolkit.history import FileHistory
 from micro.errors import MicroError
 from micro.toolkit.cli.app import CliError, build_parser, given_flags
 from micro.toolkit.cli.commands import COMMANDS, execute, settings_of
-from micro.toolkit.cli.runtime import Runtime, one_line
+from micro.toolkit.cli.runtime import Runtime, one_line, split_line
 
 __all__ = ["MicroCompleter", "run"]
 
@@ -119,10 +118,7 @@ class MicroCompleter(Completer):
 
 
 def _parse(parser: argparse.ArgumentParser, line: str, session: argparse.Namespace) -> Any:
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise CliError(f"cannot parse the line: {exc}") from None
+    words = split_line(line)
     try:
         args = parser.parse_args(words)
     except SystemExit:  # --help printed its text

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -41,6 +41,7 @@ __all__ = [
     "WEB_ID",
     "Dashboard",
     "Handler",
+    "Streams",
     "error_body",
     "handler",
     "json_object",
@@ -83,6 +84,9 @@ class Dashboard(Protocol):
 
     @property
     def live(self) -> Live: ...
+
+    @property
+    def streams(self) -> Streams: ...
 
     async def read_body(self, scope: Scope, receive: Receive) -> bytes:
         """The request body, within the size limit and the read timeout."""
@@ -225,6 +229,56 @@ async def wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+class Streams:
+    """The dashboard's open endless answers (event streams, stream WebSockets): counted by
+    kind for ``/_/info``, and ended together by :meth:`end` when the server shuts down."""
+
+    def __init__(self) -> None:
+        self._open: dict[asyncio.Event, str] = {}
+        self.ended = False
+        """True after :meth:`end`: a stream opened later ends at once."""
+
+    def counts(self) -> dict[str, int]:
+        """How many streams of each kind are open (kinds with none are left out)."""
+        out: dict[str, int] = {}
+        for kind in self._open.values():
+            out[kind] = out.get(kind, 0) + 1
+        return dict(sorted(out.items()))
+
+    def end(self) -> None:
+        """End every open stream, and any opened from now on."""
+        self.ended = True
+        for event in self._open:
+            event.set()
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, kind: str, gone: Callable[[], Awaitable[Any]]
+    ) -> AsyncIterator[asyncio.Task[Any]]:
+        """Count a stream of ``kind`` while the block runs; the task it gives ends when
+        ``gone()`` returns (the client left) or :meth:`end` is called, whichever is first."""
+        ended = asyncio.Event()
+        if self.ended:
+            ended.set()
+        self._open[ended] = kind
+        over = asyncio.create_task(_first(gone(), ended.wait()))
+        try:
+            yield over
+        finally:
+            del self._open[ended]
+            await stop(over)
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    """Return when the first of ``aws`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            await stop(task)
 
 
 async def stop(task: asyncio.Task[Any] | None) -> None:

@@ -35,6 +35,7 @@ from micro.toolkit.api._http import header, read_body
 from micro.toolkit.api.app import Gateway
 from micro.toolkit.api.middleware import AccessLog, AuthCheck, HeaderCheck, RateLimit
 from micro.toolkit.api.options import ApiOptions
+from micro.toolkit.web._context import Streams
 from micro.toolkit.web.cli import WEB_GROUPS
 from micro.toolkit.web.options import NAME_PATTERN, WebOptions
 from micro.toolkit.web.pages import Assets, not_found_page
@@ -83,12 +84,14 @@ class Dashboard:
 
     Serve it with any ASGI server. It starts on the ASGI lifespan event or, without one, on
     the first request; :meth:`close` releases what it built. Instances passed in are used,
-    never closed.
+    never closed. When the server starts to shut down, call :meth:`end_streams` so that the
+    open event streams and stream WebSockets end at once rather than hold the server's
+    graceful wait for open connections (``micro web`` does).
 
     What the ``/_/...`` handlers use: ``options``, ``settings``, ``registry``, ``selector``,
     ``client``, ``broker`` (or :meth:`connected_broker`), ``gateway`` (the ``micro api``
     application over the same backends, for ``/rpc``), ``http`` (an httpx client),
-    :meth:`read_body` and ``live``.
+    :meth:`read_body`, ``live`` and ``streams`` (the open streams).
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class Dashboard:
         self.proxy = WebProxy(self)
         from micro.toolkit.web import live
 
+        self.streams = Streams()
         self.live = live.Live(self)
         self.routes: dict[str, ASGIApp] = self._route_table()
         self._start_lock: asyncio.Lock | None = None
@@ -183,12 +187,23 @@ class Dashboard:
             await self.selector.start()
             await self.client.start()
             await self.live.start()
+            if self.streams.ended:  # started again after close(): streams may open again
+                self.streams = Streams()
             self._started = True
             log.info("micro web: namespace %r", self.options.namespace)
 
+    def end_streams(self) -> None:
+        """End every open ``/_/events`` and ``/_/tail`` event stream and ``/_/stream``
+        WebSocket now (their broker subscriptions and streams with them), and any opened
+        later. Call it when the server begins to shut down, before it waits for the open
+        connections to close: those answers have no end of their own. Never raises."""
+        self.streams.end()
+
     async def close(self) -> None:
-        """Stop the live data and close what the dashboard built; never raises."""
+        """End the streams, stop the live data and close what the dashboard built; never
+        raises."""
         self._started = False
+        self.end_streams()
         with contextlib.suppress(Exception):
             await self.live.close()
         with contextlib.suppress(Exception):
@@ -445,6 +460,7 @@ class Dashboard:
                 "registry": self.registry.name,
                 "broker": broker,
                 "auth": self.auth is not None,
+                "streams": self.streams.counts(),
             }
         )
 

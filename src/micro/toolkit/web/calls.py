@@ -7,13 +7,15 @@
 - WebSocket ``/_/stream``: the first text frame is the same object; each message of the
   stream goes out as ``{"message": ...}``, then ``{"end": true, "count": n}`` and close
   1000, or ``{"error": {...}}`` and close ``4000 + code``. The client closing the socket
-  closes the stream, and so cancels it on the service.
+  closes the stream, and so cancels it on the service; so does the server shutting down
+  (close 1001).
 - ``POST /_/publish`` ``{"topic","body","metadata"}`` -> ``{"topic","bytes"}``, through the
   dashboard's broker, with the headers ``micro.Client.publish`` sets.
 - ``GET /_/tail?topic=T``: Server-Sent Events; a broadcast subscription to ``T`` lives while
   the connection does. Event ``subscribed`` once it is in place, then ``message`` per
   event: ``{"topic","t","header","body"}`` (the body as JSON, else as text). A client that
-  reads slower than events arrive loses the oldest (``dropped`` counts them).
+  reads slower than events arrive loses the oldest (``dropped`` counts them). The
+  subscription ends as soon as the client leaves or the server shuts down.
 
 Request bodies are JSON objects; anything else is a 400 naming what is wrong.
 """
@@ -271,16 +273,16 @@ async def stream_socket(dash: Dashboard, scope: Scope, receive: Receive, send: S
             raise BadRequest(
                 f"{spec.endpoint} of {spec.service} is not a stream; call it instead", id=WEB_ID
             )
-        pipe = asyncio.create_task(_pipe(dash, ws, spec))
-        closed = asyncio.create_task(_until_closed(ws))
-        try:
-            await asyncio.wait({pipe, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not pipe.done():  # the client left: closing the stream cancels it on the service
-                return
-            count = pipe.result()
-        finally:
-            await stop(pipe)
-            await stop(closed)
+        async with dash.streams.watch("stream", lambda: _until_closed(ws)) as over:
+            pipe = asyncio.create_task(_pipe(dash, ws, spec))
+            try:
+                await asyncio.wait({pipe, over}, return_when=asyncio.FIRST_COMPLETED)
+                if not pipe.done():  # closing the stream cancels it on the service
+                    await _going_away(ws)  # when the server ends it; the client may be gone
+                    return
+                count = pipe.result()
+            finally:
+                await stop(pipe)
         await ws.send_text(_json.encode({"end": True, "count": count}).decode())
         await ws.close(code=1000)
     except WebSocketDisconnect:
@@ -289,6 +291,13 @@ async def stream_socket(dash: Dashboard, scope: Scope, receive: Receive, send: S
         await _fail(ws, BadRequest("no request received on the stream", id=WEB_ID))
     except Exception as exc:
         await _fail(ws, exc)
+
+
+async def _going_away(ws: WebSocket) -> None:
+    """Close with 1001 (going away) unless the client is gone already."""
+    with contextlib.suppress(Exception):
+        if ws.client_state == WebSocketState.CONNECTED:
+            await ws.close(code=1001)
 
 
 async def _fail(ws: WebSocket, exc: BaseException) -> None:
@@ -351,30 +360,35 @@ async def tail(dash: Dashboard, topic: str, receive: Receive, send: Send) -> Non
 
     broker = await dash.connected_broker()
     subscription = await broker.subscribe(topic, on_event)
-    gone = asyncio.create_task(wait_disconnect(receive))
+    got: asyncio.Task[bytes] | None = None
     try:
-        await sse_start(send)
-        hello = _json.encode({"topic": topic, "broker": broker.name})
-        first = sse_event("subscribed", hello)
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        while not gone.done():
-            got = asyncio.create_task(queue.get())
-            await asyncio.wait({got, gone}, timeout=PING_EVERY, return_when=asyncio.FIRST_COMPLETED)
-            if got.done():
-                chunk = sse_event("message", got.result())
-                if dropped:
-                    chunk = sse_event("dropped", b"%d" % dropped) + chunk
-                    dropped = 0
-            else:
-                await stop(got)
-                if gone.done():
-                    break
-                chunk = PING
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async with dash.streams.watch("tail", lambda: wait_disconnect(receive)) as over:
+            await sse_start(send)
+            hello = _json.encode({"topic": topic, "broker": broker.name})
+            first = sse_event("subscribed", hello)
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            while not over.done():
+                got = asyncio.create_task(queue.get())
+                await asyncio.wait(
+                    {got, over}, timeout=PING_EVERY, return_when=asyncio.FIRST_COMPLETED
+                )
+                if got.done():
+                    chunk = sse_event("message", got.result())
+                    if dropped:
+                        chunk = sse_event("dropped", b"%d" % dropped) + chunk
+                        dropped = 0
+                else:
+                    await stop(got)
+                    if over.done():
+                        break
+                    chunk = PING
+                got = None
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         pass
     finally:
-        await stop(gone)
+        await stop(got)
         await subscription.unsubscribe()
 
 

@@ -100,7 +100,8 @@ def auth_check(settings: Settings, client: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
-    """Run ``micro web`` until SIGINT/SIGTERM; returns the exit status (2: bad options).
+    """Run ``micro web`` until SIGINT/SIGTERM; returns the exit status (0 after a signal's
+    graceful stop, 2: bad options).
 
     ``given`` are global options of the ``micro`` command (``micro --registry etcd web``).
     """
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         return 2
     import uvicorn
 
-    from micro.toolkit.api.connections import protocol_class
+    from micro.toolkit.api.connections import GatewayServer, protocol_class
 
     config = uvicorn.Config(
         dashboard,
@@ -135,7 +136,8 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         timeout_graceful_shutdown=10,
         proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
     )
-    uvicorn.Server(config).run()
+    # on SIGTERM/SIGINT the streams end first, so the connections close at once
+    GatewayServer(config, before_shutdown=dashboard.end_streams).run()
     return 0
 
 

@@ -299,33 +299,32 @@ class Live:
 
     async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /_/events``: the services JSON now and after each change, until the
-        client leaves or the dashboard closes."""
+        client leaves, the server shuts down (``dash.streams.end()``) or the dashboard
+        closes. The response always ends properly (a no-op once the client has gone)."""
         client = _Snapshot(self.payload())
         self._clients.add(client)
-        gone = asyncio.create_task(wait_disconnect(receive))
         try:
-            await sse_start(send)
-            while not gone.done():
-                woke = asyncio.create_task(client.ready.wait())
-                await asyncio.wait(
-                    {woke, gone}, timeout=PING_EVERY, return_when=asyncio.FIRST_COMPLETED
-                )
-                await stop(woke)
-                if client.closed or gone.done():
-                    break
-                if client.ready.is_set():
-                    client.ready.clear()
-                    chunk = sse_event("services", client.data)
-                else:
-                    chunk = PING
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not gone.done():
+            async with self.dash.streams.watch("events", lambda: wait_disconnect(receive)) as over:
+                await sse_start(send)
+                while not over.done():
+                    woke = asyncio.create_task(client.ready.wait())
+                    await asyncio.wait(
+                        {woke, over}, timeout=PING_EVERY, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    await stop(woke)
+                    if client.closed or over.done():
+                        break
+                    if client.ready.is_set():
+                        client.ready.clear()
+                        chunk = sse_event("services", client.data)
+                    else:
+                        chunk = PING
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the connection went away while sending
             pass
         finally:
             self._clients.discard(client)
-            await stop(gone)
 
     # -- one service ---------------------------------------------------------------------
 

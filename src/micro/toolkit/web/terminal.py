@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import shlex
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,7 +23,7 @@ from micro.settings import Settings, load
 from micro.toolkit.cli.app import CLI_GROUPS, CliError, build_parser, given_flags
 from micro.toolkit.cli.commands import execute
 from micro.toolkit.cli.output import captured
-from micro.toolkit.cli.runtime import Runtime, one_line
+from micro.toolkit.cli.runtime import Runtime, one_line, split_line
 from micro.toolkit.web._context import WEB_ID, Dashboard, handler, json_object, send_json
 
 __all__ = ["COMMAND_TIMEOUT", "HELP", "REFUSED", "Terminal", "routes"]
@@ -112,10 +111,7 @@ class Terminal:
             return 1
 
     def _parse(self, line: str) -> argparse.Namespace | None:
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            raise CliError(f"cannot parse the line: {exc}", code=2) from None
+        words = split_line(line)
         if words and words[0] == "micro":
             words = words[1:]
         if words and words[0] in REFUSED:

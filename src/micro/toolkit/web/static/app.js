@@ -277,9 +277,9 @@ export function serviceHref(name) {
 
 /** Link to the call page, optionally preselecting an endpoint. */
 export function callHref(service, endpoint) {
-  const q = new URLSearchParams({ service });
-  if (endpoint) q.set("endpoint", endpoint);
-  return `/call?${q}`;
+  // encodeURIComponent rather than URLSearchParams: the services page makes a thousand.
+  const q = `service=${encodeURIComponent(service)}`;
+  return endpoint ? `/call?${q}&endpoint=${encodeURIComponent(endpoint)}` : `/call?${q}`;
 }
 
 /** Metadata {k: v} as chips "k=v" (or a dash when empty). */

@@ -10,61 +10,220 @@ const live = document.querySelector('[data-testid="live"]');
 const webSection = document.getElementById("web-section");
 const webList = document.querySelector('[data-testid="web-list"]');
 
-let current = null; // the last {services, web}
-let seen = new Set(); // names shown before, to flash the new ones
+let current = null; // the last {services, web} drawn
+let pending = null; // a snapshot waiting for the next frame (a newer one replaces it)
+let frame = 0; // the requestAnimationFrame id while one is scheduled
+
+/**
+ * The rows, keyed by service name: {tr, name, key (what the row shows, to skip unchanged
+ * ones), hay (the filter's text), cells}. Every service has one, shown or filtered out, so
+ * an event or a filter moves the rows that changed and leaves the others alone.
+ */
+const rows = new Map();
+let filled = false; // the first list was drawn (rows added later flash)
+let tbody = null;
+let table = null; // the table's wrapper, built once
+let mode = ""; // what #services shows: "table", "empty" or "nomatch <filter>"
+let webKey = "";
+
+const FLASH_MS = 1300; // a little over the .flash animation
 
 filter.value = new URLSearchParams(location.search).get("q") || "";
 
-/** Does the service match the filter words (all of them, in its name or versions)? */
-function matches(service, words) {
-  const hay = `${service.name} ${(service.versions || []).join(" ")}`.toLowerCase();
-  return words.every((w) => hay.includes(w));
+/** Draw the newest snapshot in the next frame: events faster than frames make one redraw. */
+function receive(data) {
+  pending = data;
+  if (!frame) frame = requestAnimationFrame(flush);
 }
 
+/** Apply the pending snapshot (if any) and the filter now. */
+function flush() {
+  if (frame) cancelAnimationFrame(frame);
+  frame = 0;
+  if (pending) {
+    current = pending;
+    pending = null;
+    sync(current.services || []);
+    renderWeb(current.web || []);
+  }
+  render();
+}
+
+/** Bring the rows in line with the services: add, update or drop only those that changed. */
+function sync(services) {
+  const names = new Set();
+  for (const s of services) {
+    names.add(s.name);
+    const key = rowKey(s);
+    const rec = rows.get(s.name);
+    if (!rec) rows.set(s.name, makeRow(s, key, filled));
+    else if (rec.key !== key) updateRow(rec, s, key);
+  }
+  for (const [name, rec] of rows) {
+    if (!names.has(name)) {
+      rec.tr.remove();
+      rows.delete(name);
+    }
+  }
+  filled = true;
+}
+
+/** The filter words of the box. */
+function words() {
+  return filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+}
+
+/** Show the rows that match the filter, in the snapshot's (sorted) order, and the count. */
 function render() {
   if (!current) return;
   const services = current.services || [];
-  const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
-  const shown = services.filter((s) => matches(s, words));
-  count.textContent = words.length ? `${shown.length} of ${services.length}` : String(services.length);
-  count.title = `${services.length} service${services.length === 1 ? "" : "s"} registered`;
+  const w = words();
+  const shown = [];
+  for (const s of services) {
+    const rec = rows.get(s.name);
+    if (rec && w.every((word) => rec.hay.includes(word))) shown.push(rec);
+  }
+  setText(count, w.length ? `${shown.length} of ${services.length}` : String(services.length));
+  const title = `${services.length} service${services.length === 1 ? "" : "s"} registered`;
+  if (count.title !== title) count.title = title;
 
   if (!services.length) {
-    replace(list, stateLine("empty", "No services registered yet. Start one and it appears here.", "empty"));
+    show("empty", () => stateLine("empty", "No services registered yet. Start one and it appears here.", "empty"));
   } else if (!shown.length) {
-    replace(list, stateLine("empty", `No service matches “${filter.value}”.`, "empty"));
+    show(`nomatch ${filter.value}`, () => stateLine("empty", `No service matches “${filter.value}”.`, "empty"));
   } else {
-    const first = seen.size === 0;
-    const rows = shown.map((s) => row(s, !first && !seen.has(s.name)));
-    replace(
-      list,
+    placeRows(shown);
+    show("table", () => table);
+  }
+}
+
+/** Put what #services shows (built by make()) unless it already shows it. */
+function show(what, make) {
+  if (mode === what) return;
+  mode = what;
+  replace(list, make());
+}
+
+/**
+ * Make the table body hold exactly the rows of shown, in that order, moving as few as it
+ * can: rows no longer shown leave, then the others stay where they are and the newly shown
+ * ones go in before the first row that follows them. Both lists are in name order.
+ */
+function placeRows(shown) {
+  if (!tbody) buildTable();
+  const keep = new Set(shown.map((rec) => rec.tr));
+  for (const tr of Array.from(tbody.children)) if (!keep.has(tr)) tr.remove();
+  let cursor = tbody.firstElementChild;
+  for (const rec of shown) {
+    if (rec.tr === cursor) cursor = cursor.nextElementSibling;
+    else tbody.insertBefore(rec.tr, cursor);
+  }
+}
+
+/** The table and its head, built once; the body is filled by placeRows(). */
+function buildTable() {
+  tbody = el("tbody", { role: "rowgroup" });
+  table = el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      // The roles stay those of a table although the CSS lays the rows out as grids.
+      { class: "services", role: "table" },
       el(
-        "div",
-        { class: "table-wrap" },
+        "thead",
+        { role: "rowgroup" },
         el(
-          "table",
-          {},
-          el(
-            "thead",
-            {},
-            el(
-              "tr",
-              {},
-              el("th", { scope: "col", text: "Name" }),
-              el("th", { scope: "col", class: "hide-narrow", text: "Versions" }),
-              el("th", { scope: "col", class: "num", text: "Nodes" }),
-              el("th", { scope: "col", class: "num hide-narrow", text: "Endpoints" }),
-              el("th", { scope: "col" }, el("span", { class: "skip", text: "Actions" })),
-            ),
-          ),
-          el("tbody", {}, rows),
+          "tr",
+          { role: "row" },
+          el("th", { scope: "col", role: "columnheader", text: "Name" }),
+          el("th", { scope: "col", role: "columnheader", class: "hide-narrow", text: "Versions" }),
+          el("th", { scope: "col", role: "columnheader", class: "num", text: "Nodes" }),
+          el("th", { scope: "col", role: "columnheader", class: "num hide-narrow", text: "Endpoints" }),
+          el("th", { scope: "col", role: "columnheader" }, el("span", { class: "skip", text: "Actions" })),
         ),
       ),
-    );
-  }
-  seen = new Set(services.map((s) => s.name));
+      tbody,
+    ),
+  );
+}
 
-  const web = current.web || [];
+/** What a row shows, as one string: equal keys, nothing to redraw. */
+function rowKey(s) {
+  return `${s.nodes}|${s.endpoints}|${(s.versions || []).join("\u0000")}`;
+}
+
+/**
+ * A row with its five cells, copied for each service (cloning one is much cheaper than
+ * building a thousand from scratch, which the first frame does). The cells keep the roles
+ * of a table: the CSS lays the rows out as grids.
+ */
+const ROW = el(
+  "tr",
+  { role: "row", "data-testid": "service-row" },
+  el("td", { role: "cell" }, el("a", { class: "name", "data-testid": "service-link" })),
+  el("td", { role: "cell", class: "hide-narrow" }),
+  el("td", { role: "cell", class: "num", "data-testid": "service-nodes" }),
+  el("td", { role: "cell", class: "num hide-narrow" }),
+  el("td", { role: "cell" }),
+);
+const CALL = el("a", { class: "button small" }, "Call");
+
+function makeRow(s, key, isNew) {
+  const tr = ROW.cloneNode(true);
+  tr.setAttribute("data-name", s.name);
+  const [name, versions, nodes, endpoints, actions] = tr.children;
+  const link = name.firstElementChild;
+  link.setAttribute("href", serviceHref(s.name));
+  link.textContent = s.name;
+  const rec = { tr, name: s.name, key, hay: "", versions, nodes, endpoints, actions };
+  fillRow(rec, s);
+  if (isNew) {
+    tr.classList.add("flash");
+    setTimeout(() => tr.classList.remove("flash"), FLASH_MS);
+  }
+  return rec;
+}
+
+function updateRow(rec, s, key) {
+  rec.key = key;
+  fillRow(rec, s);
+}
+
+/** Write the cells that depend on the data (the name never changes: it is the key). */
+function fillRow(rec, s) {
+  const versions = s.versions || [];
+  rec.hay = `${s.name} ${versions.join(" ")}`.toLowerCase();
+  const badges = versions.map((v) => {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = v || "(none)";
+    return badge;
+  });
+  rec.versions.replaceChildren(...badges, " ");
+  setText(rec.nodes, String(s.nodes));
+  setText(rec.endpoints, String(s.endpoints));
+  const call = rec.actions.firstElementChild;
+  if (s.endpoints && !call) {
+    const link = CALL.cloneNode(true);
+    link.setAttribute("href", callHref(s.name));
+    link.setAttribute("aria-label", `call ${s.name}`);
+    rec.actions.append(link);
+  } else if (!s.endpoints && call) {
+    call.remove();
+  }
+}
+
+/** Set a node's text only when it differs (no needless mutation, no re-announcement). */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/** The web services of the namespace, as links (redrawn only when they change). */
+function renderWeb(web) {
+  const key = JSON.stringify(web);
+  if (key === webKey) return;
+  webKey = key;
   webSection.hidden = web.length === 0;
   replace(
     webList,
@@ -78,18 +237,6 @@ function render() {
   );
 }
 
-function row(s, isNew) {
-  return el(
-    "tr",
-    { "data-testid": "service-row", "data-name": s.name, class: isNew ? "flash" : null },
-    el("td", {}, el("a", { class: "name", href: serviceHref(s.name), "data-testid": "service-link" }, s.name)),
-    el("td", { class: "hide-narrow" }, (s.versions || []).map((v) => el("span", { class: "badge", text: v || "(none)" })), " "),
-    el("td", { class: "num", "data-testid": "service-nodes", text: String(s.nodes) }),
-    el("td", { class: "num hide-narrow", text: String(s.endpoints) }),
-    el("td", {}, s.endpoints ? el("a", { class: "button small", href: callHref(s.name), "aria-label": `call ${s.name}` }, "Call") : null),
-  );
-}
-
 function setLive(state) {
   live.dataset.state = state;
   live.textContent = { open: "live", connecting: "connecting…", error: "reconnecting…", closed: "closed" }[state] || state;
@@ -97,9 +244,9 @@ function setLive(state) {
     // The event stream is down before the first list: try the plain JSON once.
     api("/_/services")
       .then((data) => {
-        if (!current) {
-          current = data;
-          render();
+        if (!current && !pending) {
+          pending = data;
+          flush();
         }
       })
       .catch((err) => {
@@ -108,10 +255,10 @@ function setLive(state) {
   }
 }
 
-sse("/_/events", { services: (data) => { current = data; render(); } }, setLive);
+sse("/_/events", { services: receive }, setLive);
 
 filter.addEventListener("input", () => {
-  render();
+  flush(); // at once: the rows under the box follow each key
   const url = new URL(location.href);
   if (filter.value) url.searchParams.set("q", filter.value);
   else url.searchParams.delete("q");
