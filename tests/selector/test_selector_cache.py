@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import AsyncGenerator
 
 import pytest
 
 from micro.errors import NoneAvailable, RegistryError, ServiceNotFound
-from micro.registry import Service
+from micro.registry import Result, Service
 from micro.selector.cache import RegistrySelector
 from micro.selector.filters import filter_version
 from micro.selector.strategies import Hashed, RoundRobin
@@ -362,3 +363,25 @@ async def test_lazily_started_watch_sees_changes_right_after_the_first_select(
         assert registry.gets == 1
     finally:
         await selector.close()
+
+
+class _SwallowingRegistry(FlakyRegistry):
+    """A watch that ends normally when cancelled, as one waiting in Python 3.11's
+    ``wait_for`` on an event that is set at the same moment (a registry's close) does."""
+
+    async def watch(self, service: str | None = None) -> AsyncGenerator[Result, None]:
+        self.watches += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return
+        yield Result("create", Service(name="never"))  # pragma: no cover - makes a generator
+
+
+async def test_close_ends_the_watch_loop_even_when_a_watch_swallows_its_cancellation() -> None:
+    registry = _SwallowingRegistry()
+    selector = RegistrySelector(registry)
+    await selector.start()
+    await eventually(lambda: registry.watches == 1)
+    await asyncio.wait_for(selector.close(), 2)  # before: a new watch, and close hung
+    assert registry.watches == 1

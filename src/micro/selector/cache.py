@@ -454,7 +454,10 @@ class RegistrySelector(Selector):
 
     async def _watch_loop(self) -> None:
         attempt = 0
-        while True:
+        # checked, not only cancelled: a watch that swallows the cancellation (Python 3.11's
+        # wait_for does when the awaited event is set at the same moment, as a registry's
+        # close does) ends normally, and the loop must not start a new one after close()
+        while not self._closed:
             if attempt:
                 await asyncio.sleep(_backoff(attempt))
                 for entry in self._cache.values():

@@ -161,7 +161,7 @@ class Gateway:
         await self.catalog.close()
         with contextlib.suppress(Exception):
             await self.http.aclose()
-        for backend in self._owned:
+        for backend in reversed(self._owned):  # the client, the selector, then the registry
             with contextlib.suppress(Exception):
                 await backend.close()
 

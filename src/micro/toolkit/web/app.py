@@ -215,7 +215,7 @@ class Dashboard:
                 await self._broker.disconnect()
             self._broker = None
             self._broker_owned = False
-        for backend in self._owned:
+        for backend in reversed(self._owned):  # the client, the selector, then the registry
             with contextlib.suppress(Exception):
                 await backend.close()
 
