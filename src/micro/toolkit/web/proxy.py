@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -46,6 +45,13 @@ from micro.errors import (
 from micro.registry import Node
 from micro.toolkit.api._errors import error_response, http_error
 from micro.toolkit.api._http import header
+from micro.toolkit.api._upstream import (
+    Answer,
+    BadAddress,
+    ConnectFailed,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from micro.toolkit.api.proxy import RESPONSE_HOP, forward_headers, pump
 from micro.toolkit.web.options import NAME_PATTERN
 from micro.toolkit.web.pages import error_page
@@ -64,7 +70,10 @@ ATTEMPTS = 3
 REPLAYABLE = 256 * 1024
 """Bodies up to this size (declared by Content-Length) are read before sending, so that
 the request can go to another node when the first refuses it; larger ones stream."""
-_DROP = frozenset({BASE_PATH, b"x-forwarded-host", b"x-forwarded-proto", b"cookie"})
+WHOLE = 64 * 1024
+"""Answers that declare at most this length are read whole and sent in one piece; longer or
+undeclared ones stream."""
+_DROP = frozenset({BASE_PATH, b"x-forwarded-host", b"x-forwarded-proto", b"cookie", b"expect"})
 _TITLES = {502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
 
 
@@ -148,12 +157,13 @@ class WebProxy:
             response = self._error(scope, exc)
         await response(scope, receive, send)
 
-    async def _forward(self, scope: Scope, receive: Receive, name: str) -> Response:
+    async def _forward(self, scope: Scope, receive: Receive, name: str) -> Response | _Whole:
         service = self.service(name)
         dash = self.dash
         next_node = await dash.selector.select(service)
         body = await self._body(scope, receive)
         headers = self._headers(scope, name)
+        target = _target(scope, name)
         last: BaseException | None = None
         for _ in range(ATTEMPTS):
             try:
@@ -162,31 +172,26 @@ class WebProxy:
                 break
             content = body.chunks() if isinstance(body, _Body) else body
             try:
-                request = dash.http.build_request(
-                    scope["method"],
-                    _url(node.address, scope, name),
-                    headers=headers,
-                    content=content,
+                answer = await dash.upstream.request(
+                    scope["method"], node.address, target, headers, content
                 )
-            except (httpx.InvalidURL, ValueError) as exc:
+            except BadAddress as exc:
                 last = ConnectError(
                     f"{service}: bad node address {node.address!r}: {exc}", id=WEB_ID
                 )
                 dash.selector.mark(service, node, last)
                 continue
-            try:
-                upstream = await dash.http.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            except ConnectFailed as exc:
                 last = ConnectError(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
                 dash.selector.mark(service, node, last)
                 if isinstance(body, _Body) and (body.started or body.error):
                     break
                 continue
-            except httpx.HTTPError as exc:
+            except UpstreamError as exc:
                 raise self._failed(service, node, body, exc) from None
             dash.selector.mark(service, node, None)
             scope[PROXIED] = True
-            return self._relay(upstream)
+            return await _relay(answer)
         raise last or NoneAvailable(f"service {service}: none available", id=WEB_ID)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | _Body | None:
@@ -207,11 +212,11 @@ class WebProxy:
         return _Body(receive, opts.max_body, opts.read_timeout)
 
     def _failed(
-        self, service: str, node: Node, body: bytes | _Body | None, exc: httpx.HTTPError
+        self, service: str, node: Node, body: bytes | _Body | None, exc: UpstreamError
     ) -> BaseException:
         if isinstance(body, _Body) and body.error is not None:
             return body.error
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, UpstreamTimeout):
             return Timeout(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
         error = ConnectError(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
         self.dash.selector.mark(service, node, error)
@@ -233,17 +238,6 @@ class WebProxy:
         out.append((b"x-forwarded-proto", _http_scheme(scope).encode()))
         out.append((BASE_PATH, f"/{name}".encode()))
         return out
-
-    @staticmethod
-    def _relay(upstream: httpx.Response) -> Response:
-        response = StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
-        )
-        raw = ((key.lower(), value) for key, value in upstream.headers.raw)
-        response.raw_headers = [(key, value) for key, value in raw if key not in RESPONSE_HOP]
-        return response
 
     def _error(self, scope: Scope, exc: BaseException) -> Response:
         err = http_error(exc)
@@ -280,7 +274,7 @@ class WebProxy:
                 break
             try:
                 upstream = await connect(
-                    _url(node.address, scope, name, "ws"),
+                    f"ws://{node.address}{_target(scope, name)}",
                     subprotocols=scope.get("subprotocols") or None,
                     additional_headers=headers,
                     open_timeout=dash.options.read_timeout,
@@ -310,8 +304,8 @@ async def _refuse(ws: WebSocket, exc: MicroError) -> None:
         await ws.close(code=4000 + err.code, reason=err.detail[:120])
 
 
-def _url(address: str, scope: Scope, name: str, scheme: str = "http") -> str:
-    """The service's URL for this request: the path less its ``/name`` prefix (as the
+def _target(scope: Scope, name: str) -> str:
+    """The service's target for this request: the path less its ``/name`` prefix (as the
     client encoded it where it can be cut there), and the query string."""
     prefix = f"/{name}".encode()
     raw = scope.get("raw_path") or b""
@@ -321,7 +315,40 @@ def _url(address: str, scope: Scope, name: str, scheme: str = "http") -> str:
     if path[:1] not in ("", "/"):  # the name or its slash percent-encoded: use the decoded path
         path = quote(scope["path"][len(prefix) :], safe="/:@!$&'()*+,;=~")
     query = scope["query_string"].decode("latin-1")
-    return f"{scheme}://{address}{path or '/'}" + (f"?{query}" if query else "")
+    return (path or "/") + (f"?{query}" if query else "")
+
+
+async def _relay(answer: Answer) -> Response | _Whole:
+    """The service's answer as the client's: read whole when short (one send, no task),
+    else streamed as it comes."""
+    headers = [(key, value) for key, value in answer.headers if key not in RESPONSE_HOP]
+    length = answer.content_length()
+    if length is not None and length <= WHOLE:
+        try:
+            body = await answer.read()
+        except UpstreamError:
+            answer.close()
+            raise
+        return _Whole(answer.status, headers, body)
+    response = StreamingResponse(
+        answer.chunks(), status_code=answer.status, background=BackgroundTask(answer.close)
+    )
+    response.raw_headers = headers
+    return response
+
+
+class _Whole:
+    """A relayed answer read whole: its status, headers (as the service sent them) and
+    body, sent as they are."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _http_scheme(scope: Scope) -> str:
