@@ -364,7 +364,15 @@ class Answer:
 
     async def read(self) -> bytes:
         """The whole body (then the connection goes back to the pool)."""
-        parts = [chunk async for chunk in self.chunks()]
+        conn = self._conn
+        if conn is None:
+            return b""
+        parts = []
+        try:
+            while chunk := await conn.next_chunk():
+                parts.append(chunk)
+        finally:
+            self.close()
         return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:

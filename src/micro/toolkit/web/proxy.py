@@ -52,7 +52,7 @@ from micro.toolkit.api._upstream import (
     UpstreamError,
     UpstreamTimeout,
 )
-from micro.toolkit.api.proxy import RESPONSE_HOP, forward_headers, pump
+from micro.toolkit.api.proxy import HOP, RESPONSE_HOP, pump
 from micro.toolkit.web.options import NAME_PATTERN
 from micro.toolkit.web.pages import error_page
 from micro.toolkit.web.security import PROXIED, TOKEN_COOKIE, WEB_ID, wants_html
@@ -73,7 +73,18 @@ the request can go to another node when the first refuses it; larger ones stream
 WHOLE = 64 * 1024
 """Answers that declare at most this length are read whole and sent in one piece; longer or
 undeclared ones stream."""
-_DROP = frozenset({BASE_PATH, b"x-forwarded-host", b"x-forwarded-proto", b"cookie", b"expect"})
+_SKIP = (
+    HOP
+    | {BASE_PATH, b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"}
+    | {
+        b"cookie",
+        b"expect",
+    }
+)
+"""Request headers not passed on as they are: per-hop ones, the proxy headers (set anew),
+``Cookie`` (passed less the dashboard's token), ``Expect`` (the client's 100-continue was
+answered here)."""
+_TOKEN_NAME = TOKEN_COOKIE.encode()
 _TITLES = {502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
 
 
@@ -223,18 +234,36 @@ class WebProxy:
         return error
 
     def _headers(self, scope: Scope, name: str) -> list[tuple[bytes, bytes]]:
+        """The headers for the service, in one pass over the request's: its own less the
+        per-hop ones, the dashboard's credential (with auth on) and forged proxy headers,
+        then ``X-Forwarded-For`` (the peer appended), ``-Host``, ``-Proto`` and the base
+        path."""
         strip_auth = self.dash.auth is not None
-        out = [
-            (key, value)
-            for key, value in forward_headers(scope)
-            if key not in _DROP and not (strip_auth and key == b"authorization")
-        ]
-        cookies = _cookies_without_token(scope)
+        out: list[tuple[bytes, bytes]] = []
+        forwarded_for = host = b""
+        cookies: list[bytes] = []
+        for key, value in scope["headers"]:
+            if key not in _SKIP:
+                if not (strip_auth and key == b"authorization"):
+                    out.append((key, value))
+            elif key == b"host":
+                host = value
+            elif key == b"cookie":
+                cookies.append(value)
+            elif key == b"x-forwarded-for":
+                forwarded_for = value
+        client = scope.get("client")
+        if client:
+            peer = str(client[0]).encode()
+            forwarded_for = forwarded_for + b", " + peer if forwarded_for else peer
+        if forwarded_for:
+            out.append((b"x-forwarded-for", forwarded_for))
         if cookies:
-            out.append((b"cookie", cookies))
-        host = header(scope, b"host")
+            kept = _cookies_without_token(cookies)
+            if kept:
+                out.append((b"cookie", kept))
         if host:
-            out.append((b"x-forwarded-host", host.encode()))
+            out.append((b"x-forwarded-host", host))
         out.append((b"x-forwarded-proto", _http_scheme(scope).encode()))
         out.append((BASE_PATH, f"/{name}".encode()))
         return out
@@ -356,14 +385,15 @@ def _http_scheme(scope: Scope) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
-def _cookies_without_token(scope: Scope) -> bytes:
-    """The request's cookies less ``micro_token`` (the dashboard's own)."""
+def _cookies_without_token(values: list[bytes]) -> bytes:
+    """The request's ``Cookie`` headers as one, less ``micro_token`` (the dashboard's own)."""
+    if len(values) == 1 and _TOKEN_NAME not in values[0]:
+        return values[0].strip()
     kept: list[str] = []
-    for key, value in scope["headers"]:
-        if key == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                if part.strip() and part.strip().partition("=")[0] != TOKEN_COOKIE:
-                    kept.append(part.strip())
+    for value in values:
+        for part in value.decode("latin-1").split(";"):
+            if part.strip() and part.strip().partition("=")[0] != TOKEN_COOKIE:
+                kept.append(part.strip())
     return "; ".join(kept).encode("latin-1")
 
 
