@@ -478,38 +478,52 @@ class Pool:
             return Answer(conn)
 
     async def _acquire(self, address: str) -> _Connection:
+        """An idle connection to ``address``, else a new one (waiting for a free place when
+        the pool is full: another's idle connection is closed, or a busy one comes back)."""
+        conn = self._idle_conn(address)
+        if conn is not None:
+            return conn
+        host, port = split_address(address)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while self.max_connections and self._open >= self.max_connections:
+                    if self._close_one_idle():
+                        continue
+                    self._freed = self._freed or asyncio.Event()
+                    self._freed.clear()
+                    await self._freed.wait()
+                    conn = self._idle_conn(address)
+                    if conn is not None:
+                        return conn
+                return await self._connect(address, host, port)
+        except TimeoutError:
+            raise ConnectFailed(f"no connection within {self.connect_timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectFailed(exc.strerror or str(exc) or type(exc).__name__) from None
+
+    def _idle_conn(self, address: str) -> _Connection | None:
+        """The most recently used idle connection to ``address`` still usable, if any."""
         idle = self._idle_conns.get(address)
+        if not idle:
+            return None
         now = asyncio.get_running_loop().time()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.idle_ttl:
                 return conn
             conn.close()
-        return await self._connect(address)
+        return None
 
-    async def _connect(self, address: str) -> _Connection:
-        host, port = split_address(address)
-        loop = asyncio.get_running_loop()
+    async def _connect(self, address: str, host: str, port: int) -> _Connection:
+        self._open += 1
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                while self.max_connections and self._open >= self.max_connections:
-                    if not self._close_one_idle():
-                        self._freed = self._freed or asyncio.Event()
-                        self._freed.clear()
-                        await self._freed.wait()
-                self._open += 1
-                try:
-                    _, conn = await loop.create_connection(
-                        lambda: _Connection(self, address), host, port
-                    )
-                except BaseException:
-                    self._open -= 1
-                    self._notify()
-                    raise
-        except TimeoutError:
-            raise ConnectFailed(f"no connection within {self.connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectFailed(exc.strerror or str(exc) or type(exc).__name__) from None
+            _, conn = await asyncio.get_running_loop().create_connection(
+                lambda: _Connection(self, address), host, port
+            )
+        except BaseException:
+            self._open -= 1
+            self._notify()
+            raise
         return conn
 
     def _close_one_idle(self) -> bool:
@@ -527,6 +541,7 @@ class Pool:
             return
         conn.idle_since = conn.loop.time()
         conns.append(conn)
+        self._notify()  # a request waiting for a place may take it
         if self._sweeper is None:
             self._sweeper = conn.loop.call_later(self.idle_ttl, self._sweep)
 
