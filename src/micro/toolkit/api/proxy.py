@@ -27,9 +27,9 @@ from micro.toolkit.api.resolver import Route
 if TYPE_CHECKING:
     from micro.toolkit.api.app import Gateway
 
-__all__ = ["RESPONSE_HOP", "forward_headers", "http_handler", "pump", "web_socket_proxy"]
+__all__ = ["HOP", "RESPONSE_HOP", "forward_headers", "http_handler", "pump", "web_socket_proxy"]
 
-_HOP = frozenset(
+HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -43,7 +43,8 @@ _HOP = frozenset(
         b"content-length",
     }
 )
-RESPONSE_HOP = _HOP - {b"content-length"}
+"""Request headers that describe one hop (and ``Host``, ``Content-Length``, set anew)."""
+RESPONSE_HOP = HOP - {b"content-length"}
 
 
 async def _node_address(gw: Gateway, route: Route) -> str:
@@ -62,7 +63,7 @@ def forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
             host = value
         if name == b"x-forwarded-for":
             forwarded_for = value
-        elif name not in _HOP:
+        elif name not in HOP:
             out.append((name, value))
     client = scope.get("client")
     if client:

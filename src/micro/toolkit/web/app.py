@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import msgspec
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +31,7 @@ from micro.selector import Selector
 from micro.settings import Settings, load
 from micro.toolkit.api._errors import error_response
 from micro.toolkit.api._http import header, read_body
+from micro.toolkit.api._upstream import Pool
 from micro.toolkit.api.app import Gateway
 from micro.toolkit.api.middleware import AccessLog, AuthCheck, HeaderCheck, RateLimit
 from micro.toolkit.api.options import ApiOptions
@@ -90,8 +90,8 @@ class Dashboard:
 
     What the ``/_/...`` handlers use: ``options``, ``settings``, ``registry``, ``selector``,
     ``client``, ``broker`` (or :meth:`connected_broker`), ``gateway`` (the ``micro api``
-    application over the same backends, for ``/rpc``), ``http`` (an httpx client),
-    :meth:`read_body`, ``live`` and ``streams`` (the open streams).
+    application over the same backends, for ``/rpc``), ``upstream`` (the proxy's pooled
+    HTTP/1.1 client), :meth:`read_body`, ``live`` and ``streams`` (the open streams).
     """
 
     def __init__(
@@ -149,12 +149,10 @@ class Dashboard:
             settings=self.settings,
         )
         read = options.timeout or max(options.idle_timeout, 60.0)
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(read, connect=min(read, 10.0)),
-            limits=httpx.Limits(
-                max_connections=options.max_connections or None, max_keepalive_connections=100
-            ),
-            follow_redirects=False,
+        self.upstream = Pool(
+            connect_timeout=min(read, 10.0),
+            read_timeout=read,
+            max_connections=options.max_connections,
         )
         self.assets = Assets()
         self.proxy = WebProxy(self)
@@ -209,7 +207,7 @@ class Dashboard:
         with contextlib.suppress(Exception):
             await self.gateway.close()
         with contextlib.suppress(Exception):
-            await self.http.aclose()
+            await self.upstream.close()
         if self._broker is not None and self._broker_owned:
             with contextlib.suppress(Exception):
                 await self._broker.disconnect()

@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -46,7 +45,14 @@ from micro.errors import (
 from micro.registry import Node
 from micro.toolkit.api._errors import error_response, http_error
 from micro.toolkit.api._http import header
-from micro.toolkit.api.proxy import RESPONSE_HOP, forward_headers, pump
+from micro.toolkit.api._upstream import (
+    Answer,
+    BadAddress,
+    ConnectFailed,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from micro.toolkit.api.proxy import HOP, RESPONSE_HOP, pump
 from micro.toolkit.web.options import NAME_PATTERN
 from micro.toolkit.web.pages import error_page
 from micro.toolkit.web.security import PROXIED, TOKEN_COOKIE, WEB_ID, wants_html
@@ -64,7 +70,21 @@ ATTEMPTS = 3
 REPLAYABLE = 256 * 1024
 """Bodies up to this size (declared by Content-Length) are read before sending, so that
 the request can go to another node when the first refuses it; larger ones stream."""
-_DROP = frozenset({BASE_PATH, b"x-forwarded-host", b"x-forwarded-proto", b"cookie"})
+WHOLE = 64 * 1024
+"""Answers that declare at most this length are read whole and sent in one piece; longer or
+undeclared ones stream."""
+_SKIP = (
+    HOP
+    | {BASE_PATH, b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"}
+    | {
+        b"cookie",
+        b"expect",
+    }
+)
+"""Request headers not passed on as they are: per-hop ones, the proxy headers (set anew),
+``Cookie`` (passed less the dashboard's token), ``Expect`` (the client's 100-continue was
+answered here)."""
+_TOKEN_NAME = TOKEN_COOKIE.encode()
 _TITLES = {502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout"}
 
 
@@ -148,12 +168,13 @@ class WebProxy:
             response = self._error(scope, exc)
         await response(scope, receive, send)
 
-    async def _forward(self, scope: Scope, receive: Receive, name: str) -> Response:
+    async def _forward(self, scope: Scope, receive: Receive, name: str) -> Response | _Whole:
         service = self.service(name)
         dash = self.dash
         next_node = await dash.selector.select(service)
         body = await self._body(scope, receive)
         headers = self._headers(scope, name)
+        target = _target(scope, name)
         last: BaseException | None = None
         for _ in range(ATTEMPTS):
             try:
@@ -162,31 +183,26 @@ class WebProxy:
                 break
             content = body.chunks() if isinstance(body, _Body) else body
             try:
-                request = dash.http.build_request(
-                    scope["method"],
-                    _url(node.address, scope, name),
-                    headers=headers,
-                    content=content,
+                answer = await dash.upstream.request(
+                    scope["method"], node.address, target, headers, content
                 )
-            except (httpx.InvalidURL, ValueError) as exc:
+            except BadAddress as exc:
                 last = ConnectError(
                     f"{service}: bad node address {node.address!r}: {exc}", id=WEB_ID
                 )
                 dash.selector.mark(service, node, last)
                 continue
-            try:
-                upstream = await dash.http.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            except ConnectFailed as exc:
                 last = ConnectError(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
                 dash.selector.mark(service, node, last)
                 if isinstance(body, _Body) and (body.started or body.error):
                     break
                 continue
-            except httpx.HTTPError as exc:
+            except UpstreamError as exc:
                 raise self._failed(service, node, body, exc) from None
             dash.selector.mark(service, node, None)
             scope[PROXIED] = True
-            return self._relay(upstream)
+            return await _relay(answer)
         raise last or NoneAvailable(f"service {service}: none available", id=WEB_ID)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | _Body | None:
@@ -207,43 +223,50 @@ class WebProxy:
         return _Body(receive, opts.max_body, opts.read_timeout)
 
     def _failed(
-        self, service: str, node: Node, body: bytes | _Body | None, exc: httpx.HTTPError
+        self, service: str, node: Node, body: bytes | _Body | None, exc: UpstreamError
     ) -> BaseException:
         if isinstance(body, _Body) and body.error is not None:
             return body.error
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, UpstreamTimeout):
             return Timeout(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
         error = ConnectError(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
         self.dash.selector.mark(service, node, error)
         return error
 
     def _headers(self, scope: Scope, name: str) -> list[tuple[bytes, bytes]]:
+        """The headers for the service, in one pass over the request's: its own less the
+        per-hop ones, the dashboard's credential (with auth on) and forged proxy headers,
+        then ``X-Forwarded-For`` (the peer appended), ``-Host``, ``-Proto`` and the base
+        path."""
         strip_auth = self.dash.auth is not None
-        out = [
-            (key, value)
-            for key, value in forward_headers(scope)
-            if key not in _DROP and not (strip_auth and key == b"authorization")
-        ]
-        cookies = _cookies_without_token(scope)
+        out: list[tuple[bytes, bytes]] = []
+        forwarded_for = host = b""
+        cookies: list[bytes] = []
+        for key, value in scope["headers"]:
+            if key not in _SKIP:
+                if not (strip_auth and key == b"authorization"):
+                    out.append((key, value))
+            elif key == b"host":
+                host = value
+            elif key == b"cookie":
+                cookies.append(value)
+            elif key == b"x-forwarded-for":
+                forwarded_for = value
+        client = scope.get("client")
+        if client:
+            peer = str(client[0]).encode()
+            forwarded_for = forwarded_for + b", " + peer if forwarded_for else peer
+        if forwarded_for:
+            out.append((b"x-forwarded-for", forwarded_for))
         if cookies:
-            out.append((b"cookie", cookies))
-        host = header(scope, b"host")
+            kept = _cookies_without_token(cookies)
+            if kept:
+                out.append((b"cookie", kept))
         if host:
-            out.append((b"x-forwarded-host", host.encode()))
+            out.append((b"x-forwarded-host", host))
         out.append((b"x-forwarded-proto", _http_scheme(scope).encode()))
         out.append((BASE_PATH, f"/{name}".encode()))
         return out
-
-    @staticmethod
-    def _relay(upstream: httpx.Response) -> Response:
-        response = StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
-        )
-        raw = ((key.lower(), value) for key, value in upstream.headers.raw)
-        response.raw_headers = [(key, value) for key, value in raw if key not in RESPONSE_HOP]
-        return response
 
     def _error(self, scope: Scope, exc: BaseException) -> Response:
         err = http_error(exc)
@@ -280,7 +303,7 @@ class WebProxy:
                 break
             try:
                 upstream = await connect(
-                    _url(node.address, scope, name, "ws"),
+                    f"ws://{node.address}{_target(scope, name)}",
                     subprotocols=scope.get("subprotocols") or None,
                     additional_headers=headers,
                     open_timeout=dash.options.read_timeout,
@@ -310,8 +333,8 @@ async def _refuse(ws: WebSocket, exc: MicroError) -> None:
         await ws.close(code=4000 + err.code, reason=err.detail[:120])
 
 
-def _url(address: str, scope: Scope, name: str, scheme: str = "http") -> str:
-    """The service's URL for this request: the path less its ``/name`` prefix (as the
+def _target(scope: Scope, name: str) -> str:
+    """The service's target for this request: the path less its ``/name`` prefix (as the
     client encoded it where it can be cut there), and the query string."""
     prefix = f"/{name}".encode()
     raw = scope.get("raw_path") or b""
@@ -321,7 +344,40 @@ def _url(address: str, scope: Scope, name: str, scheme: str = "http") -> str:
     if path[:1] not in ("", "/"):  # the name or its slash percent-encoded: use the decoded path
         path = quote(scope["path"][len(prefix) :], safe="/:@!$&'()*+,;=~")
     query = scope["query_string"].decode("latin-1")
-    return f"{scheme}://{address}{path or '/'}" + (f"?{query}" if query else "")
+    return (path or "/") + (f"?{query}" if query else "")
+
+
+async def _relay(answer: Answer) -> Response | _Whole:
+    """The service's answer as the client's: read whole when short (one send, no task),
+    else streamed as it comes."""
+    headers = [(key, value) for key, value in answer.headers if key not in RESPONSE_HOP]
+    length = answer.content_length()
+    if length is not None and length <= WHOLE:
+        try:
+            body = await answer.read()
+        except UpstreamError:
+            answer.close()
+            raise
+        return _Whole(answer.status, headers, body)
+    response = StreamingResponse(
+        answer.chunks(), status_code=answer.status, background=BackgroundTask(answer.close)
+    )
+    response.raw_headers = headers
+    return response
+
+
+class _Whole:
+    """A relayed answer read whole: its status, headers (as the service sent them) and
+    body, sent as they are."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _http_scheme(scope: Scope) -> str:
@@ -329,14 +385,15 @@ def _http_scheme(scope: Scope) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
-def _cookies_without_token(scope: Scope) -> bytes:
-    """The request's cookies less ``micro_token`` (the dashboard's own)."""
+def _cookies_without_token(values: list[bytes]) -> bytes:
+    """The request's ``Cookie`` headers as one, less ``micro_token`` (the dashboard's own)."""
+    if len(values) == 1 and _TOKEN_NAME not in values[0]:
+        return values[0].strip()
     kept: list[str] = []
-    for key, value in scope["headers"]:
-        if key == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                if part.strip() and part.strip().partition("=")[0] != TOKEN_COOKIE:
-                    kept.append(part.strip())
+    for value in values:
+        for part in value.decode("latin-1").split(";"):
+            if part.strip() and part.strip().partition("=")[0] != TOKEN_COOKIE:
+                kept.append(part.strip())
     return "; ".join(kept).encode("latin-1")
 
 
