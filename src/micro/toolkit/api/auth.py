@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from micro.client import Client
 from micro.errors import MicroError
+from micro.settings import Settings
 from micro.toolkit.api._errors import API_ID
 from micro.toolkit.api.middleware import AuthCheck
 
@@ -70,3 +71,20 @@ def service_check(client: Client, service: str, endpoint: str = "Auth.Verify") -
         return not (isinstance(answer, dict) and answer.get("valid") is False)
 
     return check
+
+
+def from_settings(settings: Settings, client: Client, app: str) -> AuthCheck | None:
+    """The token check that ``<app>_auth_*`` settings ask for (``app``: ``api`` or ``web``):
+    the tokens, else the function, else the service; None when none is set.
+
+    Raises:
+        ValueError: the tokens given empty, or a function that cannot be imported.
+    """
+    if settings.source(f"{app}_auth_tokens") != "default":  # given, even if empty: an error
+        return static_tokens(settings[f"{app}_auth_tokens"])
+    if settings[f"{app}_auth_function"]:
+        return import_check(settings[f"{app}_auth_function"])
+    if settings[f"{app}_auth_service"]:
+        endpoint = settings[f"{app}_auth_endpoint"]
+        return service_check(client, settings[f"{app}_auth_service"], endpoint)
+    return None

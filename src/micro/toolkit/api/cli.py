@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -91,19 +90,6 @@ def listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _auth(settings: Settings, gateway_client: Any) -> Any:
-    from micro.toolkit.api import auth
-
-    if settings.source("api_auth_tokens") != "default":  # given, even if empty: an error
-        return auth.static_tokens(settings["api_auth_tokens"])
-    if settings["api_auth_function"]:
-        return auth.import_check(settings["api_auth_function"])
-    if settings["api_auth_service"]:
-        endpoint = settings["api_auth_endpoint"]
-        return auth.service_check(gateway_client, settings["api_auth_service"], endpoint)
-    return None
-
-
 def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
     """Run ``micro api`` until SIGINT/SIGTERM; returns the exit status (0 after a signal's
     graceful stop, 2: bad options).
@@ -120,37 +106,19 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
     except (SettingsError, ValueError) as exc:
         print(f"micro api: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
+    from micro.toolkit.api.connections import GatewayServer, server_config
 
-    from micro.toolkit.api.connections import GatewayServer, protocol_class
-
-    config = uvicorn.Config(
-        gateway,
-        host=host,
-        port=port,
-        log_level=level.lower(),
-        access_log=False,
-        lifespan="on",
-        http=protocol_class(
-            idle_timeout=options.idle_timeout,
-            header_timeout=options.header_timeout,
-            max_connections=options.max_connections,
-        ),
-        ws_max_size=max(options.max_body, 1),
-        # the protocol closes idle connections itself; uvicorn's own timer is a backstop
-        timeout_keep_alive=math.ceil(options.idle_timeout),
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
-    )
+    config = server_config(gateway, options, host=host, port=port, log_level=level.lower())
     GatewayServer(config).run()  # uvicorn closes the WebSockets itself as shutdown starts
     return 0
 
 
 def _gateway(options: ApiOptions, settings: Settings) -> Any:
+    from micro.toolkit.api import auth
     from micro.toolkit.api.app import Gateway
 
     gateway = Gateway(options, settings=settings)
-    check = _auth(settings, gateway.client)
+    check = auth.from_settings(settings, gateway.client, "api")
     if check is not None:
         gateway.set_auth(check)
     return gateway

@@ -38,15 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import LifespanType
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from micro.errors import MicroError
@@ -320,4 +322,46 @@ def protocol_class(
             "idle_timeout": idle_timeout,
             "header_timeout": header_timeout,
         },
+    )
+
+
+class Limits(Protocol):
+    """What :func:`server_config` reads of an app's options (``ApiOptions``, ``WebOptions``)."""
+
+    idle_timeout: float
+    header_timeout: float
+    max_connections: int
+    max_body: int
+
+
+def server_config(
+    app: ASGIApp,
+    limits: Limits,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "info",
+    lifespan: LifespanType = "on",
+    graceful: int = 10,
+) -> uvicorn.Config:
+    """The uvicorn configuration of a toolkit app (``micro api``, ``micro web``, the
+    dashboard of ``micro run``): :class:`GatewayProtocol` with the app's connection limits,
+    WebSocket frames up to its body limit, no uvicorn access log (the app logs its own)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan=lifespan,
+        http=protocol_class(
+            idle_timeout=limits.idle_timeout,
+            header_timeout=limits.header_timeout,
+            max_connections=limits.max_connections,
+        ),
+        ws_max_size=max(limits.max_body, 1),
+        # the protocol closes idle connections itself; uvicorn's own timer is a backstop
+        timeout_keep_alive=math.ceil(limits.idle_timeout),
+        timeout_graceful_shutdown=graceful,
+        proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
     )

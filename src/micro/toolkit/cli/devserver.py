@@ -18,7 +18,6 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import shlex
 import socket
 import sys
@@ -333,10 +332,11 @@ class DevServer:
 
     def app(self) -> tuple[DevApp, Dashboard, Gateway]:
         """Build the dashboard and the gateway over one registry, selector and client."""
+        from micro.toolkit.api import auth
         from micro.toolkit.api.app import Gateway
         from micro.toolkit.api.options import ApiOptions
         from micro.toolkit.web.app import Dashboard
-        from micro.toolkit.web.cli import auth_check, build_options
+        from micro.toolkit.web.cli import build_options
 
         options = build_options(self.settings)
         options.access_log = False  # the service's own log is what the terminal is for
@@ -357,7 +357,7 @@ class DevServer:
             client=client,
             settings=self.settings,
         )
-        check = auth_check(self.settings, client)  # MICRO_WEB_AUTH_*: both halves
+        check = auth.from_settings(self.settings, client, "web")  # MICRO_WEB_AUTH_*: both halves
         if check is not None:
             dash.set_auth(check)
             gateway.set_auth(check)
@@ -389,28 +389,13 @@ class DevServer:
         Raises:
             Exception: the registry (or another backend) could not start.
         """
-        import uvicorn
-
-        from micro.toolkit.api.connections import protocol_class
+        from micro.toolkit.api.connections import server_config
 
         app, dashboard, gateway = self.app()
         await dashboard.start()
         await gateway.start()
-        opts = dashboard.options
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http=protocol_class(
-                idle_timeout=opts.idle_timeout,
-                header_timeout=opts.header_timeout,
-                max_connections=opts.max_connections,
-            ),
-            ws_max_size=max(opts.max_body, 1),
-            timeout_keep_alive=math.ceil(opts.idle_timeout),
-            timeout_graceful_shutdown=2,  # open event streams never end by themselves
-            proxy_headers=False,
+        config = server_config(
+            app, dashboard.options, log_level="warning", lifespan="off", graceful=2
         )
         self._server = _quiet_server(config)
         self._serving = asyncio.create_task(self._server.serve(sockets=[self.sock]))
@@ -421,6 +406,8 @@ class DevServer:
         """Stop serving and close the backends; never raises."""
         if self._watching is not None:
             self._watching.cancel()
+        if self.dashboard is not None:
+            self.dashboard.end_streams()  # open pages' event streams would hold the server
         if self._server is not None:
             self._server.should_exit = True
         tasks = [t for t in (self._serving, self._watching) if t is not None]

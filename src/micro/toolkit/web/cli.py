@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -81,24 +80,6 @@ def build_options(settings: Settings) -> WebOptions:
     return o
 
 
-def auth_check(settings: Settings, client: Any) -> Any:
-    """The token check the settings ask for (tokens, function or service), else None.
-
-    Raises:
-        ValueError: ``--auth-tokens`` given empty, or a function that cannot be imported.
-    """
-    from micro.toolkit.api import auth
-
-    if settings.source("web_auth_tokens") != "default":  # given, even if empty: an error
-        return auth.static_tokens(settings["web_auth_tokens"])
-    if settings["web_auth_function"]:
-        return auth.import_check(settings["web_auth_function"])
-    if settings["web_auth_service"]:
-        endpoint = settings["web_auth_endpoint"]
-        return auth.service_check(client, settings["web_auth_service"], endpoint)
-    return None
-
-
 def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
     """Run ``micro web`` until SIGINT/SIGTERM; returns the exit status (0 after a signal's
     graceful stop, 2: bad options).
@@ -115,37 +96,20 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
     except (SettingsError, ValueError) as exc:
         print(f"micro web: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
+    from micro.toolkit.api.connections import GatewayServer, server_config
 
-    from micro.toolkit.api.connections import GatewayServer, protocol_class
-
-    config = uvicorn.Config(
-        dashboard,
-        host=host,
-        port=port,
-        log_level=level.lower(),
-        access_log=False,
-        lifespan="on",
-        http=protocol_class(
-            idle_timeout=options.idle_timeout,
-            header_timeout=options.header_timeout,
-            max_connections=options.max_connections,
-        ),
-        ws_max_size=max(options.max_body, 1),
-        timeout_keep_alive=math.ceil(options.idle_timeout),
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
-    )
+    config = server_config(dashboard, options, host=host, port=port, log_level=level.lower())
     # on SIGTERM/SIGINT the streams end first, so the connections close at once
     GatewayServer(config, before_shutdown=dashboard.end_streams).run()
     return 0
 
 
 def _dashboard(options: WebOptions, settings: Settings) -> Any:
+    from micro.toolkit.api import auth
     from micro.toolkit.web.app import Dashboard
 
     dashboard = Dashboard(options, settings=settings)
-    check = auth_check(settings, dashboard.client)
+    check = auth.from_settings(settings, dashboard.client, "web")
     if check is not None:
         dashboard.set_auth(check)
     return dashboard
