@@ -174,3 +174,15 @@ async def test_bad_requests(term: tuple[httpx.AsyncClient, str]) -> None:
     assert rsp.status_code == 400
     rsp = await http.get("/_/terminal")
     assert rsp.status_code == 405
+
+
+async def test_the_terminal_and_the_pages_publish_through_one_broker() -> None:
+    # two http brokers in one dashboard would register the process twice, and a tail
+    # opened on the page would not share the terminal's connection
+    async with serve() as (dash, url), httpx.AsyncClient(base_url=url, timeout=30) as http:
+        topic = unique("web-term-one-broker")
+        output, code = await run(http, f'publish {topic} {{"n": 1}}')
+        assert code == 0, output
+        rsp = await http.post("/_/publish", json={"topic": topic, "body": {"n": 2}})
+        assert rsp.status_code == 200, rsp.text
+        assert getattr(dash.client, "broker", None) is dash.broker

@@ -115,14 +115,19 @@ class Dashboard:
         if selector is None:
             selector = plugins.create("selector", settings=self.settings, registry=registry)
             self._owned.append(selector)
+        broker_owned = False
         if client is None:
             from micro.toolkit.web.calls import record_node
 
+            if broker is None:  # one broker for the pages and the terminal's publish
+                broker = plugins.create_broker(settings=self.settings, registry=registry)
+                broker_owned = True  # built, not connected: it connects on first use
             client = micro.Client(
                 registry=registry,
                 selector=selector,
                 timeout=options.timeout,
                 settings=self.settings,
+                broker=broker,
                 wrappers=[record_node],  # so /_/call can say which node answered
             )
             self._owned.append(client)
@@ -130,7 +135,7 @@ class Dashboard:
         self.selector: Selector = selector
         self.client: Client = client
         self._broker = broker
-        self._broker_owned = False
+        self._broker_owned = broker_owned
         self._broker_lock: asyncio.Lock | None = None
         self.auth: AuthCheck | None = auth
         self.gateway = Gateway(
@@ -211,8 +216,9 @@ class Dashboard:
         if self._broker is not None and self._broker_owned:
             with contextlib.suppress(Exception):
                 await self._broker.disconnect()
-            self._broker = None
-            self._broker_owned = False
+            if self._broker is not getattr(self.client, "broker", None):
+                self._broker = None  # built again on next use; the client's stays its own
+                self._broker_owned = False
         for backend in reversed(self._owned):  # the client, the selector, then the registry
             with contextlib.suppress(Exception):
                 await backend.close()
