@@ -9,6 +9,10 @@ Targets, each answering ``POST {"name": "John"}`` with ``{"msg": "Hello John"}``
 - ``direct``: the greeter called with micro.Client from a load process (no HTTP gateway);
 - ``starlette``: a plain uvicorn + starlette JSON endpoint (the ceiling for the gateway).
 
+With ``--proxy`` the gateway runs ``--handler http`` instead and reverse-proxies to that
+starlette endpoint (registered in mDNS as the service): the targets are ``gateway`` (through
+the proxy) and ``starlette`` (the same app, straight); the app runs where the greeter would.
+
 HTTP load comes from wrk (Debian ``wrk``) when installed, else from an asyncio load process;
 the direct micro.Client load is always an asyncio process. Every server and load process is
 stopped at the end. Discovery uses mDNS on loopback only, under a unique namespace.
@@ -82,8 +86,9 @@ def env() -> dict[str, str]:
 # -- servers run as subprocesses of this module ---------------------------------------------
 
 
-def serve_plain(port: int) -> None:
-    """A plain starlette JSON endpoint, the same work as the greeter."""
+def serve_plain(port: int, service: str | None = None) -> None:
+    """A plain starlette JSON endpoint, the same work as the greeter; registered in mDNS as
+    ``service`` (for the gateway's http handler) when given."""
     import msgspec
     import uvicorn
     from starlette.applications import Starlette
@@ -98,7 +103,23 @@ def serve_plain(port: int) -> None:
         )
 
     app = Starlette(routes=[Route("/greeter/say-hello", greet, methods=["POST"])])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if service is None:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        return
+
+    async def main() -> None:
+        from micro.registry import Node, Service
+        from micro.registry.mdns import MdnsRegistry
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+        node = Node(id=f"plain-{port}", address=f"127.0.0.1:{port}")
+        async with MdnsRegistry() as registry:
+            await registry.register(Service(service, nodes=[node]), ttl=60)
+            await uvicorn.Server(config).serve()
+
+    _run(main())
 
 
 def serve_greeter(name: str) -> None:
@@ -304,12 +325,18 @@ def measure(opts: argparse.Namespace) -> list[dict[str, Any]]:
     use_wrk = shutil.which("wrk") is not None and not opts.no_wrk
     server_cpus, greeter_cpus, load_cpus = PINS[opts.pin]
     try:
-        greeter = procs.start(
-            [PY, "-m", "benchmarks.gateway", "--serve-greeter", service], greeter_cpus
-        )
-        line = greeter.stdout.readline().decode().split()  # type: ignore[union-attr]
-        address = line[1]
         gw_port, plain_port = free_port(), free_port()
+        if opts.proxy:
+            args = ["--serve-plain", str(plain_port), "--register", service]
+            procs.start([PY, "-m", "benchmarks.gateway", *args], greeter_cpus)
+        else:
+            greeter = procs.start(
+                [PY, "-m", "benchmarks.gateway", "--serve-greeter", service], greeter_cpus
+            )
+            address = greeter.stdout.readline().decode().split()[1]  # type: ignore[union-attr]
+            procs.start(
+                [PY, "-m", "benchmarks.gateway", "--serve-plain", str(plain_port)], server_cpus
+            )
         procs.start(
             [
                 PY,
@@ -322,10 +349,10 @@ def measure(opts: argparse.Namespace) -> list[dict[str, Any]]:
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *(["--handler", "http"] if opts.proxy else []),
             ],
             server_cpus,
         )
-        procs.start([PY, "-m", "benchmarks.gateway", "--serve-plain", str(plain_port)], server_cpus)
         urls = {
             "gateway": f"http://127.0.0.1:{gw_port}/greeter/say-hello",
             "starlette": f"http://127.0.0.1:{plain_port}/greeter/say-hello",
@@ -333,8 +360,9 @@ def measure(opts: argparse.Namespace) -> list[dict[str, Any]]:
         for url in urls.values():
             wait_http(url)
         rows = []
+        targets = ("gateway", "direct", "starlette")
         for connections in opts.connections_list:
-            for target in ("gateway", "direct", "starlette"):
+            for target in ("gateway", "starlette") if opts.proxy else targets:
                 if target == "direct":
                     args = ["--load-micro", address, service, str(connections), str(opts.seconds)]
                     result = run_load(args, opts.seconds + 60, load_cpus)
@@ -378,7 +406,14 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines.append(f"- CPU pinning: {rows[0].get('pin', 'none')} (see --help)")
     for c in sorted({r["connections"] for r in rows}):
         by = {r["target"]: r for r in rows if r["connections"] == c}
-        gw, direct, plain = by["gateway"], by["direct"], by["starlette"]
+        gw, plain = by["gateway"], by["starlette"]
+        direct = by.get("direct")
+        if direct is None:  # --proxy
+            lines.append(
+                f"- {c} in flight: gateway (http handler)/starlette throughput "
+                f"{gw['rps'] / plain['rps']:.2f}x; p50 {gw['p50_ms'] - plain['p50_ms']:+.3f} ms"
+            )
+            continue
         lines.append(
             f"- {c} in flight: gateway/starlette throughput {gw['rps'] / plain['rps']:.2f}x; "
             f"gateway p50 - direct p50 = {gw['p50_ms'] - direct['p50_ms']:+.3f} ms; "
@@ -402,14 +437,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="CPU pinning: split (default with 2+ CPUs), shared or none; see the docstring",
     )
+    p.add_argument(
+        "--proxy",
+        action="store_true",
+        help="the gateway's http handler proxying to the starlette app (no greeter)",
+    )
     p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--register", help=argparse.SUPPRESS)
     p.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
     p.add_argument("--serve-greeter", help=argparse.SUPPRESS)
     p.add_argument("--load-micro", nargs=4, help=argparse.SUPPRESS)
     p.add_argument("--load-http", nargs=3, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.serve_plain:
-        serve_plain(opts.serve_plain)
+        serve_plain(opts.serve_plain, opts.register)
         return 0
     if opts.serve_greeter:
         serve_greeter(opts.serve_greeter)

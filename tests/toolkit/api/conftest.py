@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from micro.broker.memory import MemoryBroker
 from micro.client.rpc import RpcClient
@@ -54,8 +57,15 @@ class Stack:
 
     async def gateway(self, **options: Any) -> tuple[Gateway, httpx.AsyncClient]:
         auth = options.pop("auth", None)
+        selector = options.pop("selector", None)
         options.setdefault("access_log", False)
-        gw = Gateway(ApiOptions(**options), registry=self.registry, client=self.client, auth=auth)
+        gw = Gateway(
+            ApiOptions(**options),
+            registry=self.registry,
+            selector=selector,
+            client=self.client,
+            auth=auth,
+        )
         self.exits.push_async_callback(gw.close)
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=gw, client=("10.1.2.3", 5000)),
@@ -88,3 +98,22 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 MakeGateway = Callable[..., Any]
+
+
+@asynccontextmanager
+async def asgi_server(app: ASGIApp) -> AsyncIterator[str]:
+    """``app`` served by uvicorn on a free loopback port; yields its ``host:port``."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

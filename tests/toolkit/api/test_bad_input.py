@@ -7,14 +7,13 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
 from micro.errors import BadRequest
 from micro.registry import Node, Service
 from micro.toolkit.api.stream import _frame
-from tests.toolkit.api.conftest import Stack
+from tests.toolkit.api.conftest import Stack, asgi_server
 from tests.toolkit.api.services import Headers
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -110,12 +109,11 @@ async def test_the_http_proxy_forwards_header_bytes_as_sent(stack: Stack) -> Non
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    node = Node(id="site-1", address="site.invalid:80")
-    await stack.registry.register(Service("go.micro.api.site", nodes=[node]))
-    gw, http = await stack.gateway(handler="http")
-    await gw.http.aclose()
-    gw.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream))
-    rsp = await http.get("/site/page", headers=[(b"x-name", name)])
+    async with asgi_server(upstream) as address:
+        node = Node(id="site-1", address=address)
+        await stack.registry.register(Service("go.micro.api.site", nodes=[node]))
+        _, http = await stack.gateway(handler="http")
+        rsp = await http.get("/site/page", headers=[(b"x-name", name)])
     assert (rsp.status_code, rsp.content) == (200, b"ok")
     assert (b"x-name", name) in seen[0]
     assert (b"x-back", name) in rsp.headers.raw

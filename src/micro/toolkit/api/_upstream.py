@@ -1,4 +1,5 @@
-"""A lean pooled HTTP/1.1 client for the reverse proxies (``micro web``'s ``/[name]/...``).
+"""A lean pooled HTTP/1.1 client for the reverse proxies (``micro web``'s ``/[name]/...``,
+``micro api``'s ``http``/``web`` handlers).
 
 Why not httpx or aiohttp: a reverse proxy makes one upstream request per request it serves,
 so the client's own cost per request bounds the proxy's throughput. Measured at 32 in flight
@@ -19,11 +20,12 @@ What it does, and only that:
   the transport's flow control.
 - Answers: ``Content-Length``, chunked, or read until the connection closes; 1xx interim
   answers are skipped; a HEAD answer has no body.
-- Errors: :class:`ConnectFailed` (refused, unreachable, bad address, connect timeout: nothing
-  was sent, another node may be tried), :class:`UpstreamTimeout` (no answer, or a stalled
-  body, within the read timeout), :class:`BadAnswer` (not HTTP, cut short, connection lost).
-  A request that finds its reused connection closed by the service before any answer is sent
-  again once on a new connection when it is idempotent and its body is bytes.
+- Errors: :class:`ConnectFailed` (refused, unreachable, bad address, connect timeout, which
+  is also :class:`ConnectTimeout`: nothing was sent, another node may be tried),
+  :class:`UpstreamTimeout` (no answer, or a stalled body, within the read timeout),
+  :class:`BadAnswer` (not HTTP, cut short, connection lost). A request that finds its reused
+  connection closed by the service before any answer is sent again once on a new
+  connection when it is idempotent and its body is bytes.
 - The pool is bounded (``max_connections`` open at once, 0: no bound; a request waits for a
   free one), keeps at most ``max_idle`` idle connections per address, and closes those idle
   longer than ``idle_ttl``.
@@ -45,6 +47,7 @@ __all__ = [
     "BadAddress",
     "BadAnswer",
     "ConnectFailed",
+    "ConnectTimeout",
     "Pool",
     "UpstreamError",
     "UpstreamTimeout",
@@ -64,6 +67,10 @@ class UpstreamError(Exception):
 class ConnectFailed(UpstreamError):
     """No connection to the address (refused, unreachable, bad address, timeout); nothing
     of the request was sent."""
+
+
+class ConnectTimeout(ConnectFailed):
+    """No connection (or no free place in the pool) within the connect timeout."""
 
 
 class BadAddress(ConnectFailed):
@@ -497,7 +504,7 @@ class Pool:
                         return conn
                 return await self._connect(address, host, port)
         except TimeoutError:
-            raise ConnectFailed(f"no connection within {self.connect_timeout:g} s") from None
+            raise ConnectTimeout(f"no connection within {self.connect_timeout:g} s") from None
         except OSError as exc:
             raise ConnectFailed(exc.strerror or str(exc) or type(exc).__name__) from None
 

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 import msgspec
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -38,6 +37,7 @@ from micro.settings import BACKEND_GROUPS, Settings, load
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
 from micro.toolkit.api._http import RawResponse, decode_json, header, media_type, read_body
+from micro.toolkit.api._upstream import Pool
 from micro.toolkit.api.catalog import Catalog
 from micro.toolkit.api.handlers import (
     Reply,
@@ -89,7 +89,9 @@ class Gateway:
 
     Serve it with any ASGI server (``uvicorn.run(Gateway(...))``). It starts on the ASGI
     lifespan event or, without one, on the first request; :meth:`close` releases what it
-    built. Instances passed in are used, never closed.
+    built. Instances passed in are used, never closed. ``upstream`` is the pooled HTTP/1.1
+    client of the ``http``/``web`` handlers (timeouts: ``timeout``, else 30 s; at most
+    ``max_connections`` connections open).
     """
 
     def __init__(
@@ -122,7 +124,12 @@ class Gateway:
         self.selector: Selector = selector
         self.client: Client = client
         self.catalog = Catalog(registry, options.namespace)
-        self.http = httpx.AsyncClient(timeout=options.timeout or 30.0, follow_redirects=False)
+        timeout = options.timeout or 30.0
+        self.upstream = Pool(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            max_connections=options.max_connections,
+        )
         self._builtins = self._builtin_paths()
         self._doc: tuple[int, bytes] = (-1, b"")
         self._routes: dict[tuple[str, str, str], Route] = {}
@@ -160,7 +167,7 @@ class Gateway:
         self._started = False
         await self.catalog.close()
         with contextlib.suppress(Exception):
-            await self.http.aclose()
+            await self.upstream.close()
         for backend in reversed(self._owned):  # the client, the selector, then the registry
             with contextlib.suppress(Exception):
                 await backend.close()

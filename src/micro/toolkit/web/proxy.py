@@ -25,8 +25,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from starlette.background import BackgroundTask
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
@@ -46,13 +45,12 @@ from micro.registry import Node
 from micro.toolkit.api._errors import error_response, http_error
 from micro.toolkit.api._http import header
 from micro.toolkit.api._upstream import (
-    Answer,
     BadAddress,
     ConnectFailed,
     UpstreamError,
     UpstreamTimeout,
 )
-from micro.toolkit.api.proxy import HOP, RESPONSE_HOP, pump
+from micro.toolkit.api.proxy import ATTEMPTS, HOP, Whole, pump, reason, relay
 from micro.toolkit.web.options import NAME_PATTERN
 from micro.toolkit.web.pages import error_page
 from micro.toolkit.web.security import PROXIED, TOKEN_COOKIE, WEB_ID, wants_html
@@ -65,14 +63,9 @@ __all__ = ["BASE_PATH", "WebProxy", "split_name"]
 log = logging.getLogger("micro.web")
 
 BASE_PATH = b"x-micro-web-base-path"
-ATTEMPTS = 3
-"""Nodes tried for one request when they refuse the connection."""
 REPLAYABLE = 256 * 1024
 """Bodies up to this size (declared by Content-Length) are read before sending, so that
 the request can go to another node when the first refuses it; larger ones stream."""
-WHOLE = 64 * 1024
-"""Answers that declare at most this length are read whole and sent in one piece; longer or
-undeclared ones stream."""
 _SKIP = (
     HOP
     | {BASE_PATH, b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"}
@@ -168,7 +161,7 @@ class WebProxy:
             response = self._error(scope, exc)
         await response(scope, receive, send)
 
-    async def _forward(self, scope: Scope, receive: Receive, name: str) -> Response | _Whole:
+    async def _forward(self, scope: Scope, receive: Receive, name: str) -> Response | Whole:
         service = self.service(name)
         dash = self.dash
         next_node = await dash.selector.select(service)
@@ -193,7 +186,7 @@ class WebProxy:
                 dash.selector.mark(service, node, last)
                 continue
             except ConnectFailed as exc:
-                last = ConnectError(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
+                last = ConnectError(f"{service} at {node.address}: {reason(exc)}", id=WEB_ID)
                 dash.selector.mark(service, node, last)
                 if isinstance(body, _Body) and (body.started or body.error):
                     break
@@ -202,7 +195,7 @@ class WebProxy:
                 raise self._failed(service, node, body, exc) from None
             dash.selector.mark(service, node, None)
             scope[PROXIED] = True
-            return await _relay(answer)
+            return await relay(answer)
         raise last or NoneAvailable(f"service {service}: none available", id=WEB_ID)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | _Body | None:
@@ -228,8 +221,8 @@ class WebProxy:
         if isinstance(body, _Body) and body.error is not None:
             return body.error
         if isinstance(exc, UpstreamTimeout):
-            return Timeout(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
-        error = ConnectError(f"{service} at {node.address}: {_reason(exc)}", id=WEB_ID)
+            return Timeout(f"{service} at {node.address}: {reason(exc)}", id=WEB_ID)
+        error = ConnectError(f"{service} at {node.address}: {reason(exc)}", id=WEB_ID)
         self.dash.selector.mark(service, node, error)
         return error
 
@@ -347,39 +340,6 @@ def _target(scope: Scope, name: str) -> str:
     return (path or "/") + (f"?{query}" if query else "")
 
 
-async def _relay(answer: Answer) -> Response | _Whole:
-    """The service's answer as the client's: read whole when short (one send, no task),
-    else streamed as it comes."""
-    headers = [(key, value) for key, value in answer.headers if key not in RESPONSE_HOP]
-    length = answer.content_length()
-    if length is not None and length <= WHOLE:
-        try:
-            body = await answer.read()
-        except UpstreamError:
-            answer.close()
-            raise
-        return _Whole(answer.status, headers, body)
-    response = StreamingResponse(
-        answer.chunks(), status_code=answer.status, background=BackgroundTask(answer.close)
-    )
-    response.raw_headers = headers
-    return response
-
-
-class _Whole:
-    """A relayed answer read whole: its status, headers (as the service sent them) and
-    body, sent as they are."""
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
 def _http_scheme(scope: Scope) -> str:
     scheme = str(scope.get("scheme", "http"))
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
@@ -395,8 +355,3 @@ def _cookies_without_token(values: list[bytes]) -> bytes:
             if part.strip() and part.strip().partition("=")[0] != TOKEN_COOKIE:
                 kept.append(part.strip())
     return "; ".join(kept).encode("latin-1")
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return text or type(exc).__name__
