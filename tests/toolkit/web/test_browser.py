@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import ViewportSize
+from playwright.sync_api import Route, ViewportSize
 
 from tests.toolkit.web.browser import PHONE, SHOTS, Browser, Page, launch, shot
 from tests.toolkit.web.harness import DATA_SERVICE, GREETER, base_env, records, unique
@@ -242,6 +242,56 @@ def test_filter_box(site: Env, browser: Browser) -> None:
     p.keyboard.press("Escape")
     p.wait_for_selector(row(site.data))
     page.clean()
+
+
+def test_rows_come_with_the_page_before_the_event_stream(
+    site: Env, browser: Browser, tmp_path: Path
+) -> None:
+    """The page draws the services it was served with (its data block) while the event
+    stream and /_/services answer nothing but 503; once the stream answers, the page goes
+    live. A name that would end the data block as it is shows as text, and runs nothing."""
+    tricky = f"{unique('block')}</script><script>window.__pwned=3</script>"
+    registrar = register(site, tmp_path, "block", plain_service(tricky, "t-1"))
+    try:
+        wait_until(lambda: tricky in names(site.url), what="the service with </script>")
+        page = site.browser.page(site.url)
+        p = page.page
+        blocked = {"on": True}
+        refused: list[str] = []
+
+        def gate(route: Route) -> None:
+            if blocked["on"]:
+                refused.append(route.request.url)
+                route.fulfill(status=503, body="held back by the test")
+            else:
+                route.continue_()
+
+        p.route("**/_/events", gate)
+        p.route("**/_/services", gate)
+        p.goto("/")
+        p.wait_for_selector(row(site.data))
+        p.wait_for_selector(row(tricky))
+        assert p.text_content(f'{row(tricky)} [data-testid="service-link"]') == tricky
+        p.wait_for_selector('[data-testid="live"][data-state="error"]')  # a stream refused
+        assert refused
+        assert all("/_/events" in url for url in refused)  # and no /_/services fallback
+        assert p.evaluate("window.__pwned") is None
+
+        blocked["on"] = False  # the stream's next try gets through: the page goes live
+        p.wait_for_selector('[data-testid="live"][data-state="open"]', timeout=15_000)
+        late = unique("late")
+        proc = site.procs.start(late, str(GREETER), "--server_name", late)
+        try:
+            p.wait_for_selector(row(late), timeout=15_000)
+        finally:
+            Procs.stop(proc)
+        p.wait_for_selector(row(late), state="detached", timeout=15_000)
+        assert p.evaluate("window.__pwned") is None
+        assert not page.dialogs
+        # (the browser logs the refused streams on the console: the test provoked those)
+        assert not [e for e in page.errors if e.startswith("page error")]
+    finally:
+        Procs.stop(registrar)
 
 
 def plain_service(name: str, node: str) -> dict[str, object]:

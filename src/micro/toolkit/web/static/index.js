@@ -155,29 +155,40 @@ function rowKey(s) {
 
 /**
  * A row with its five cells, copied for each service (cloning one is much cheaper than
- * building a thousand from scratch, which the first frame does). The cells keep the roles
- * of a table: the CSS lays the rows out as grids.
+ * building a thousand from scratch, which the first frame does). It holds what most rows
+ * show, one version badge and the Call link, so that a new row mostly only gets its text
+ * and links. The cells keep the roles of a table: the CSS lays the rows out as grids.
  */
 const ROW = el(
   "tr",
   { role: "row", "data-testid": "service-row" },
   el("td", { role: "cell" }, el("a", { class: "name", "data-testid": "service-link" })),
-  el("td", { role: "cell", class: "hide-narrow" }),
+  el("td", { role: "cell", class: "hide-narrow" }, el("span", { class: "badge" }), " "),
   el("td", { role: "cell", class: "num", "data-testid": "service-nodes" }),
   el("td", { role: "cell", class: "num hide-narrow" }),
-  el("td", { role: "cell" }),
+  el("td", { role: "cell" }, el("a", { class: "button small" }, "Call")),
 );
-const CALL = el("a", { class: "button small" }, "Call");
+const CALL = ROW.lastElementChild.firstElementChild;
 
 function makeRow(s, key, isNew) {
   const tr = ROW.cloneNode(true);
   tr.setAttribute("data-name", s.name);
-  const [name, versions, nodes, endpoints, actions] = tr.children;
+  const name = tr.firstElementChild;
+  const versions = name.nextElementSibling;
+  const nodes = versions.nextElementSibling;
+  const endpoints = nodes.nextElementSibling;
+  const actions = endpoints.nextElementSibling;
   const link = name.firstElementChild;
   link.setAttribute("href", serviceHref(s.name));
   link.textContent = s.name;
-  const rec = { tr, name: s.name, key, hay: "", versions, nodes, endpoints, actions };
-  fillRow(rec, s);
+  const rec = { tr, name: s.name, key, hay: hayOf(s), versions, nodes, endpoints, actions };
+  const v = s.versions || [];
+  if (v.length === 1) versions.firstChild.textContent = v[0] || "(none)";
+  else setBadges(versions, v);
+  nodes.textContent = String(s.nodes);
+  endpoints.textContent = String(s.endpoints);
+  if (s.endpoints) setCall(actions.firstChild, s.name);
+  else actions.firstChild.remove();
   if (isNew) {
     tr.classList.add("flash");
     setTimeout(() => tr.classList.remove("flash"), FLASH_MS);
@@ -192,26 +203,36 @@ function updateRow(rec, s, key) {
 
 /** Write the cells that depend on the data (the name never changes: it is the key). */
 function fillRow(rec, s) {
-  const versions = s.versions || [];
-  rec.hay = `${s.name} ${versions.join(" ")}`.toLowerCase();
+  rec.hay = hayOf(s);
+  setBadges(rec.versions, s.versions || []);
+  setText(rec.nodes, String(s.nodes));
+  setText(rec.endpoints, String(s.endpoints));
+  const call = rec.actions.firstElementChild;
+  if (s.endpoints && !call) rec.actions.append(setCall(CALL.cloneNode(true), s.name));
+  else if (!s.endpoints && call) call.remove();
+}
+
+/** A badge per version (then a space) in cell. */
+function setBadges(cell, versions) {
   const badges = versions.map((v) => {
     const badge = document.createElement("span");
     badge.className = "badge";
     badge.textContent = v || "(none)";
     return badge;
   });
-  rec.versions.replaceChildren(...badges, " ");
-  setText(rec.nodes, String(s.nodes));
-  setText(rec.endpoints, String(s.endpoints));
-  const call = rec.actions.firstElementChild;
-  if (s.endpoints && !call) {
-    const link = CALL.cloneNode(true);
-    link.setAttribute("href", callHref(s.name));
-    link.setAttribute("aria-label", `call ${s.name}`);
-    rec.actions.append(link);
-  } else if (!s.endpoints && call) {
-    call.remove();
-  }
+  cell.replaceChildren(...badges, " ");
+}
+
+/** The Call link of a row: the call page for the service. */
+function setCall(link, name) {
+  link.setAttribute("href", callHref(name));
+  link.setAttribute("aria-label", `call ${name}`);
+  return link;
+}
+
+/** What the filter looks in: the name and the versions, in lower case. */
+function hayOf(s) {
+  return `${s.name} ${(s.versions || []).join(" ")}`.toLowerCase();
 }
 
 /** Set a node's text only when it differs (no needless mutation, no re-announcement). */
@@ -255,6 +276,28 @@ function setLive(state) {
   }
 }
 
+/**
+ * The services JSON the page was served with (its data block, filled by the server; empty
+ * when the registry was not loaded yet, or the file is served as it is), or null.
+ */
+function embedded() {
+  const block = document.getElementById("snapshot");
+  const text = block ? block.textContent : "";
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+// The rows the page came with are drawn at once, before the event stream connects; its
+// first snapshot then changes only the rows that differ.
+const first = embedded();
+if (first) {
+  pending = first;
+  flush();
+}
 sse("/_/events", { services: receive }, setLive);
 
 filter.addEventListener("input", () => {
