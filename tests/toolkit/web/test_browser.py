@@ -294,6 +294,60 @@ def test_rows_come_with_the_page_before_the_event_stream(
         Procs.stop(registrar)
 
 
+GROUPS = """() => Array.from(document.querySelectorAll("table.services tbody"),
+    (g) => Array.from(g.children, (tr) => tr.dataset.name))"""
+ROWS = "Array.from(document.querySelectorAll('[data-testid=service-row]'))"
+
+
+def test_row_groups_follow_big_changes(site: Env, browser: Browser) -> None:
+    """With hundreds of services the rows sit in row groups (tbody) of at most 100 rows,
+    none empty, in name order across them; a filter and its clearing, and a snapshot that
+    drops and adds a hundred services, keep that and keep the row elements of the services
+    that stay. The event stream is the test's own here (synthetic snapshots)."""
+    page = site.browser.page(site.url)
+    p = page.page
+    want: dict[str, list[dict[str, object]]] = {"snapshot": []}  # sent at each (re)connection
+
+    def summary(name: str) -> dict[str, object]:
+        return {"name": name, "versions": ["1"], "nodes": 1, "endpoints": 1}
+
+    def stream(route: Route) -> None:
+        data = json.dumps({"services": want["snapshot"], "web": []})
+        body = f"retry: 100\nevent: services\ndata: {data}\n\n"
+        route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=body)
+
+    def shown() -> list[str]:
+        return list(p.evaluate(f"() => {ROWS}.map((tr) => tr.dataset.name)"))
+
+    def check(names: list[str]) -> None:
+        wait_until(lambda: shown() == names, what=f"{len(names)} rows in order")
+        groups = p.evaluate(GROUPS)
+        assert [n for g in groups for n in g] == names
+        assert all(1 <= len(g) <= 100 for g in groups), [len(g) for g in groups]
+
+    first = [f"svc-{i:03d}" for i in range(260)]
+    want["snapshot"] = [summary(n) for n in first]
+    p.route("**/_/events", stream)
+    p.goto("/")
+    check(first)
+    assert len(p.evaluate(GROUPS)) >= 3
+    p.evaluate(f"() => {ROWS}.forEach((tr) => {{ tr.__tag = tr.dataset.name; }})")
+    tags = f"() => {ROWS}.map((tr) => tr.__tag || null)"
+
+    p.fill('[data-testid="filter"]', "svc-13")
+    check([f"svc-13{i}" for i in range(10)])
+    p.press('[data-testid="filter"]', "Escape")
+    check(first)
+    assert p.evaluate(tags) == first  # the same row elements, back in place
+
+    second = [f"svc-{i:03d}" for i in range(100, 260)] + [f"svc-{i:03d}" for i in range(300, 420)]
+    want["snapshot"] = [summary(n) for n in second]
+    check(second)
+    assert p.evaluate(tags)[:160] == first[100:]
+    assert p.evaluate(tags)[160:] == [None] * 120
+    page.clean()
+
+
 def plain_service(name: str, node: str) -> dict[str, object]:
     """go-micro registry JSON of a service with one endpoint and the node ``node``."""
     return {
