@@ -4,13 +4,14 @@ and every bad input they can get."""
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
 
 from micro.registry import Endpoint, Node, Service, Value
 from micro.toolkit.web import Dashboard
-from micro.toolkit.web.pages import STATIC_DIR
+from micro.toolkit.web.pages import SNAPSHOT_BLOCK, STATIC_DIR, json_block
 from tests.toolkit.web.conftest import ORIGIN, Env
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
@@ -52,8 +53,6 @@ async def raw_get(dash: Dashboard, path: str) -> tuple[int, bytes]:
 @pytest.mark.parametrize(
     ("path", "page"),
     [
-        ("/", "index"),
-        ("/registry", "index"),
         ("/registry?service=greeter", "service"),
         ("/call", "call"),
         ("/client", "call"),
@@ -71,6 +70,51 @@ async def test_pages_serve_their_shell(env: Env, path: str, page: str) -> None:
     assert rsp.content == (STATIC_DIR / f"{page}.html").read_bytes()
     assert rsp.headers["cache-control"] == "no-cache"
     assert "default-src 'self'" in rsp.headers["content-security-policy"]
+
+
+TRICKY = "</script><script>alert(1)</script>"
+"""A service name that would end a data block holding it as it is, and start a script."""
+BLOCK = re.compile(rb'<script type="application/json" id="snapshot">(.*?)</script>', re.S)
+
+
+@pytest.mark.parametrize("path", ["/", "/registry"])
+async def test_services_page_carries_the_services_json(env: Env, path: str) -> None:
+    """The services page comes with ``/_/services``'s JSON in its data block, escaped so
+    that no name can end the block (or open a comment or a script) in the HTML parser."""
+    await env.greeter("greeter")
+    tricky = Service(
+        TRICKY,
+        version="<!--&\u2028\u2029-->",
+        nodes=[Node("t-1", "127.0.0.1:1")],
+    )
+    await env.registry.register(tricky)
+    http = await env.http(env.dashboard())
+    rsp = await http.get(path, headers=HTML)
+    assert rsp.status_code == 200
+    assert rsp.headers["content-type"].startswith("text/html")
+    assert rsp.headers["cache-control"] == "no-store"
+    found = BLOCK.search(rsp.content)
+    assert found is not None
+    text = found.group(1)
+    for raw in (b"<", b">", b"&", "\u2028".encode(), "\u2029".encode()):
+        assert raw not in text
+    assert json.loads(text) == (await http.get("/_/services")).json()
+    assert TRICKY in [s["name"] for s in json.loads(text)["services"]]
+    # Apart from the filled block, the page is index.html as it is.
+    shell = (STATIC_DIR / "index.html").read_bytes()
+    assert SNAPSHOT_BLOCK in shell
+    assert rsp.content.replace(text, b"", 1) == shell
+    head = await http.head(path, headers=HTML)
+    assert (head.status_code, head.content) == (200, b"")
+    assert int(head.headers["content-length"]) == len(rsp.content)
+
+
+def test_json_block_escapes_keep_the_json() -> None:
+    for value in [TRICKY, "<!--<script>", "a & b > c", "\u2028\u2029", "\\</script>", "é 中"]:
+        data = json.dumps({"v": value}, ensure_ascii=False).encode()
+        block = json_block(data)
+        assert json.loads(block) == {"v": value}
+        assert not any(c in block for c in b"<>&")
 
 
 async def test_pages_refuse_other_methods(env: Env) -> None:

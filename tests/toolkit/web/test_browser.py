@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import ViewportSize
+from playwright.sync_api import Route, ViewportSize
 
 from tests.toolkit.web.browser import PHONE, SHOTS, Browser, Page, launch, shot
 from tests.toolkit.web.harness import DATA_SERVICE, GREETER, base_env, records, unique
@@ -241,6 +241,110 @@ def test_filter_box(site: Env, browser: Browser) -> None:
     p.wait_for_selector('[data-testid="empty"]')
     p.keyboard.press("Escape")
     p.wait_for_selector(row(site.data))
+    page.clean()
+
+
+def test_rows_come_with_the_page_before_the_event_stream(
+    site: Env, browser: Browser, tmp_path: Path
+) -> None:
+    """The page draws the services it was served with (its data block) while the event
+    stream and /_/services answer nothing but 503; once the stream answers, the page goes
+    live. A name that would end the data block as it is shows as text, and runs nothing."""
+    tricky = f"{unique('block')}</script><script>window.__pwned=3</script>"
+    registrar = register(site, tmp_path, "block", plain_service(tricky, "t-1"))
+    try:
+        wait_until(lambda: tricky in names(site.url), what="the service with </script>")
+        page = site.browser.page(site.url)
+        p = page.page
+        blocked = {"on": True}
+        refused: list[str] = []
+
+        def gate(route: Route) -> None:
+            if blocked["on"]:
+                refused.append(route.request.url)
+                route.fulfill(status=503, body="held back by the test")
+            else:
+                route.continue_()
+
+        p.route("**/_/events", gate)
+        p.route("**/_/services", gate)
+        p.goto("/")
+        p.wait_for_selector(row(site.data))
+        p.wait_for_selector(row(tricky))
+        assert p.text_content(f'{row(tricky)} [data-testid="service-link"]') == tricky
+        p.wait_for_selector('[data-testid="live"][data-state="error"]')  # a stream refused
+        assert refused
+        assert all("/_/events" in url for url in refused)  # and no /_/services fallback
+        assert p.evaluate("window.__pwned") is None
+
+        blocked["on"] = False  # the stream's next try gets through: the page goes live
+        p.wait_for_selector('[data-testid="live"][data-state="open"]', timeout=15_000)
+        late = unique("late")
+        proc = site.procs.start(late, str(GREETER), "--server_name", late)
+        try:
+            p.wait_for_selector(row(late), timeout=15_000)
+        finally:
+            Procs.stop(proc)
+        p.wait_for_selector(row(late), state="detached", timeout=15_000)
+        assert p.evaluate("window.__pwned") is None
+        assert not page.dialogs
+        # (the browser logs the refused streams on the console: the test provoked those)
+        assert not [e for e in page.errors if e.startswith("page error")]
+    finally:
+        Procs.stop(registrar)
+
+
+GROUPS = """() => Array.from(document.querySelectorAll("table.services tbody"),
+    (g) => Array.from(g.children, (tr) => tr.dataset.name))"""
+ROWS = "Array.from(document.querySelectorAll('[data-testid=service-row]'))"
+
+
+def test_row_groups_follow_big_changes(site: Env, browser: Browser) -> None:
+    """With hundreds of services the rows sit in row groups (tbody) of at most 100 rows,
+    none empty, in name order across them; a filter and its clearing, and a snapshot that
+    drops and adds a hundred services, keep that and keep the row elements of the services
+    that stay. The event stream is the test's own here (synthetic snapshots)."""
+    page = site.browser.page(site.url)
+    p = page.page
+    want: dict[str, list[dict[str, object]]] = {"snapshot": []}  # sent at each (re)connection
+
+    def summary(name: str) -> dict[str, object]:
+        return {"name": name, "versions": ["1"], "nodes": 1, "endpoints": 1}
+
+    def stream(route: Route) -> None:
+        data = json.dumps({"services": want["snapshot"], "web": []})
+        body = f"retry: 100\nevent: services\ndata: {data}\n\n"
+        route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=body)
+
+    def shown() -> list[str]:
+        return list(p.evaluate(f"() => {ROWS}.map((tr) => tr.dataset.name)"))
+
+    def check(names: list[str]) -> None:
+        wait_until(lambda: shown() == names, what=f"{len(names)} rows in order")
+        groups = p.evaluate(GROUPS)
+        assert [n for g in groups for n in g] == names
+        assert all(1 <= len(g) <= 100 for g in groups), [len(g) for g in groups]
+
+    first = [f"svc-{i:03d}" for i in range(260)]
+    want["snapshot"] = [summary(n) for n in first]
+    p.route("**/_/events", stream)
+    p.goto("/")
+    check(first)
+    assert len(p.evaluate(GROUPS)) >= 3
+    p.evaluate(f"() => {ROWS}.forEach((tr) => {{ tr.__tag = tr.dataset.name; }})")
+    tags = f"() => {ROWS}.map((tr) => tr.__tag || null)"
+
+    p.fill('[data-testid="filter"]', "svc-13")
+    check([f"svc-13{i}" for i in range(10)])
+    p.press('[data-testid="filter"]', "Escape")
+    check(first)
+    assert p.evaluate(tags) == first  # the same row elements, back in place
+
+    second = [f"svc-{i:03d}" for i in range(100, 260)] + [f"svc-{i:03d}" for i in range(300, 420)]
+    want["snapshot"] = [summary(n) for n in second]
+    check(second)
+    assert p.evaluate(tags)[:160] == first[100:]
+    assert p.evaluate(tags)[160:] == [None] * 120
     page.clean()
 
 

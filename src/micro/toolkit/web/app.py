@@ -38,7 +38,7 @@ from micro.toolkit.api.options import ApiOptions
 from micro.toolkit.web._context import Streams
 from micro.toolkit.web.cli import WEB_GROUPS
 from micro.toolkit.web.options import NAME_PATTERN, WebOptions
-from micro.toolkit.web.pages import Assets, not_found_page
+from micro.toolkit.web.pages import Assets, not_found_page, with_snapshot
 from micro.toolkit.web.proxy import WebProxy, split_name
 from micro.toolkit.web.security import (
     WEB_ID,
@@ -295,6 +295,7 @@ class Dashboard:
         from micro.toolkit.web import calls, live, nodes, terminal
 
         own: dict[str, ASGIApp] = {path: self._page(shell) for path, shell in PAGES.items()}
+        own["/"] = self._page_of(self._services_page)
         own.update(
             {
                 "/registry": self._registry,
@@ -362,9 +363,33 @@ class Dashboard:
 
         return page
 
-    def _page(self, name: str) -> ASGIApp:
-        shell = self._shell(name)
+    def _services_page(self, scope: Scope) -> Response:
+        """The services page with the services JSON it draws first (``/_/services``'s, in
+        its data block), so that its rows need no round trip before the event stream's.
 
+        Sent with ``Cache-Control: no-store``, as ``/_/services``: the page is as current as
+        the registry view at the time it is asked for, and a browser never shows it again
+        from its cache (not from its back/forward cache either, where the event stream
+        would be closed). Until the first registry load is done the block stays empty and
+        the page waits for the event stream.
+        """
+        asset = self.assets.get("index.html")
+        if asset is None:
+            err = MicroError("page index.html is missing from the package", id=WEB_ID, code=500)
+            return error_response(err)
+        body = asset.body
+        if self.live.ready:
+            body = with_snapshot(body, self.live.payload())
+        headers = {"Cache-Control": "no-store"}
+        if scope.get("method") == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            body = b""
+        return Response(body, media_type=asset.media_type, headers=headers)
+
+    def _page(self, name: str) -> ASGIApp:
+        return self._page_of(self._shell(name))
+
+    def _page_of(self, shell: Callable[[Scope], Response]) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["method"] not in ("GET", "HEAD"):
                 await _method_not_allowed(scope, "GET")(scope, receive, send)
@@ -418,8 +443,8 @@ class Dashboard:
             return
         service = _query_param(scope, "service")
         if not _wants_json(scope):
-            shell = "service.html" if service else "index.html"
-            await self._shell(shell)(scope)(scope, receive, send)
+            page = self._shell("service.html") if service else self._services_page
+            await page(scope)(scope, receive, send)
             return
         response: Response
         try:

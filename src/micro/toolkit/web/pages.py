@@ -18,7 +18,16 @@ from pathlib import Path
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Scope
 
-__all__ = ["STATIC_DIR", "Asset", "Assets", "error_page", "not_found_page"]
+__all__ = [
+    "SNAPSHOT_BLOCK",
+    "STATIC_DIR",
+    "Asset",
+    "Assets",
+    "error_page",
+    "json_block",
+    "not_found_page",
+    "with_snapshot",
+]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -103,6 +112,37 @@ class Assets:
         if not body:
             response.headers["content-length"] = str(len(asset.body))
         return response
+
+
+SNAPSHOT_BLOCK = b'<script type="application/json" id="snapshot"></script>'
+"""The empty data block of ``index.html`` that :func:`with_snapshot` fills."""
+
+_BLOCK_ESCAPES = (
+    (b"&", b"\\u0026"),
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def json_block(data: bytes) -> bytes:
+    """JSON text ``data`` made safe as the content of a ``<script>`` data block.
+
+    ``<``, ``>`` and ``&`` (and U+2028/U+2029) can only occur inside JSON strings, where
+    their ``\\uXXXX`` escapes mean the same: so no ``</script``, ``<!--`` or ``<script`` can
+    end the element or change how the HTML parser reads it, whatever a service is called.
+    """
+    for raw, escaped in _BLOCK_ESCAPES:
+        data = data.replace(raw, escaped)
+    return data
+
+
+def with_snapshot(shell: bytes, data: bytes) -> bytes:
+    """The page ``shell`` with its :data:`SNAPSHOT_BLOCK` holding the JSON ``data``
+    (the shell as it is when it has no such block)."""
+    filled = SNAPSHOT_BLOCK.replace(b"></", b">" + json_block(data) + b"</", 1)
+    return shell.replace(SNAPSHOT_BLOCK, filled, 1)
 
 
 def _if_none_match(scope: Scope) -> list[str]:

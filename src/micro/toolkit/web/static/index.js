@@ -21,8 +21,10 @@ let frame = 0; // the requestAnimationFrame id while one is scheduled
  */
 const rows = new Map();
 let filled = false; // the first list was drawn (rows added later flash)
-let tbody = null;
 let table = null; // the table's wrapper, built once
+let grid = null; // the table, whose row groups (tbody) hold the rows
+const groups = []; // its row groups, in order
+const GROUP = 50; // rows per group: the browser lays a group out only near the viewport
 let mode = ""; // what #services shows: "table", "empty" or "nomatch <filter>"
 let webKey = "";
 
@@ -105,47 +107,92 @@ function show(what, make) {
 }
 
 /**
- * Make the table body hold exactly the rows of shown, in that order, moving as few as it
+ * Make the row groups hold exactly the rows of shown, in that order, moving as few as they
  * can: rows no longer shown leave, then the others stay where they are and the newly shown
- * ones go in before the first row that follows them. Both lists are in name order.
+ * ones go in before the first row that follows them (past the last one: into the last
+ * group, or a new one once it is full). Both lists are in name order.
  */
 function placeRows(shown) {
-  if (!tbody) buildTable();
+  if (!table) buildTable();
   const keep = new Set(shown.map((rec) => rec.tr));
-  for (const tr of Array.from(tbody.children)) if (!keep.has(tr)) tr.remove();
-  let cursor = tbody.firstElementChild;
+  for (const group of groups) for (const tr of Array.from(group.children)) if (!keep.has(tr)) tr.remove();
+  const end = groups.length; // the groups made below only take rows past the last one
+  let g = 0;
+  let cursor = end ? groups[0].firstElementChild : null;
   for (const rec of shown) {
+    while (!cursor && g < end - 1) cursor = groups[++g].firstElementChild;
     if (rec.tr === cursor) cursor = cursor.nextElementSibling;
-    else tbody.insertBefore(rec.tr, cursor);
+    else if (cursor) cursor.parentNode.insertBefore(rec.tr, cursor);
+    else lastGroup().append(rec.tr);
+  }
+  balance();
+}
+
+/** The last row group, or a new one after it when it is full (or there is none). */
+function lastGroup() {
+  const last = groups[groups.length - 1];
+  if (last && last.childElementCount < GROUP) return last;
+  const group = el("tbody", { role: "rowgroup" });
+  grid.append(group);
+  groups.push(group);
+  return group;
+}
+
+/**
+ * Keep the row groups between 1 and 2 * GROUP rows (empty ones go, big ones are split:
+ * their rows move, the same elements), and tell the CSS how many rows each holds (the
+ * height it assumes for a group it has not laid out).
+ */
+function balance() {
+  for (let i = 0; i < groups.length; i++) {
+    const group = groups[i];
+    const n = group.childElementCount;
+    if (!n) {
+      group.remove();
+      groups.splice(i--, 1);
+      continue;
+    }
+    if (n > 2 * GROUP) {
+      const rest = Array.from(group.children).slice(GROUP);
+      let after = group;
+      const made = [];
+      for (let j = 0; j < rest.length; j += GROUP) {
+        const part = el("tbody", { role: "rowgroup" }, rest.slice(j, j + GROUP));
+        after.after(part);
+        after = part;
+        made.push(part);
+      }
+      groups.splice(i + 1, 0, ...made);
+    }
+    const rows = String(group.childElementCount);
+    if (group.dataset.rows !== rows) {
+      group.dataset.rows = rows;
+      group.style.setProperty("--rows", rows);
+    }
   }
 }
 
-/** The table and its head, built once; the body is filled by placeRows(). */
+/** The table and its head, built once; its row groups are filled by placeRows(). */
 function buildTable() {
-  tbody = el("tbody", { role: "rowgroup" });
-  table = el(
-    "div",
-    { class: "table-wrap" },
+  grid = el(
+    "table",
+    // The roles stay those of a table although the CSS lays the rows out as grids.
+    { class: "services", role: "table" },
     el(
-      "table",
-      // The roles stay those of a table although the CSS lays the rows out as grids.
-      { class: "services", role: "table" },
+      "thead",
+      { role: "rowgroup" },
       el(
-        "thead",
-        { role: "rowgroup" },
-        el(
-          "tr",
-          { role: "row" },
-          el("th", { scope: "col", role: "columnheader", text: "Name" }),
-          el("th", { scope: "col", role: "columnheader", class: "hide-narrow", text: "Versions" }),
-          el("th", { scope: "col", role: "columnheader", class: "num", text: "Nodes" }),
-          el("th", { scope: "col", role: "columnheader", class: "num hide-narrow", text: "Endpoints" }),
-          el("th", { scope: "col", role: "columnheader" }, el("span", { class: "skip", text: "Actions" })),
-        ),
+        "tr",
+        { role: "row" },
+        el("th", { scope: "col", role: "columnheader", text: "Name" }),
+        el("th", { scope: "col", role: "columnheader", class: "hide-narrow", text: "Versions" }),
+        el("th", { scope: "col", role: "columnheader", class: "num", text: "Nodes" }),
+        el("th", { scope: "col", role: "columnheader", class: "num hide-narrow", text: "Endpoints" }),
+        el("th", { scope: "col", role: "columnheader" }, el("span", { class: "skip", text: "Actions" })),
       ),
-      tbody,
     ),
   );
+  table = el("div", { class: "table-wrap" }, grid);
 }
 
 /** What a row shows, as one string: equal keys, nothing to redraw. */
@@ -155,29 +202,40 @@ function rowKey(s) {
 
 /**
  * A row with its five cells, copied for each service (cloning one is much cheaper than
- * building a thousand from scratch, which the first frame does). The cells keep the roles
- * of a table: the CSS lays the rows out as grids.
+ * building a thousand from scratch, which the first frame does). It holds what most rows
+ * show, one version badge and the Call link, so that a new row mostly only gets its text
+ * and links. The cells keep the roles of a table: the CSS lays the rows out as grids.
  */
 const ROW = el(
   "tr",
   { role: "row", "data-testid": "service-row" },
   el("td", { role: "cell" }, el("a", { class: "name", "data-testid": "service-link" })),
-  el("td", { role: "cell", class: "hide-narrow" }),
+  el("td", { role: "cell", class: "hide-narrow" }, el("span", { class: "badge" }), " "),
   el("td", { role: "cell", class: "num", "data-testid": "service-nodes" }),
   el("td", { role: "cell", class: "num hide-narrow" }),
-  el("td", { role: "cell" }),
+  el("td", { role: "cell" }, el("a", { class: "button small" }, "Call")),
 );
-const CALL = el("a", { class: "button small" }, "Call");
+const CALL = ROW.lastElementChild.firstElementChild;
 
 function makeRow(s, key, isNew) {
   const tr = ROW.cloneNode(true);
   tr.setAttribute("data-name", s.name);
-  const [name, versions, nodes, endpoints, actions] = tr.children;
+  const name = tr.firstElementChild;
+  const versions = name.nextElementSibling;
+  const nodes = versions.nextElementSibling;
+  const endpoints = nodes.nextElementSibling;
+  const actions = endpoints.nextElementSibling;
   const link = name.firstElementChild;
   link.setAttribute("href", serviceHref(s.name));
   link.textContent = s.name;
-  const rec = { tr, name: s.name, key, hay: "", versions, nodes, endpoints, actions };
-  fillRow(rec, s);
+  const rec = { tr, name: s.name, key, hay: hayOf(s), versions, nodes, endpoints, actions };
+  const v = s.versions || [];
+  if (v.length === 1) versions.firstChild.textContent = v[0] || "(none)";
+  else setBadges(versions, v);
+  nodes.textContent = String(s.nodes);
+  endpoints.textContent = String(s.endpoints);
+  if (s.endpoints) setCall(actions.firstChild, s.name);
+  else actions.firstChild.remove();
   if (isNew) {
     tr.classList.add("flash");
     setTimeout(() => tr.classList.remove("flash"), FLASH_MS);
@@ -192,26 +250,36 @@ function updateRow(rec, s, key) {
 
 /** Write the cells that depend on the data (the name never changes: it is the key). */
 function fillRow(rec, s) {
-  const versions = s.versions || [];
-  rec.hay = `${s.name} ${versions.join(" ")}`.toLowerCase();
+  rec.hay = hayOf(s);
+  setBadges(rec.versions, s.versions || []);
+  setText(rec.nodes, String(s.nodes));
+  setText(rec.endpoints, String(s.endpoints));
+  const call = rec.actions.firstElementChild;
+  if (s.endpoints && !call) rec.actions.append(setCall(CALL.cloneNode(true), s.name));
+  else if (!s.endpoints && call) call.remove();
+}
+
+/** A badge per version (then a space) in cell. */
+function setBadges(cell, versions) {
   const badges = versions.map((v) => {
     const badge = document.createElement("span");
     badge.className = "badge";
     badge.textContent = v || "(none)";
     return badge;
   });
-  rec.versions.replaceChildren(...badges, " ");
-  setText(rec.nodes, String(s.nodes));
-  setText(rec.endpoints, String(s.endpoints));
-  const call = rec.actions.firstElementChild;
-  if (s.endpoints && !call) {
-    const link = CALL.cloneNode(true);
-    link.setAttribute("href", callHref(s.name));
-    link.setAttribute("aria-label", `call ${s.name}`);
-    rec.actions.append(link);
-  } else if (!s.endpoints && call) {
-    call.remove();
-  }
+  cell.replaceChildren(...badges, " ");
+}
+
+/** The Call link of a row: the call page for the service. */
+function setCall(link, name) {
+  link.setAttribute("href", callHref(name));
+  link.setAttribute("aria-label", `call ${name}`);
+  return link;
+}
+
+/** What the filter looks in: the name and the versions, in lower case. */
+function hayOf(s) {
+  return `${s.name} ${(s.versions || []).join(" ")}`.toLowerCase();
 }
 
 /** Set a node's text only when it differs (no needless mutation, no re-announcement). */
@@ -255,6 +323,28 @@ function setLive(state) {
   }
 }
 
+/**
+ * The services JSON the page was served with (its data block, filled by the server; empty
+ * when the registry was not loaded yet, or the file is served as it is), or null.
+ */
+function embedded() {
+  const block = document.getElementById("snapshot");
+  const text = block ? block.textContent : "";
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+// The rows the page came with are drawn at once, before the event stream connects; its
+// first snapshot then changes only the rows that differ.
+const first = embedded();
+if (first) {
+  pending = first;
+  flush();
+}
 sse("/_/events", { services: receive }, setLive);
 
 filter.addEventListener("input", () => {
