@@ -459,6 +459,28 @@ def test_service_page(site: Env, browser: Browser) -> None:
     page.clean()
 
 
+def test_a_page_back_from_the_history_cache_is_live_again(site: Env, browser: Browser) -> None:
+    # Playwright's Chromium keeps no back/forward cache, so the page is sent the events a
+    # browser sends when it keeps the page (pagehide) and shows it again (pageshow)
+    page = open_page(site, f"/registry?service={site.data}")
+    p = page.page
+    p.wait_for_selector('[data-testid="live"][data-state="open"]')
+    p.evaluate(
+        """() => {
+        window.__opened = 0;
+        window.EventSource = class extends window.EventSource {
+          constructor(...args) { super(...args); window.__opened += 1; }
+        };
+        const event = (type) => new PageTransitionEvent(type, { persisted: true });
+        window.dispatchEvent(event("pagehide"));
+        window.dispatchEvent(event("pageshow"));
+      }"""
+    )
+    p.wait_for_function("window.__opened === 1", timeout=5000)  # its event stream again
+    p.wait_for_selector('[data-testid="live"][data-state="open"]')
+    page.clean()
+
+
 # -- call page -----------------------------------------------------------------------------
 
 

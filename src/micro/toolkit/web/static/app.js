@@ -194,13 +194,32 @@ export function sse(url, handlers, onState = () => {}) {
   }
 
   connect();
-  const close = () => {
-    closed = true;
+  const stop = () => {
     clearTimeout(timer);
     if (source) source.close();
+    source = null;
+  };
+  // Leaving the page closes the stream; a page kept in the back/forward cache opens it again
+  // when it is shown (with the events it missed in the next snapshot).
+  const hide = (event) => {
+    stop();
+    if (!event.persisted) close();
+  };
+  const show = (event) => {
+    if (event.persisted && !closed) {
+      delay = 1000;
+      connect();
+    }
+  };
+  const close = () => {
+    closed = true;
+    stop();
+    window.removeEventListener("pagehide", hide);
+    window.removeEventListener("pageshow", show);
     onState("closed");
   };
-  window.addEventListener("pagehide", close, { once: true });
+  window.addEventListener("pagehide", hide);
+  window.addEventListener("pageshow", show);
   return { close };
 }
 
