@@ -260,10 +260,7 @@ class EtcdRegistry(Registry):
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "etcd watch broke (%s); resuming from revision %d", exc, revision)
             delay = min(0.1 * 2 ** max(failures - 1, 0), 2.0)
-            try:
-                await asyncio.wait_for(closed.wait(), delay)
-            except TimeoutError:
-                pass
+            await _until(closed, delay)
 
     async def lost(self, service: Service) -> AsyncGenerator[None, None]:
         """Yields once its watch on ``service``'s keys is in place, again each time that watch
@@ -286,10 +283,8 @@ class EtcdRegistry(Registry):
                     return
                 breaks += 1
                 log.debug("etcd watch of %s's keys broke (%s); resuming", service.name, exc)
-            try:  # a short delay: etcd coming back is exactly what this waits for
-                await asyncio.wait_for(closed.wait(), min(0.1 * 2 ** max(breaks - 1, 0), 0.5))
-            except TimeoutError:
-                pass
+            # a short delay: etcd coming back is exactly what this waits for
+            await _until(closed, min(0.1 * 2 ** max(breaks - 1, 0), 0.5))
 
     def _forget_value(self, key: bytes) -> bool:
         """A key we hold was deleted: the next register writes it again, lease alive or not.
@@ -351,3 +346,15 @@ class EtcdRegistry(Registry):
             self._warned.clear()
         self._warned.add(key)
         log.warning("etcd: skipping %s: %s", key.decode(errors="replace"), why)
+
+
+async def _until(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass.
+
+    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11, a ``wait_for`` cancelled
+    just as its event is set (a close racing a cancel) returns normally and the cancellation
+    is lost, so the loop around it would go on after its task was cancelled.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()

@@ -281,10 +281,24 @@ async def _first(*aws: Awaitable[Any]) -> None:
             await stop(task)
 
 
-async def stop(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` and wait for it; never raises."""
+STOP_WAIT = 2.0
+"""Seconds :func:`stop` waits for a cancelled task before it leaves it behind."""
+
+
+async def stop(task: asyncio.Task[Any] | None, wait: float = STOP_WAIT) -> None:
+    """Cancel ``task`` and wait for it, at most ``wait`` seconds; never raises.
+
+    Bounded because a task can fail to end when cancelled (seen: a registry watch over a
+    gRPC stream to an unreachable etcd, now and then), and closing the dashboard must
+    not hang on it: such a task is logged and left behind.
+    """
     if task is None:
         return
     task.cancel()
     with contextlib.suppress(BaseException):
-        await task
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        if not done:
+            log.warning("%s did not stop within %.0f s of its cancel; left behind", task, wait)
+            return
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
