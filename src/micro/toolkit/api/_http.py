@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,7 +17,15 @@ from micro.errors import BadRequest, MicroError, PayloadTooLarge, RequestTimeout
 from micro.registry import Endpoint
 from micro.toolkit.api._errors import API_ID
 
-__all__ = ["RawResponse", "decode_json", "header", "json_body", "query_object", "read_body"]
+__all__ = [
+    "RawResponse",
+    "decode_json",
+    "header",
+    "json_body",
+    "lifespan",
+    "query_object",
+    "read_body",
+]
 
 _JSON_TYPES = ("application/json", "text/plain", "")
 _FORM = "application/x-www-form-urlencoded"
@@ -214,3 +223,26 @@ def _coerce(value: Any, prop: Any) -> Any:
         except (ValueError, RecursionError):  # the service answers for a value it cannot read
             return value
     return value
+
+
+async def lifespan(
+    receive: Receive,
+    send: Send,
+    start: Callable[[], Awaitable[None]],
+    close: Callable[[], Awaitable[None]],
+) -> None:
+    """Answer an ASGI lifespan scope: ``start`` on startup (its error fails the startup, with
+    its message), ``close`` on shutdown. The gateway's and the dashboard's."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await start()
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -36,7 +36,14 @@ from micro.selector import Selector
 from micro.settings import BACKEND_GROUPS, Settings, load
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
-from micro.toolkit.api._http import RawResponse, decode_json, header, media_type, read_body
+from micro.toolkit.api._http import (
+    RawResponse,
+    decode_json,
+    header,
+    lifespan,
+    media_type,
+    read_body,
+)
 from micro.toolkit.api._upstream import Pool
 from micro.toolkit.api.catalog import Catalog
 from micro.toolkit.api.handlers import (
@@ -176,26 +183,11 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self.start, self.close)
             return
         if not self._started:
             await self.start()
         await self._app(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _stack(self, auth: AuthCheck | None) -> ASGIApp:
         opts = self.options

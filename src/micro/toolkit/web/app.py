@@ -30,7 +30,7 @@ from micro.registry import Registry
 from micro.selector import Selector
 from micro.settings import Settings, load
 from micro.toolkit.api._errors import error_response
-from micro.toolkit.api._http import header, read_body
+from micro.toolkit.api._http import header, lifespan, read_body
 from micro.toolkit.api._upstream import Pool
 from micro.toolkit.api.app import Gateway
 from micro.toolkit.api.middleware import AccessLog, AuthCheck, HeaderCheck, RateLimit
@@ -254,26 +254,11 @@ class Dashboard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self.start, self.close)
             return
         if not self._started:
             await self.start()
         await self._app(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _stack(self) -> ASGIApp:
         opts = self.options
