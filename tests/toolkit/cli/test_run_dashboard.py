@@ -64,6 +64,11 @@ def test_micro_run_of_a_new_project_serves_the_dashboard_and_the_api(tmp_path: P
             listed = http.get(f"/registry?service={name}", headers={"Accept": "application/json"})
             [svc] = listed.json()["services"]
             assert f"{handler}.Call" in {e["name"] for e in svc["endpoints"]}
+            # the call page's answer names the node, as in micro web
+            body = {"service": name, "endpoint": f"{handler}.Call", "request": {"name": "N"}}
+            answered = http.post("/_/call", json=body)
+            assert answered.status_code == 200, answered.text
+            assert answered.json()["node"]["address"] == svc["nodes"][0]["address"]
         done = subprocess.run(  # the same curl line the banner printed works as printed
             ["sh", "-c", curl.strip()], capture_output=True, text=True, timeout=10, check=False
         )

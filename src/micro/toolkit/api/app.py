@@ -118,15 +118,15 @@ class Gateway:
         self._owned: list[Any] = []
         if registry is None:
             registry = plugins.create("registry", options.registry, settings=settings)
-            self._owned.append(registry)
+            self._own(registry)
         if selector is None:
             selector = plugins.create("selector", settings=settings, registry=registry)
-            self._owned.append(selector)
+            self._own(selector)
         if client is None:
             client = micro.Client(
                 registry=registry, selector=selector, timeout=options.timeout, settings=settings
             )
-            self._owned.append(client)
+            self._own(client)
         self.registry: Registry = registry
         self.selector: Selector = selector
         self.client: Client = client
@@ -150,6 +150,12 @@ class Gateway:
         self._app = self._stack(check)
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def _own(self, backend: Any) -> None:
+        """Close ``backend`` with this app, unless it is a per-process memory backend that
+        :func:`micro.plugins.create` shares by name (it outlives us, as a service's does)."""
+        if not plugins.is_shared(backend):
+            self._owned.append(backend)
 
     async def start(self) -> None:
         """Start the registry, selector and client, and load the catalog (idempotent)."""

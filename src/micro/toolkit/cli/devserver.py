@@ -34,11 +34,8 @@ from micro.settings import Settings
 from micro.toolkit.cli.app import CliError
 
 if TYPE_CHECKING:
-    from micro.client import Client
-    from micro.selector import Selector
     from micro.toolkit.api.app import Gateway
     from micro.toolkit.web.app import Dashboard
-    from micro.toolkit.web.options import WebOptions
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -328,7 +325,6 @@ class DevServer:
         self._server: Any = None
         self._serving: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
-        self._owned: list[Any] = []  # registry, selector, client: closed in reverse
 
     def app(self) -> tuple[DevApp, Dashboard, Gateway]:
         """Build the dashboard and the gateway over one registry, selector and client."""
@@ -340,10 +336,9 @@ class DevServer:
 
         options = build_options(self.settings)
         options.access_log = False  # the service's own log is what the terminal is for
-        registry, selector, client = self._backends(options)
-        self.dashboard = dash = Dashboard(
-            options, registry=registry, selector=selector, client=client, settings=self.settings
-        )
+        # the dashboard builds the registry, selector and client, and closes them client
+        # first; the gateway shares them
+        self.dashboard = dash = Dashboard(options, settings=self.settings)
         self.gateway = gateway = Gateway(
             ApiOptions(
                 namespace="",
@@ -352,36 +347,17 @@ class DevServer:
                 timeout=options.timeout,
                 access_log=False,
             ),
-            registry=registry,
-            selector=selector,
-            client=client,
+            registry=dash.registry,
+            selector=dash.selector,
+            client=dash.client,
             settings=self.settings,
         )
-        check = auth.from_settings(self.settings, client, "web")  # MICRO_WEB_AUTH_*: both halves
+        # MICRO_WEB_AUTH_*: both halves
+        check = auth.from_settings(self.settings, dash.client, "web")
         if check is not None:
             dash.set_auth(check)
             gateway.set_auth(check)
         return DevApp(dash, gateway), dash, gateway
-
-    def _backends(self, options: WebOptions) -> tuple[Registry, Selector, Client]:
-        """The registry, selector and client the dashboard and the gateway share.
-
-        Built here, not by the dashboard, so that :meth:`close` closes them client first and
-        registry last: a selector closed after its registry can wait forever for its watch
-        when the registry (etcd) is unreachable.
-        """
-        import micro
-        from micro import plugins
-
-        registry = plugins.create("registry", options.registry, settings=self.settings)
-        selector = plugins.create("selector", settings=self.settings, registry=registry)
-        client = micro.Client(
-            registry=registry, selector=selector, timeout=options.timeout, settings=self.settings
-        )
-        for backend in (registry, selector, client):
-            if not plugins.is_shared(backend):
-                self._owned.append(backend)
-        return registry, selector, client
 
     async def start(self) -> None:
         """Start the backends, serve, and follow the registry.
@@ -416,10 +392,6 @@ class DevServer:
         for part in (self.gateway, self.dashboard):
             if part is not None:
                 await part.close()  # never raises
-        for backend in reversed(self._owned):
-            with contextlib.suppress(Exception):
-                await backend.close()
-        self._owned.clear()
         self.sock.close()
 
     def banner(self) -> list[str]:

@@ -111,10 +111,10 @@ class Dashboard:
         self._owned: list[Any] = []
         if registry is None:
             registry = plugins.create("registry", options.registry, settings=self.settings)
-            self._owned.append(registry)
+            self._own(registry)
         if selector is None:
             selector = plugins.create("selector", settings=self.settings, registry=registry)
-            self._owned.append(selector)
+            self._own(selector)
         broker_owned = False
         if client is None:
             from micro.toolkit.web.calls import record_node
@@ -130,7 +130,7 @@ class Dashboard:
                 broker=broker,
                 wrappers=[record_node],  # so /_/call can say which node answered
             )
-            self._owned.append(client)
+            self._own(client)
         self.registry: Registry = registry
         self.selector: Selector = selector
         self.client: Client = client
@@ -176,6 +176,12 @@ class Dashboard:
         self._app = self._stack()
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def _own(self, backend: Any) -> None:
+        """Close ``backend`` with this app, unless it is a per-process memory backend that
+        :func:`micro.plugins.create` shares by name (it outlives us, as a service's does)."""
+        if not plugins.is_shared(backend):
+            self._owned.append(backend)
 
     async def start(self) -> None:
         """Start the registry, selector, client and the live data (idempotent)."""
