@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "GROUPS",
+    "PROXY_GROUPS",
     "SERVICE_GROUPS",
     "SETTINGS",
     "Setting",
@@ -166,8 +167,8 @@ class Setting:
         kind: ``text``, ``duration``, ``count``, ``number``, ``bool``, ``list`` or ``size``.
         default: the value when nothing sets it (``None``: the backend's own default).
         help: one line for ``--help`` and the docs.
-        group: ``service``, ``client``, ``registry``, ``mdns``, ``selector``, ``transport``,
-            ``broker``, ``api`` or ``cli``.
+        group: ``service``, ``registry``, ``mdns``, ``selector``, ``transport``, ``broker``,
+            ``client``, ``remote``, ``api``, ``web``, ``proxy`` or ``cli``.
         env: the environment variables read, first set wins (default ``MICRO_<NAME>``).
         flags: the flag spellings (default ``--name-with-dashes`` and ``--name_with_under``).
         backends: ``((kind, keywords), ...)``: the backends it configures and, for each, the
@@ -328,6 +329,20 @@ SETTINGS: tuple[Setting, ...] = (
        "client"),
     _s("client_dial_timeout", "duration", 5.0, "time a connection may take to open",
        "client"),
+    # -- reaching a remote environment through micro proxy (the laptop side)
+    _s("proxy_address", "text", None, "reach the services through this micro proxy "
+       "(host:port, http:// or https://): the registry, calls and events go through it",
+       "remote", (("registry", ("proxy_address",)), ("broker", ("proxy_address",)))),
+    _s("proxy_token", "text", None, "bearer token sent to the proxy", "remote",
+       (("registry", ("proxy_token",)), ("broker", ("proxy_token",)))),
+    _s("proxy_tls_ca", "text", None, "CA file that signs the proxy's certificate (implies "
+       "https; default: the system's CAs)", "remote",
+       (("registry", ("proxy_tls_ca",)), ("broker", ("proxy_tls_ca",)))),
+    _s("proxy_tls_cert", "text", None, "client certificate file for a proxy that asks for "
+       "one (mutual TLS)", "remote",
+       (("registry", ("proxy_tls_cert",)), ("broker", ("proxy_tls_cert",)))),
+    _s("proxy_tls_key", "text", None, "the key of that certificate", "remote",
+       (("registry", ("proxy_tls_key",)), ("broker", ("proxy_tls_key",)))),
     # -- micro api
     _s("api_address", "text", ":8080", "host:port to listen on", "api",
        flags=("--address",)),
@@ -412,6 +427,64 @@ SETTINGS: tuple[Setting, ...] = (
        flags=("--no-access-log",)),
     _s("web_log_level", "text", "info", "debug, info, warning, error", "web",
        flags=("--log-level",)),
+    # -- micro proxy (the server in the remote environment)
+    _s("proxy_server_address", "text", ":8081", "host:port to listen on (without auth: "
+       "127.0.0.1 only, unless --allow-unauthenticated)", "proxy", env=("MICRO_PROXY_ADDRESS",),
+       flags=("--address",)),
+    _s("proxy_allow_unauthenticated", "bool", False, "listen beyond loopback with no auth "
+       "(a trusted network only)", "proxy", flags=("--allow-unauthenticated",)),
+    _s("proxy_tls_cert_file", "text", None, "certificate file: serve https and wss", "proxy",
+       env=("MICRO_PROXY_TLS_CERT_FILE", "MICRO_TLS_CERT_FILE"),
+       flags=("--tls-cert-file", "--tls_cert_file")),
+    _s("proxy_tls_key_file", "text", None, "the certificate's key file", "proxy",
+       env=("MICRO_PROXY_TLS_KEY_FILE", "MICRO_TLS_KEY_FILE"),
+       flags=("--tls-key-file", "--tls_key_file")),
+    _s("proxy_tls_client_ca_file", "text", None, "CA file of the client certificates to "
+       "require (mutual TLS)", "proxy",
+       env=("MICRO_PROXY_TLS_CLIENT_CA_FILE", "MICRO_TLS_CLIENT_CA_FILE"),
+       flags=("--tls-client-ca-file", "--tls_client_ca_file")),
+    _s("proxy_allow_services", "list", (), "services the proxy forwards to, shell globs "
+       "(default: all)", "proxy", flags=("--allow-services",)),
+    _s("proxy_allow_topics", "list", (), "topics the proxy publishes and subscribes to, "
+       "shell globs (default: all)", "proxy", flags=("--allow-topics",)),
+    _s("proxy_app_name", "text", None, "companion mode: register the app beside the proxy "
+       "under this name", "proxy", env=("MICRO_PROXY_SERVER_NAME",),
+       flags=("--server-name", "--server_name")),
+    _s("proxy_app_address", "text", None, "companion mode: the app's host:port", "proxy",
+       env=("MICRO_PROXY_SERVER_ADDRESS",), flags=("--server-address", "--server_address")),
+    _s("proxy_healthcheck_url", "text", None, "companion mode: the app's health URL (2xx: "
+       "healthy; else it is deregistered until it recovers)", "proxy",
+       flags=("--healthcheck-url", "--healthcheck_url")),
+    _s("proxy_healthcheck_interval", "duration", 10.0, "companion mode: time between health "
+       "checks", "proxy", flags=("--healthcheck-interval", "--healthcheck_interval")),
+    _s("proxy_max_body", "size", 10 * 1024 * 1024, "largest request body or WebSocket "
+       "message (413 beyond)", "proxy", flags=("--max-body",)),
+    _s("proxy_read_timeout", "duration", 30.0, "time a client gets to send its body (408 "
+       "beyond)", "proxy", flags=("--read-timeout",)),
+    _s("proxy_header_timeout", "duration", 30.0, "time from a request's first byte to the "
+       "end of its head (408 beyond)", "proxy", flags=("--header-timeout",)),
+    _s("proxy_idle_timeout", "duration", 60.0, "time a connection may wait without starting "
+       "a request", "proxy", flags=("--idle-timeout",)),
+    _s("proxy_max_connections", "count", 1000, "open connections; past it the longest idle "
+       "is closed (0: no limit)", "proxy", flags=("--max-connections",)),
+    _s("proxy_rate_limit", "number", 0.0, "requests/s per client address (0: off)", "proxy",
+       flags=("--rate-limit",)),
+    _s("proxy_rate_burst", "count", 0, "rate limit bucket size (0: the rate)", "proxy",
+       flags=("--rate-burst",)),
+    _s("proxy_timeout", "duration", None, "time per service call (default: the client's)",
+       "proxy", flags=("--timeout",)),
+    _s("proxy_auth_tokens", "list", (), "accepted bearer tokens", "proxy",
+       flags=("--auth-tokens",)),
+    _s("proxy_auth_function", "text", None, "module:function(token, scope) checking tokens",
+       "proxy", flags=("--auth-function",)),
+    _s("proxy_auth_service", "text", None, "a service checking tokens", "proxy",
+       flags=("--auth-service",)),
+    _s("proxy_auth_endpoint", "text", "Auth.Verify", "the endpoint of that service", "proxy",
+       flags=("--auth-endpoint",)),
+    _s("proxy_no_access_log", "bool", False, "do not log each request", "proxy",
+       flags=("--no-access-log",)),
+    _s("proxy_log_level", "text", "info", "debug, info, warning, error", "proxy",
+       flags=("--log-level",)),
     # -- the micro command
     _s("output", "text", "table", "output format: table or json", "cli",
        flags=("-o", "--output")),
@@ -421,15 +494,20 @@ SETTINGS: tuple[Setting, ...] = (
 )
 # fmt: on
 
-GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client", "api",
-          "web", "cli")  # fmt: skip
+GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client", "remote",
+          "api", "web", "proxy", "cli")  # fmt: skip
 """The groups in the order ``--help`` and the docs show them."""
 
-SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client")
+SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
+                  "remote")  # fmt: skip
 """What a service reads: everything but the toolkit apps' own settings."""
 
 BACKEND_GROUPS = SERVICE_GROUPS[1:]
 """What a client or a toolkit app reads besides its own group."""
+
+PROXY_GROUPS = ("proxy", *(g for g in BACKEND_GROUPS if g != "remote"))
+"""What ``micro proxy`` reads: its own group and the backends', but not ``remote``: there
+``MICRO_PROXY_ADDRESS`` is the address it listens on, as in go-micro, not one to go through."""
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

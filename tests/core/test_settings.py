@@ -14,6 +14,7 @@ import pytest
 from micro import plugins
 from micro.settings import (
     BACKEND_GROUPS,
+    PROXY_GROUPS,
     SERVICE_GROUPS,
     SETTINGS,
     SettingsError,
@@ -33,14 +34,24 @@ def test_docs_page_is_the_table() -> None:
 
 
 def test_names_flags_and_env_vars_are_unique() -> None:
-    # a flag is unique among the groups one command parses: `micro api --address` and
-    # `micro web --address` are two settings, never on one command line
-    for app in ("api", "web"):
-        groups = {*SERVICE_GROUPS, "cli", app}
-        flags = Counter(f for s in SETTINGS if s.group in groups for f in s.flags)
-        assert [f for f, n in flags.items() if n > 1] == [], app
+    # flags and env vars are unique among the groups one command reads: `micro api --address`
+    # and `micro web --address` are two settings, never on one command line; so are
+    # MICRO_PROXY_ADDRESS read by `micro proxy` (where it listens) and by every other command
+    # (the proxy to go through), as in go-micro
+    commands = {
+        "service": {*SERVICE_GROUPS, "cli"},
+        **{app: {*SERVICE_GROUPS, "cli", app} for app in ("api", "web")},
+        "proxy": set(PROXY_GROUPS),
+    }
+    for command, groups in commands.items():
+        members = [s for s in SETTINGS if s.group in groups]
+        flags = Counter(f for s in members for f in s.flags)
+        assert [f for f, n in flags.items() if n > 1] == [], command
+        envs = Counter(e for s in members for e in s.env)
+        assert [e for e, n in envs.items() if n > 1] == [], command
     envs = Counter(e for s in SETTINGS for e in s.env)
-    assert [e for e, n in envs.items() if n > 1] == []
+    assert [e for e, n in envs.items() if n > 1] == ["MICRO_PROXY_ADDRESS"]
+    assert "remote" not in PROXY_GROUPS
     assert len({s.name for s in SETTINGS}) == len(SETTINGS)
 
 
