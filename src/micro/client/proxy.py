@@ -48,7 +48,7 @@ from micro.client import (
 )
 from micro.client.retries import exponential_backoff
 from micro.codec import Codec, lookup
-from micro.errors import ConnectionClosed, MicroError, Timeout
+from micro.errors import ConnectionClosed, MicroError, NotFound, ServiceNotFound, Timeout
 from micro.registry import Node
 from micro.selector import Filter
 from micro.transport import Message
@@ -210,14 +210,17 @@ class ProxyClient(Client):
             body["address"] = opts.address[next(self._turn) % len(opts.address)]
         headers = self._headers(opts.metadata)
         headers["Timeout"] = _seconds(remaining)
-        data = await self.link.request(
-            "POST",
-            "/rpc",
-            body=msgspec.json.encode(body),
-            headers=headers,
-            timeout=remaining,
-            what=f"call timeout: {req.service} {req.endpoint}",
-        )
+        try:
+            data = await self.link.request(
+                "POST",
+                "/rpc",
+                body=msgspec.json.encode(body),
+                headers=headers,
+                timeout=remaining,
+                what=f"call timeout: {req.service} {req.endpoint}",
+            )
+        except NotFound as exc:
+            raise _not_found(exc) from None
         return self._json.decode(data, req.response_type)
 
     def _headers(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -389,7 +392,7 @@ class ProxyStream(Stream):
             error = _error_frame(data)
             if error is not None:
                 self._recv_done = True
-                raise error
+                raise _not_found(error) if isinstance(error, NotFound) else error
             wanted = self.request.response_type if type is Any else type
             return self._client._json.decode(data, wanted)
         self._recv_done = True
@@ -455,6 +458,13 @@ def _error_frame(data: bytes) -> MicroError | None:
     if not isinstance(raw["error"].get("code"), int):
         return None
     return MicroError.parse(msgspec.json.encode(raw["error"]))
+
+
+def _not_found(exc: NotFound) -> NotFound:
+    """The proxy's client found no such service: the ``ServiceNotFound`` it raised there."""
+    if exc.id == ERROR_ID and not isinstance(exc, ServiceNotFound):
+        return ServiceNotFound(exc.detail, id=exc.id, code=exc.code, status=exc.status)
+    return exc
 
 
 def _addresses(address: str | Sequence[str] | None) -> tuple[str, ...]:
