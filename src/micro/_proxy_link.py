@@ -339,6 +339,15 @@ class ProxyLink:
             code=status,
         )
 
+    def closed(self, code: int, reason: str = "") -> MicroError:
+        """The error of a WebSocket the proxy closed with ``4000 + code`` (its class by
+        code; 4401: the token, as :meth:`refused` says)."""
+        status = code - 4000
+        if status == 401:
+            return self.refused(401, reason)
+        wire = {"id": "go.micro.proxy", "code": status, "detail": reason or f"closed {code}"}
+        return MicroError.parse(msgspec.json.encode(wire))
+
 
 def _reason(exc: BaseException) -> str:
     """A short reason for a connection failure: the OS's words, or the TLS check's."""

@@ -46,6 +46,10 @@ log = logging.getLogger("micro.broker.proxy")
 ERROR_ID = "go.micro.broker"
 RECONNECT_MIN = 0.1
 RECONNECT_MAX = 5.0
+REFUSAL_WAIT = 0.03
+"""Seconds a new subscription socket is watched for the proxy's refusal (an error frame and
+close, sent right after the upgrade: a token or topic it does not accept), so that
+``subscribe`` raises it."""
 
 
 class _Frame(msgspec.Struct, rename="pascal", omit_defaults=True):
@@ -268,15 +272,39 @@ class _ProxySubscription(Subscription):
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._delivery: asyncio.Future[bool] | None = None
+        self._pending: aiohttp.WSMessage | None = None
         self._stopping = False
 
     def __repr__(self) -> str:
         return f"<proxy subscription {self.topic} queue={self.queue!r}>"
 
     async def open(self) -> None:
-        """Open the first socket (its failure is the subscribe's) and start serving it."""
-        self._ws = await self.broker.link.websocket("/broker", params=self._params)
+        """Open the first socket (its failure or refusal is the subscribe's) and serve it."""
+        ws = await self.broker.link.websocket("/broker", params=self._params)
+        try:
+            self._pending = await self._refusal(ws)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await ws.close()
+            raise
+        self._ws = ws
         self._task = asyncio.create_task(self._run(), name=f"micro-proxy-sub-{self.topic}")
+
+    async def _refusal(self, ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage | None:
+        """Raise the proxy's refusal if it comes at once; a frame that came instead."""
+        try:
+            msg = await ws.receive(timeout=REFUSAL_WAIT)
+        except TimeoutError:
+            return None  # nothing to say: the subscription is in place
+        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            error = _error_of(msg.data)
+            if error is None:
+                return msg
+            raise error
+        code = ws.close_code or 0
+        if 4000 <= code < 5000:
+            raise self.broker.link.closed(code, str(msg.extra or ""))
+        raise self.broker.link.lost(ConnectionError(_why(ws, msg)))
 
     async def unsubscribe(self) -> None:
         if self._stopping:
@@ -310,7 +338,13 @@ class _ProxySubscription(Subscription):
             self._ws = None
             with contextlib.suppress(Exception):
                 await ws.close()
-            if not self._stopping:
+            refused = ws.close_code is not None and 4400 <= ws.close_code < 4500
+            if refused and ws.close_code != 4429:
+                failures = max(failures, 6)  # the proxy refuses us: ask again slowly
+                log.error(
+                    "proxy broker: the proxy refused the subscription to %s: %s", self.topic, why
+                )
+            elif not self._stopping:
                 log.warning(
                     "proxy broker: subscription to %s at %s lost (%s); subscribing again",
                     self.topic,
@@ -336,6 +370,9 @@ class _ProxySubscription(Subscription):
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         """Deliver the socket's frames one by one until it ends; returns why it ended."""
         frames: asyncio.Queue[aiohttp.WSMessage] = asyncio.Queue()
+        if self._pending is not None:
+            frames.put_nowait(self._pending)
+            self._pending = None
         reader = asyncio.create_task(_read(ws, frames))
         try:
             while True:

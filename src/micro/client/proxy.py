@@ -401,9 +401,7 @@ class ProxyStream(Stream):
             raise StopAsyncIteration
         reason = str(msg.extra) if msg.type is aiohttp.WSMsgType.CLOSE and msg.extra else ""
         if code is not None and 4000 <= code < 5000:
-            if code == 4401:
-                raise self._client.link.refused(401, reason)
-            raise MicroError(reason or f"stream ended with {code}", id=ERROR_ID, code=code - 4000)
+            raise self._client.link.closed(code, reason)
         raise self._cut_off(f"closed {code}" if code else "connection lost")
 
     def _cut_off(self, why: str) -> ConnectionClosed:

@@ -252,10 +252,8 @@ class _ProxyWatch:
     def _ended(self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> MicroError:
         code = ws.close_code or 0
         reason = str(msg.extra or "") if msg.type is aiohttp.WSMsgType.CLOSE else ""
-        if code >= 4000:
-            return registry_error(
-                MicroError(reason or "watch refused", id="go.micro.proxy", code=code - 4000)
-            )
+        if 4000 <= code < 5000:
+            return registry_error(self._registry.link.closed(code, reason))
         why = f"closed ({code}{': ' + reason if reason else ''})" if code else "connection lost"
         detail = f"registry watch through the proxy at {self._registry.url} ended: {why}"
         return RegistryError(detail, id=ERROR_ID)
