@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
@@ -94,19 +95,20 @@ def build_options(settings: Settings) -> ProxyOptions:
     return o
 
 
-def listen_host(host: str, port: int, *, auth: bool, allow_unauthenticated: bool) -> str:
-    """Where to listen: ``host``, or 127.0.0.1 (saying so on stderr) when nothing guards
-    the proxy and ``host`` is not a loopback address."""
+def listen_host(
+    host: str, port: int, *, auth: bool, allow_unauthenticated: bool
+) -> tuple[str, str]:
+    """Where to listen: ``host``, or 127.0.0.1 when nothing guards the proxy and ``host``
+    is not a loopback address; and the line that says so ("" when ``host`` stands)."""
     if auth or allow_unauthenticated or _loopback(host):
-        return host
+        return host, ""
     shown = host if host != "0.0.0.0" else "0.0.0.0 (every interface)"
-    print(
+    note = (
         f"micro proxy: no auth configured, so listening on 127.0.0.1:{port} only, not "
         f"{shown}; give --auth-tokens (or --auth-function, --auth-service) to listen there, "
-        "or --allow-unauthenticated on a trusted network",
-        file=sys.stderr,
+        "or --allow-unauthenticated on a trusted network"
     )
-    return "127.0.0.1"
+    return "127.0.0.1", note
 
 
 def _loopback(host: str) -> bool:
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
     ``given`` are global options of the ``micro`` command (``micro --registry etcd proxy``).
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in LAPTOP_FLAGS or a.startswith(f"{LAPTOP_FLAGS[0]}=") for a in args):
+    if any(a.partition("=")[0] in LAPTOP_FLAGS for a in args):
         print(f"micro proxy: {WRONG_ADDRESS_FLAG}", file=sys.stderr)
         return 2
     try:
@@ -143,7 +145,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         return 2
     from micro.toolkit.api.connections import GatewayServer, server_config
 
-    host = listen_host(
+    host, note = listen_host(
         host, port, auth=app.auth is not None, allow_unauthenticated=options.allow_unauthenticated
     )
     config = server_config(
@@ -156,14 +158,32 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         ssl_keyfile=options.tls_key_file,
         ssl_ca_certs=options.tls_client_ca_file,
     )
-    try:
-        config.load()  # reads the TLS files: a bad one fails here, in one line
-    except (OSError, ssl.SSLError) as exc:
-        print(f"micro proxy: TLS: {exc}", file=sys.stderr)
+    problem = _tls_problem(options)
+    if problem is None:
+        try:
+            config.load()  # reads the TLS files: a bad one fails here, in one line
+        except (OSError, ssl.SSLError) as exc:
+            problem = f"TLS: {exc}"
+    if problem is not None:
+        print(f"micro proxy: {problem}", file=sys.stderr)
         return 2
+    if note:
+        print(note, file=sys.stderr)
     # on SIGTERM/SIGINT the sockets end first, so the connections close at once
     GatewayServer(config, before_shutdown=app.end_streams).run()
     return 0
+
+
+def _tls_problem(options: ProxyOptions) -> str | None:
+    files = (
+        ("--tls-cert-file", options.tls_cert_file),
+        ("--tls-key-file", options.tls_key_file),
+        ("--tls-client-ca-file", options.tls_client_ca_file),
+    )
+    for flag, path in files:
+        if path and not os.path.isfile(path):
+            return f"{flag} {path}: no such file"
+    return None
 
 
 def _app(options: ProxyOptions, settings: Settings) -> Any:
