@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -52,13 +52,17 @@ def _is_close_send(message: MutableMapping[str, Any]) -> bool:
     return message.get("text") is None and message.get("bytes") == b""
 
 
-def _error_frame(exc: BaseException) -> tuple[MicroError, str]:
-    err = http_error(exc)
+ErrorOf = Callable[[BaseException], MicroError]
+"""Maps a failure to the error sent (its code is the close code's last three digits)."""
+
+
+def _error_frame(exc: BaseException, error_of: ErrorOf = http_error) -> tuple[MicroError, str]:
+    err = error_of(exc)
     return err, '{"error":' + err.to_json() + "}"
 
 
-async def _fail(ws: WebSocket, exc: BaseException) -> None:
-    err, text = _error_frame(exc)
+async def _fail(ws: WebSocket, exc: BaseException, error_of: ErrorOf = http_error) -> None:
+    err, text = _error_frame(exc, error_of)
     with contextlib.suppress(Exception):
         await ws.send_text(text)
         await ws.close(code=4000 + err.code, reason=err.detail[:120])
@@ -72,12 +76,14 @@ async def web_socket_rpc(
     streaming: bool | None = None,
     address: str | None = None,
     timeout: float | None = None,
+    error_of: ErrorOf = http_error,
 ) -> None:
     """Serve one WebSocket connection for ``route`` (see the module docstring).
 
     ``streaming`` says whether the endpoint streams (None: as its registry metadata says,
     a stream when unknown); a stream goes to ``address`` when given (else a node the
-    selector picks) and ends after ``timeout`` seconds when given.
+    selector picks) and ends after ``timeout`` seconds when given. ``error_of`` maps the
+    error that ends the connection (default: the gateway's mapping, a deadline is 504).
     """
     await ws.accept()
     if streaming is None:
@@ -91,7 +97,7 @@ async def web_socket_rpc(
     except WebSocketDisconnect:
         return
     except Exception as exc:
-        await _fail(ws, exc)
+        await _fail(ws, exc, error_of)
 
 
 async def _unary(gw: Gateway, ws: WebSocket, route: Route) -> None:

@@ -32,7 +32,14 @@ from micro.toolkit.api.app import _rpc_fields
 from micro.toolkit.api.handlers import call_metadata, call_timeout
 from micro.toolkit.api.resolver import Route
 from micro.toolkit.api.stream import web_socket_rpc
-from micro.toolkit.proxy._common import PROXY_ID, query, refuse_service, reply_error, ws_fail
+from micro.toolkit.proxy._common import (
+    PROXY_ID,
+    proxy_error,
+    query,
+    refuse_service,
+    reply_error,
+    ws_fail,
+)
 from micro.toolkit.web._context import stop
 
 if TYPE_CHECKING:
@@ -128,6 +135,7 @@ async def rpc_stream(app: ProxyApp, ws: WebSocket) -> None:
                 streaming=True,
                 address=address or None,
                 timeout=timeout,
+                error_of=proxy_error,
             )
         )
         await asyncio.wait({task, over}, return_when=asyncio.FIRST_COMPLETED)
