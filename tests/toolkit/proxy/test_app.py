@@ -8,6 +8,7 @@ import base64
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from micro.broker import Event
@@ -48,6 +49,38 @@ async def test_health_answers_without_a_token(stack: ProxyStack) -> None:
     assert body["version"]
     assert "app" not in body
     error_of(await http.post("/health"), 405)
+
+
+class StubCompanion:
+    def __init__(self) -> None:
+        self.healthy = True
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+    def status(self) -> dict[str, Any]:
+        return {"name": "app", "address": "127.0.0.1:3000", "healthy": self.healthy}
+
+
+async def test_health_reports_the_companion_app(stack: ProxyStack) -> None:
+    app = stack.app()
+    companion = app.companion = StubCompanion()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy")
+    stack.exits.push_async_callback(http.aclose)
+    rsp = await http.get("/health")
+    assert rsp.status_code == 200
+    assert rsp.json()["app"] == companion.status()
+    assert companion.calls == ["start"]
+    companion.healthy = False
+    rsp = await http.get("/health")
+    assert rsp.status_code == 503
+    assert rsp.json()["status"] == "unhealthy"
+    await app.close()
+    assert companion.calls == ["start", "close"]
 
 
 @pytest.mark.parametrize("path", ["/", "/nothing", "/registry/x", "/greeter/say-hello"])

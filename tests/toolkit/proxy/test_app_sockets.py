@@ -38,6 +38,23 @@ async def close_code(ws: ClientConnection, timeout: float = 5.0) -> int | None:
     return ws.close_code
 
 
+async def primed(stack: ProxyStack, ws: ClientConnection, name: str) -> None:
+    """Return once the watch on ``ws`` reports changes: register ``name`` until it does."""
+    probe = Service(name=name, nodes=[Node(id=f"{name}-probe", address="10.0.0.9:1")])
+    async with asyncio.timeout(10):
+        while True:
+            await stack.registry.register(probe)
+            try:
+                result = await recv_json(ws, 0.2)
+            except TimeoutError:
+                continue
+            if result["service"]["name"] == name:
+                break
+    await stack.registry.deregister(probe)
+    while (await recv_json(ws))["action"] != "delete":
+        pass
+
+
 async def proxy_url(stack: ProxyStack, **options: Any) -> str:
     return await stack.served(stack.app(**options))
 
@@ -62,7 +79,7 @@ async def test_http_routes_over_a_real_socket(stack: ProxyStack) -> None:
 async def test_watch_sends_each_change_and_leaves_out_disallowed(stack: ProxyStack) -> None:
     address = await proxy_url(stack, allow_services=("w-*",))
     async with connect(f"ws://{address}/registry") as ws:
-        await asyncio.sleep(0.2)  # the watch is in place
+        await primed(stack, ws, "w-probe")
         hidden = Service(name="hidden", nodes=[Node(id="h-1", address="10.0.0.1:1")])
         shown = Service(name="w-one", nodes=[Node(id="w-1", address="10.0.0.1:2")])
         await stack.registry.register(hidden)
@@ -81,7 +98,7 @@ async def test_watch_sends_each_change_and_leaves_out_disallowed(stack: ProxySta
 async def test_watch_of_one_service(stack: ProxyStack) -> None:
     address = await proxy_url(stack)
     async with connect(f"ws://{address}/registry?service=only") as ws:
-        await asyncio.sleep(0.2)
+        await primed(stack, ws, "only")
         await stack.registry.register(Service(name="other", nodes=[Node(id="o", address="a:1")]))
         await stack.registry.register(Service(name="only", nodes=[Node(id="n", address="a:2")]))
         result = await recv_json(ws)
