@@ -46,6 +46,7 @@ async def micro_json(*args: str, env: dict[str, str]) -> Any:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 async def test_every_command_works_through_the_proxy(remote: Remote, proxy: str) -> None:
     env = proxy_env(proxy)
     assert {"greeter", "failing", "headers"} <= set(await micro_json("list", "services", env=env))
