@@ -59,6 +59,16 @@ def test_capabilities_are_what_the_proxy_keeps() -> None:
     }
 
 
+async def test_capabilities_come_from_the_proxys_health(proxy: str) -> None:
+    # the proxy's /health says what its broker keeps (here the memory broker); the laptop
+    # adopts it on connect, less dead_letter (the protocol cannot dead-letter)
+    broker = ProxyBroker(proxy_address=proxy)
+    assert broker.capabilities == frozenset()
+    async with broker:
+        assert broker.capabilities == MEMORY - {"dead_letter"}
+        assert broker.capabilities
+
+
 async def _wait_for(condition: object, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # type: ignore[operator]

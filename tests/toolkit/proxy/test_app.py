@@ -48,6 +48,11 @@ async def test_health_answers_without_a_token(stack: ProxyStack) -> None:
     assert body["status"] == "ok"
     assert body["version"]
     assert "app" not in body
+    assert stack.broker.capabilities  # the memory broker keeps some: they must show
+    assert body["broker"] == {
+        "name": stack.broker.name,
+        "capabilities": sorted(stack.broker.capabilities),
+    }
     error_of(await http.post("/health"), 405)
 
 

@@ -271,6 +271,11 @@ class ProxyApp:
             "status": "ok",
             "version": micro.__version__,
             "registry": self.registry.name,
+            # what the broker keeps (the laptop's ProxyBroker adopts it): built, not connected
+            "broker": {
+                "name": self.broker.name,
+                "capabilities": sorted(self.broker.capabilities),
+            },
         }
         status = 200
         if self.companion is not None:
