@@ -60,7 +60,7 @@ def shell_block(first: str) -> Block:
 def test_every_block_is_run_by_a_test_here() -> None:
     assert {b.lang for b in BLOCKS} == {"python", "sh"}
     assert set(FILES) == {"greeter.py", "call.py", "events.py", "test_greeter.py"}
-    firsts = ["scripts/demo", "source ", "curl ", "micro list", "micro new"]
+    firsts = ["scripts/demo", "source ", "curl ", "micro list", "micro new", "micro proxy"]
     assert sorted(b.lines[0] for b in BLOCKS if b.lang == "sh") == sorted(
         shell_block(first).lines[0] for first in firsts
     )
@@ -205,6 +205,43 @@ def test_toolkit_lines_against_the_running_greeter(workdir: Path, greeter: int) 
         if gateway is not None:
             stop(gateway)
     assert gateway is not None
+
+
+def test_proxy_lines_against_the_running_greeter(workdir: Path, greeter: int) -> None:
+    # the README's proxy on a free loopback port (not every interface), with a certificate for
+    # 127.0.0.1 from a CA made here, which the laptop line is told to trust (the README's
+    # proxy.example.com would have a public CA's certificate)
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(workdir / "ca.pem"))
+    cert = ca.issue_cert("127.0.0.1", "proxy.example.com")
+    cert.cert_chain_pems[0].write_to_path(str(workdir / "proxy.pem"))
+    cert.private_key_pem.write_to_path(str(workdir / "proxy.key"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve, call = (line.strip() for line in shell_block("micro proxy").lines)
+    assert serve.endswith("&")
+    assert " --address :8081 " in serve
+    serve = serve.removesuffix("&").replace(" :8081 ", f" 127.0.0.1:{port} ")
+    assert "https://proxy.example.com:8081 " in call
+    call = call.replace("https://proxy.example.com:8081 ", f"https://127.0.0.1:{port} ")
+    call = call.replace(" --proxy-token ", " --proxy-tls-ca ca.pem --proxy-token ")
+    proxy = subprocess.Popen(
+        ["bash", "-c", f"exec {serve}"], cwd=workdir, env=env(), stderr=subprocess.PIPE
+    )
+    try:
+        wait_line(proxy, re.compile(rf"127\.0\.0\.1:{port}".encode()))
+        assert "Hello John" in bash(call, workdir, env())
+        refused = subprocess.run(
+            ["bash", "-c", call.replace("s3cret", "wrong")], cwd=workdir, env=env(),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "Hello John" not in refused.stdout
+    finally:
+        assert stop(proxy) == 0
 
 
 @pytest.fixture(scope="module")

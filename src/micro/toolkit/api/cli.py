@@ -76,7 +76,7 @@ def build_options(settings: Settings) -> ApiOptions:
         rate_burst=s["api_rate_burst"],
         timeout=s["api_timeout"],
         access_log=not s["api_no_access_log"],
-        registry=s["registry"],
+        registry=None if s.get("proxy_address") else s["registry"],  # None: the proxy's
     )
     o.check()
     return o

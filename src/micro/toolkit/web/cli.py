@@ -74,7 +74,7 @@ def build_options(settings: Settings) -> WebOptions:
         stats_interval=s["web_stats_interval"],
         stats_window=s["web_stats_window"],
         access_log=not s["web_no_access_log"],
-        registry=s["registry"],
+        registry=None if s.get("proxy_address") else s["registry"],  # None: the proxy's
     )
     o.check()
     return o
