@@ -289,11 +289,16 @@ class Namespace:
                 ip("netns", "del", self.name)
             except NetnsError as exc:
                 errors.append(str(exc))
+        # the kernel tears a namespace down in the background: its veth pair goes soon after
+        deadline = time.monotonic() + 5
+        while _link_exists(self.link) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if _link_exists(self.link):
             try:
                 ip("link", "del", self.link)
             except NetnsError as exc:
-                errors.append(str(exc))
+                if _link_exists(self.link):
+                    errors.append(str(exc))
         if re.search(rf"^{re.escape(self.name)}\b", ip("netns", "list"), re.MULTILINE):
             errors.append(f"namespace {self.name} left behind")
         shutil.rmtree(self.logs, ignore_errors=True)
