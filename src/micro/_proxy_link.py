@@ -154,6 +154,7 @@ class ProxyLink:
         self._ssl: ssl.SSLContext | bool = (
             _ssl_context(tls_ca, tls_cert, tls_key) if self.base.scheme == "https" else False
         )
+        self._client_cert = bool(tls_cert)
         self.token = token or None
         self.timeout = timeout
         self.dial_timeout = dial_timeout
@@ -312,6 +313,13 @@ class ProxyLink:
     def lost(self, exc: BaseException) -> ConnectionClosed:
         """The error for a connection that broke once the request had left."""
         detail = f"the connection to the proxy at {self.url} broke: {_reason(exc)}"
+        if self._ssl and not self._client_cert:
+            # a proxy that requires a client certificate (mutual TLS) ends the connection
+            # once the handshake is over, which looks like any other broken connection
+            detail += (
+                " (if the proxy requires a client certificate, give --proxy-tls-cert and "
+                "--proxy-tls-key)"
+            )
         return ConnectionClosed(detail, id=ERROR_ID)
 
     def error(self, status: int, body: bytes) -> MicroError:

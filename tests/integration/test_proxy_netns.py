@@ -512,8 +512,9 @@ def test_tls_the_laptop_verifies_the_proxy_with_its_ca(remote_env: RemoteEnv, ce
 def test_mutual_tls_refuses_a_laptop_without_a_client_certificate(
     remote_env: RemoteEnv, certs: Certs
 ) -> None:
-    # mutual TLS is not auth to micro proxy's loopback rule: it still needs the flag
-    flags = ("--allow-unauthenticated", "--tls-cert-file", certs.server_cert,
+    # mutual TLS guards the proxy: no token and no --allow-unauthenticated, yet it listens on
+    # the veth address the laptop reaches
+    flags = ("--tls-cert-file", certs.server_cert,
              "--tls-key-file", certs.server_key, "--tls-client-ca-file", certs.ca)  # fmt: skip
     mtls = Proxy(remote_env, flags, scheme="https").start()
     try:
@@ -525,6 +526,7 @@ def test_mutual_tls_refuses_a_laptop_without_a_client_certificate(
         refused = one_line_error(via(mtls, "--proxy-tls-ca", certs.ca, *call))
         assert "Hello John" not in refused
         assert f"proxy at {mtls.url}" in refused
+        assert "--proxy-tls-cert" in refused  # it says what is missing
     finally:
         mtls.stop()
 

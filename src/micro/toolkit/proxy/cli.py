@@ -105,8 +105,9 @@ def listen_host(
     shown = host if host != "0.0.0.0" else "0.0.0.0 (every interface)"
     note = (
         f"micro proxy: no auth configured, so listening on 127.0.0.1:{port} only, not "
-        f"{shown}; give --auth-tokens (or --auth-function, --auth-service) to listen there, "
-        "or --allow-unauthenticated on a trusted network"
+        f"{shown}; give --auth-tokens (or --auth-function, --auth-service, or mutual TLS "
+        "with --tls-client-ca-file) to listen there, or --allow-unauthenticated on a trusted "
+        "network"
     )
     return "127.0.0.1", note
 
@@ -145,8 +146,10 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         return 2
     from micro.toolkit.api.connections import GatewayServer, server_config
 
+    # a token check or mutual TLS (a client certificate from the given CA) guards the proxy
+    guarded = app.auth is not None or bool(options.tls_client_ca_file)
     host, note = listen_host(
-        host, port, auth=app.auth is not None, allow_unauthenticated=options.allow_unauthenticated
+        host, port, auth=guarded, allow_unauthenticated=options.allow_unauthenticated
     )
     config = server_config(
         app,
