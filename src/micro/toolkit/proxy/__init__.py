@@ -1,0 +1,1 @@
+"""``micro proxy``: the services of an environment, reached through one address."""
