@@ -104,7 +104,8 @@ def test_version() -> None:
         (["register", "service", "[1]"], "invalid service: expected an object"),
         (["list", "nodes"], "list nodes needs a service name"),
         (["web", "--namespace", ""], "micro web: namespace must not be empty"),
-        (["proxy", "--help"], "'micro proxy' is not available yet"),
+        (["--proxy-address", "h:1", "proxy"], "listens use --address"),
+        (["bot"], "'micro bot' is not available yet"),
     ],
 )
 def test_bad_input_is_one_line(argv: list[str], error: str) -> None:

@@ -41,6 +41,7 @@ import logging
 import math
 import signal
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
@@ -343,10 +344,24 @@ def server_config(
     log_level: str = "info",
     lifespan: LifespanType = "on",
     graceful: int = 10,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_ca_certs: str | None = None,
 ) -> uvicorn.Config:
-    """The uvicorn configuration of a toolkit app (``micro api``, ``micro web``, the
-    dashboard of ``micro run``): :class:`GatewayProtocol` with the app's connection limits,
-    WebSocket frames up to its body limit, no uvicorn access log (the app logs its own)."""
+    """The uvicorn configuration of a toolkit app (``micro api``, ``micro web``, ``micro
+    proxy``, the dashboard of ``micro run``): :class:`GatewayProtocol` with the app's
+    connection limits, WebSocket frames up to its body limit, no uvicorn access log (the app
+    logs its own).
+
+    With ``ssl_certfile`` (and ``ssl_keyfile`` unless the file holds the key too) it serves
+    https and wss; with ``ssl_ca_certs`` too, every client must present a certificate that
+    CA signed (mutual TLS). The files are read by ``Config.load()``.
+    """
+    tls: dict[str, Any] = {}
+    if ssl_certfile:
+        tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}
+        if ssl_ca_certs:
+            tls.update(ssl_ca_certs=ssl_ca_certs, ssl_cert_reqs=ssl.CERT_REQUIRED)
     return uvicorn.Config(
         app,
         host=host,
@@ -364,4 +379,5 @@ def server_config(
         timeout_keep_alive=math.ceil(limits.idle_timeout),
         timeout_graceful_shutdown=graceful,
         proxy_headers=False,  # the rate limit keys on the real peer, not X-Forwarded-For
+        **tls,
     )

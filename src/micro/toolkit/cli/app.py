@@ -254,16 +254,23 @@ def _toolkit(argv: Sequence[str]) -> int | None:
     args = _common().parse_args(argv[:i])
     cli_settings(args)  # fail on a bad value before the app starts
     name, rest = argv[i], list(argv[i + 1 :])
-    if name not in ("api", "web"):
+    if name not in ("api", "web", "proxy"):
         raise CliError(f"'micro {name}' is not available yet")
+    given = given_flags(args)
     try:
         if name == "api":
             from micro.toolkit.api.cli import main as app_main
-        else:
+        elif name == "web":
             from micro.toolkit.web.cli import main as app_main
+        else:
+            from micro.toolkit.proxy.cli import WRONG_ADDRESS_FLAG
+            from micro.toolkit.proxy.cli import main as app_main
+
+            if "proxy_address" in given:  # the laptop's setting: here it would be ignored
+                raise CliError(WRONG_ADDRESS_FLAG, code=2)
     except ImportError as exc:
         raise CliError(f"'micro {name}' is not available: {exc}") from None
-    return int(app_main(rest, given=given_flags(args)) or 0)
+    return int(app_main(rest, given=given) or 0)
 
 
 def run_args(args: argparse.Namespace) -> int:

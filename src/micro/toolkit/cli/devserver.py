@@ -240,11 +240,11 @@ class ServiceWatch:
         watcher: Any = None
         try:
             while True:
-                with contextlib.suppress(MicroError, OSError):
-                    await self.refresh()
-                if watcher is None:
+                if watcher is None:  # watch first, so nothing between the read and it is missed
                     with contextlib.suppress(MicroError, OSError):
                         watcher = self.registry.watch()
+                with contextlib.suppress(MicroError, OSError):
+                    await self.refresh()
                 try:
                     if watcher is None:
                         await asyncio.sleep(_REFRESH)
