@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -381,7 +385,8 @@ async def test_over_mdns_on_loopback(app: App) -> None:
             await eventually(nodes_are(observer, comp.name, [comp.node_id]), timeout=3)
         finally:
             await comp.close()
-        await eventually(nodes_are(observer, comp.name, []), timeout=2)
+        # deregistered: the last refresh was under 0.5 s ago, so the TTL has 1 s to go
+        await eventually(nodes_are(observer, comp.name, []), timeout=0.5)
 
 
 CRASHING = """
@@ -423,3 +428,71 @@ async def test_a_killed_proxy_s_registration_expires_in_etcd() -> None:
                 if proc.returncode is None:
                     proc.kill()
                 await proc.wait()
+
+
+# -- the micro proxy process ------------------------------------------------------------
+
+
+def proxy_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
+    env.update(MICRO_MDNS_INTERFACES="127.0.0.1", MICRO_SERVER_ADDRESS="127.0.0.1:0")
+    return env
+
+
+async def health(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as rsp:
+        return rsp.status, await rsp.json()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_micro_proxy_in_companion_mode(app: App) -> None:
+    name, port = f"legacy-{uuid.uuid4().hex[:6]}", free_port()
+    url = f"http://127.0.0.1:{port}/health"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "micro.toolkit.proxy", "--address", f"127.0.0.1:{port}",
+        "--server-name", name, "--server-address", app.address,
+        "--healthcheck-url", app.url, "--healthcheck-interval", "1s", "--no-access-log",
+        env=proxy_env(), stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with MdnsRegistry() as observer:
+            status, body = await eventually(lambda: health(url), timeout=20, retry_on=OSError)
+            assert status == 200
+            assert body["app"]["name"] == name
+            assert body["app"]["healthy"]
+            await eventually(lambda: len_nodes(observer, name, 1), timeout=5)
+
+            app.status = 503
+            await eventually(nodes_are(observer, name, []), timeout=2.5)  # TTL: 3 s
+            status, body = await health(url)
+            assert status == 503
+            assert body["status"] == "unhealthy"
+
+            app.status = 200
+            await eventually(lambda: len_nodes(observer, name, 1), timeout=2.5)
+            assert (await health(url))[0] == 200
+
+            proc.send_signal(signal.SIGTERM)  # the last refresh was under 1 s ago: TTL >2 s
+            await eventually(nodes_are(observer, name, []), timeout=1.5)  # deregistered
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def len_nodes(registry: Registry, name: str, count: int) -> bool:
+    return len(await node_ids(registry, name)) == count
+
+
+@pytest.mark.integration
+def test_micro_proxy_refuses_half_a_companion() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "micro.toolkit.proxy", "--server-name", "legacy"],
+        env=proxy_env(), capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("micro proxy: companion mode: --server-name")
+    assert "--server-address" in line
