@@ -59,6 +59,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "consul": ("micro.registry.consul:ConsulRegistry", "consul"),
         "nats": ("micro.registry.nats:NatsRegistry", "nats"),
         "kubernetes": ("micro.registry.kubernetes:KubernetesRegistry", "kubernetes"),
+        "proxy": ("micro.registry.proxy:ProxyRegistry", "proxy"),
     },
     "selector": {
         "registry": ("micro.selector.cache:RegistrySelector", ""),
@@ -76,6 +77,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "rabbitmq": ("micro.broker.rabbitmq:RabbitmqBroker", "rabbitmq"),
         "redis": ("micro.broker.redis:RedisBroker", "redis"),
         "mqtt": ("micro.broker.mqtt:MqttBroker", "mqtt"),
+        "proxy": ("micro.broker.proxy:ProxyBroker", "proxy"),
     },
 }
 
@@ -166,13 +168,15 @@ def create(
 ) -> Any:
     """An instance of the ``kind`` backend named ``name``.
 
-    The name is ``name``, else ``settings[kind]``, else the default (``mdns``, ``registry``,
-    ``http``, ``http``). Its constructor gets the keywords ``settings`` makes for this kind
-    (:meth:`micro.settings.Settings.options_for`, only those the backend accepts), then
-    ``options`` (which win; empty values are dropped so backend defaults apply). Memory
-    backends chosen by name with no options are shared within the process.
+    The name is ``name``, else ``proxy`` for a registry or broker when ``settings`` carry a
+    ``proxy_address`` (see :func:`_named`), else ``settings[kind]``, else the default
+    (``mdns``, ``registry``, ``http``, ``http``). Its constructor gets the keywords
+    ``settings`` makes for this kind (:meth:`micro.settings.Settings.options_for`, only
+    those the backend accepts), then ``options`` (which win; empty values are dropped so
+    backend defaults apply). Memory backends chosen by name with no options are shared
+    within the process.
     """
-    chosen = name or (settings.get(kind) if settings is not None else None) or DEFAULTS[kind]
+    chosen = name or _named(kind, settings)
     options = {k: v for k, v in options.items() if v not in (None, "", [], ())}
     if chosen == "memory" and not options:
         if kind not in _shared_memory:
@@ -184,6 +188,34 @@ def create(
         merged = settings.options_for(kind, accepts=lambda keyword: _accepts(cls, keyword))
     merged.update(options)
     return cls(**merged)
+
+
+PROXIED = frozenset({"registry", "broker"})
+"""The kinds a ``proxy_address`` setting sends through ``micro proxy``."""
+
+
+def _named(kind: str, settings: Settings | None) -> str:
+    """The backend name ``settings`` choose for ``kind``.
+
+    A ``proxy_address`` (``MICRO_PROXY_ADDRESS``, ``--proxy-address``) picks ``proxy`` for
+    the registry and the broker over ``MICRO_REGISTRY``/``MICRO_BROKER``, whose engines are
+    not reachable from outside the environment the proxy runs in; a name given in code
+    still wins.
+    """
+    if settings is None:
+        return DEFAULTS[kind]
+    named = settings.get(kind)
+    if kind in PROXIED and settings.get("proxy_address") and not _from_code(settings, kind):
+        return "proxy"
+    return named or DEFAULTS[kind]
+
+
+def _from_code(settings: Settings, name: str) -> bool:
+    source = getattr(settings, "source", None)
+    try:
+        return source is not None and source(name) == "code" and bool(settings.get(name))
+    except KeyError:
+        return False
 
 
 def _accepts(cls: type[Any], keyword: str) -> bool:
@@ -202,8 +234,7 @@ def create_broker(
     address: str | None = None,
 ) -> Broker:
     """A broker by name (as :func:`create`), given ``registry`` if it takes one (``http``)."""
-    chosen = name or (settings.get("broker") if settings is not None else None)
-    chosen = chosen or DEFAULTS["broker"]
+    chosen = name or _named("broker", settings)
     options: dict[str, Any] = {}
     if chosen != "memory":
         options["address"] = address

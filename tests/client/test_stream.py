@@ -9,6 +9,7 @@ import pytest
 
 from micro import metadata
 from micro.client.rpc import RpcClient
+from micro.client.stream import RpcStream
 from micro.errors import BadRequest, ConnectError, ConnectionClosed, ServiceNotFound, Timeout
 from micro.registry import Node, Service
 from micro.registry.memory import MemoryRegistry
@@ -73,6 +74,7 @@ async def test_server_stream(client: RpcClient, server: FakeServer) -> None:
     server.streams["Counter.Count"] = count
     with metadata.context({"x-user": "7"}):
         stream = client.stream("greeter", "Counter.Count", {"to": 3}, response_type=Item)
+        assert isinstance(stream, RpcStream)
     async with stream:
         items = [x async for x in stream]
     assert items == [Item(0), Item(1), Item(2)]
@@ -95,6 +97,7 @@ async def test_request_is_also_the_first_stream_message(
     """go-micro v1 servers ignore the opening body; a server stream reads the next one."""
     server.streams[endpoint] = sink
     async with client.stream("greeter", endpoint, {"to": 3}, timeout=5) as stream:
+        assert isinstance(stream, RpcStream)
         await eventually(lambda: len(received) == 2)
         await stream.close_send()
         await eventually(lambda: len(received) == 3)
@@ -141,6 +144,7 @@ async def test_metadata_and_types(client: RpcClient, server: FakeServer) -> None
 async def test_bidirectional_stream(client: RpcClient, server: FakeServer) -> None:
     server.streams["Chat.Talk"] = echo_until_eos
     async with client.stream("greeter", "Chat.Talk") as stream:
+        assert isinstance(stream, RpcStream)
         for n in range(3):
             await stream.send({"n": n})
             assert await stream.recv() == {"n": n}
@@ -237,6 +241,7 @@ async def test_stream_to_unknown_service(client: RpcClient, server: FakeServer) 
 async def test_stream_open_retries_connection_errors(client: RpcClient, server: FakeServer) -> None:
     server.streams["Counter.Count"] = count
     stream = client.stream("x", "Counter.Count", {"to": 1}, address=["127.0.0.1:1", server.address])
+    assert isinstance(stream, RpcStream)
     async with stream:
         assert [x async for x in stream] == [{"n": 0}]
     assert stream.node is not None

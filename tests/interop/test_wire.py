@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from micro.client.rpc import RpcClient
+from micro.client.stream import RpcStream
 from micro.registry import Node, Service
 from micro.registry.memory import MemoryRegistry
 from tests.interop.go_v1 import NODE_METADATA, SERVICE, read_message
@@ -83,6 +84,7 @@ async def go_node(raw: tuple[Raw, str], registry: MemoryRegistry) -> Raw:
 async def test_v1_0_answers_a_stream(go_node: Raw, client: RpcClient) -> None:
     go_node.answer = RESPONSES_5_3  # captured: three answers, then the connection closes
     async with client.stream(SERVICE, "Say.Stream", {"name": "John"}, timeout=5) as stream:
+        assert isinstance(stream, RpcStream)
         items = [item async for item in stream]
     assert items == [{"msg": f"Hello John #{n}"} for n in range(3)]
     opening, first = go_node.requests
@@ -103,6 +105,7 @@ async def test_no_eos_to_v1_0(go_node: Raw, client: RpcClient) -> None:
 async def test_to_other_servers_close_send_is_eos(raw: tuple[Raw, str], client: RpcClient) -> None:
     peer, address = raw
     async with client.stream(SERVICE, "Say.Stream", {"name": "John"}, address=address) as stream:
+        assert isinstance(stream, RpcStream)
         await peer.wait(2)
         await stream.close_send()
         await peer.wait(3)

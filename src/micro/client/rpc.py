@@ -42,6 +42,7 @@ from micro.client import (
     Client,
     Request,
     RetryPredicate,
+    Stream,
 )
 from micro.client.deadline import TaskDeadline
 from micro.client.options import timeout_header
@@ -54,6 +55,7 @@ from micro.errors import (
     ConnectionClosed,
     MicroError,
     NoneAvailable,
+    PluginNotFound,
     ServiceNotFound,
     Timeout,
 )
@@ -63,6 +65,7 @@ from micro.settings import BACKEND_GROUPS, Settings, load, parse_duration
 from micro.transport import Message, Transport
 
 if TYPE_CHECKING:
+    from micro.client.proxy import ProxyClient
     from micro.client.sync import BlockingClient
 
 __all__ = ["RpcClient"]
@@ -100,6 +103,10 @@ class RpcClient(Client):
         backoff: seconds to wait before retry ``n`` (default: 10^n ms with +-50 % jitter).
         broker: a Broker, a backend name, or None (``MICRO_BROKER``, else ``http``) for
             :meth:`publish`; built and connected on the first publish.
+        proxy: a ``micro proxy`` to send every call, stream and publish through
+            (``host:port`` or ``http(s)://host:port``; ``MICRO_PROXY_ADDRESS``, else none):
+            see :mod:`micro.client.proxy`. Its token and TLS files come from ``settings``
+            (``MICRO_PROXY_TOKEN``, ``MICRO_PROXY_TLS_*``).
         settings: the resolved settings backends and defaults come from.
 
     Backends named here (or chosen by env) are built by the client and closed by
@@ -127,6 +134,7 @@ class RpcClient(Client):
         retry_on: RetryPredicate = retry_on_error,
         backoff: Backoff = exponential_backoff,
         broker: Broker | str | None = None,
+        proxy: str | None = None,
         settings: Settings | None = None,
     ) -> None:
         s = settings if settings is not None else load(groups=BACKEND_GROUPS)
@@ -169,8 +177,15 @@ class RpcClient(Client):
         self._start_lock: asyncio.Lock | None = None
         self._started = False
         self._closed = False
+        self.proxy: ProxyClient | None = None
+        """The client calls go through when a proxy is set (see ``proxy``)."""
+        target = proxy or s.get("proxy_address")
+        if target:
+            self.proxy = _proxy_client(target, s, self, wrappers)
 
     def __repr__(self) -> str:
+        if self.proxy is not None:
+            return f"RpcClient(proxy={self.proxy.url!r}, timeout={self.timeout})"
         return f"RpcClient(transport={self.transport.name!r}, timeout={self.timeout})"
 
     @classmethod
@@ -188,6 +203,9 @@ class RpcClient(Client):
             return
         if self._closed:
             raise RuntimeError("client is closed")
+        if self.proxy is not None:  # the proxy resolves services: no registry to start here
+            self._started = True
+            return
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
@@ -214,6 +232,8 @@ class RpcClient(Client):
         if self._closed:
             return
         self._closed = True
+        if self.proxy is not None:
+            await self.proxy.close()
         for stream in list(self._streams):
             await stream.close()
         await self._pool.close()
@@ -274,6 +294,19 @@ class RpcClient(Client):
         """Call ``endpoint`` of ``service``; see :meth:`micro.client.Client.call`."""
         if self._closed:
             raise RuntimeError("client is closed")
+        if self.proxy is not None:
+            return await self.proxy.call(
+                service,
+                endpoint,
+                request,
+                response_type=response_type,
+                timeout=timeout,
+                retries=retries,
+                address=address,
+                content_type=content_type,
+                filters=filters,
+                metadata=metadata,
+            )
         if timeout is None:
             timeout = self.timeout
         loop = asyncio.get_running_loop()
@@ -309,6 +342,9 @@ class RpcClient(Client):
         """Publish an event; see :meth:`micro.client.Client.publish`."""
         if self._closed:
             raise RuntimeError("client is closed")
+        if self.proxy is not None:
+            await self.proxy.publish(topic, message, content_type=content_type, metadata=metadata)
+            return
         broker = self.broker if self._broker_ready else await self._connect_broker()
         assert broker is not None
         kind = content_type or self.content_type
@@ -348,7 +384,7 @@ class RpcClient(Client):
         content_type: str | None = None,
         filters: Sequence[Filter] = (),
         metadata: Mapping[str, str] | None = None,
-    ) -> RpcStream:
+    ) -> Stream:
         """A stream to ``endpoint`` of ``service``; see :meth:`micro.client.Client.stream`.
 
         ``timeout`` bounds opening the stream (the client's default when None). Only when it
@@ -357,6 +393,19 @@ class RpcClient(Client):
         """
         if self._closed:
             raise RuntimeError("client is closed")
+        if self.proxy is not None:
+            return self.proxy.stream(
+                service,
+                endpoint,
+                request,
+                response_type=response_type,
+                timeout=timeout,
+                retries=retries,
+                address=address,
+                content_type=content_type,
+                filters=filters,
+                metadata=metadata,
+            )
         req = Request(
             service, endpoint, request, content_type or self.content_type, response_type, True
         )
@@ -529,6 +578,38 @@ class RpcClient(Client):
 
     def next_id(self) -> str:
         return str(next(self._ids))
+
+
+def _proxy_client(
+    address: str, s: Settings, client: RpcClient, wrappers: Sequence[CallWrapper]
+) -> ProxyClient:
+    """The :class:`~micro.client.proxy.ProxyClient` an RpcClient with a proxy hands off to.
+
+    Raises:
+        PluginNotFound: aiohttp is not installed (with the pip command that installs it).
+    """
+    try:
+        from micro.client.proxy import ProxyClient
+    except ImportError as exc:
+        raise PluginNotFound(
+            f"calls through a proxy are not available ({exc}); install it with: "
+            f"{plugins.install_hint('proxy')}",
+            id="go.micro.plugins",
+        ) from exc
+    return ProxyClient(
+        address,
+        token=s.get("proxy_token"),
+        tls_ca=s.get("proxy_tls_ca"),
+        tls_cert=s.get("proxy_tls_cert"),
+        tls_key=s.get("proxy_tls_key"),
+        timeout=client.timeout,
+        retries=client.retries,
+        dial_timeout=client.dial_timeout,
+        wrappers=wrappers,
+        from_service=client.from_service,
+        backoff=client.backoff,
+        content_type=client.content_type,
+    )
 
 
 def _addresses(address: str | Sequence[str] | None) -> tuple[str, ...]:

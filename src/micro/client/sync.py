@@ -30,9 +30,8 @@ import weakref
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, Self, TypeVar, Unpack, overload
 
-from micro.client import CallKeywords
+from micro.client import CallKeywords, Stream
 from micro.client.rpc import RpcClient
-from micro.client.stream import RpcStream
 
 __all__ = ["BlockingClient", "BlockingStream"]
 
@@ -213,7 +212,7 @@ class BlockingClient:
 class BlockingStream:
     """A stream driven from blocking code: ``send``, ``recv``, iteration, ``with``."""
 
-    def __init__(self, owner: BlockingClient, stream: RpcStream) -> None:
+    def __init__(self, owner: BlockingClient, stream: Stream) -> None:
         self._owner = owner
         self.stream = stream
 

@@ -20,6 +20,7 @@ from micro.settings import Settings
 from micro.toolkit.cli import output
 from micro.toolkit.cli.app import CliError, cli_settings
 from micro.toolkit.cli.runtime import (
+    UNREACHABLE_PROXY,
     Runtime,
     call_error,
     one_line,
@@ -276,6 +277,8 @@ async def cmd_publish(rt: Runtime, args: argparse.Namespace) -> int:
         async with output.waiting(f"publishing to {args.topic}"):
             await publish(args.topic, message, content_type=content_type, metadata=metadata)
     except MicroError as exc:
+        if exc.detail.startswith(UNREACHABLE_PROXY):
+            raise CliError(exc.detail) from exc
         raise CliError(f"publish to {args.topic} failed: {exc.detail or exc}") from exc
     show(args, {"topic": args.topic, "published": True}, lambda: f"published to {args.topic}")
     return 0

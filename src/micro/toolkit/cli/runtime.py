@@ -3,7 +3,8 @@
 A :class:`Runtime` owns one registry and one :class:`micro.Client` for a command (or for a
 whole ``micro cli`` session). Failures become :class:`CliError` lines that name what was
 tried: ``service not found: foo``, ``timeout after 5s calling greeter Greeter.SayHello``,
-``cannot reach registry etcd at 127.0.0.1:2379: ...``.
+``cannot reach registry etcd at 127.0.0.1:2379: ...``. Through a proxy (``--proxy-address``)
+they name it instead: ``cannot reach the proxy at http://10.0.0.5:8081: Connection refused``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ __all__ = [
 
 T = TypeVar("T")
 REGISTRY_START_TIMEOUT = 10.0
+UNREACHABLE_PROXY = "cannot reach the proxy at "
+"""How the proxy backends' error for a proxy that does not answer begins."""
 JSON_COMMANDS = frozenset({"call", "stream", "publish"})
 """Commands whose request (or message) may be typed as JSON without quotes in a shell line."""
 
@@ -55,11 +58,18 @@ class Runtime:
         self.settings = settings if settings is not None else load(groups=BACKEND_GROUPS)
         self.registry_name: str = self.settings["registry"]
         self.registry_address: str = self.settings["registry_address"] or ""
+        self.proxy_address: str = self.settings.get("proxy_address") or ""
+        if self.proxy_address:  # the proxy stands in for the remote registry
+            self.registry_name = "proxy"
+        elif self.registry_name == "proxy":
+            self.proxy_address = self.registry_address
         self.registry: Any = None
         self._client: Any = None
 
     def where(self) -> str:
         """The registry and where it was looked for, for error lines."""
+        if self.registry_name == "proxy":
+            return f"the proxy at {getattr(self.registry, 'url', None) or self.proxy_address}"
         if self.registry_address:
             return f"{self.registry_name} at {self.registry_address}"
         if self.registry_name == "mdns":
@@ -68,7 +78,10 @@ class Runtime:
         return self.registry_name
 
     async def __aenter__(self) -> Runtime:
-        self.registry = plugins.create("registry", settings=self.settings)
+        try:
+            self.registry = plugins.create("registry", settings=self.settings)
+        except ValueError as exc:  # a malformed address or an unreadable TLS file
+            raise CliError(f"{self.registry_name} registry: {exc}", code=2) from None
         await self.registry_op(
             asyncio.wait_for(self.registry.start(), REGISTRY_START_TIMEOUT), "connect"
         )
@@ -97,6 +110,10 @@ class Runtime:
             raise
         except (RegistryError, ConnectError, OSError, TimeoutError) as exc:
             detail = exc.detail if isinstance(exc, MicroError) else str(exc) or type(exc).__name__
+            if detail.startswith(UNREACHABLE_PROXY):
+                raise CliError(detail) from exc
+            if self.registry_name == "proxy":
+                raise CliError(f"registry error through {self.where()}: {detail}") from exc
             raise CliError(f"cannot reach registry {self.where()}: {detail}") from exc
 
     async def services(self, name: str) -> list[Any]:
@@ -112,6 +129,8 @@ class Runtime:
 
 def call_error(exc: MicroError, service: str, endpoint: str, timeout: float) -> CliError:
     """The one-line error for a failed call or stream."""
+    if isinstance(exc, ConnectError) and exc.detail.startswith(UNREACHABLE_PROXY):
+        return CliError(exc.detail)
     if isinstance(exc, ServiceNotFound):
         return CliError(f"service not found: {service}")
     if isinstance(exc, Timeout):
