@@ -136,6 +136,30 @@ async def test_service_watch_reports_what_comes_changes_and_goes() -> None:
     assert len(events) == 3
 
 
+async def test_service_watch_misses_no_change_made_while_it_reads() -> None:
+    # a service that registers while the watch reads the registry (after the listing was
+    # taken) is reported at once, not at the next periodic re-read seconds later
+    class Racing(MemoryRegistry):
+        raced = False
+
+        async def list_services(self) -> list[Service]:
+            listed = await super().list_services()
+            if not self.raced:
+                self.raced = True
+                await self.register(Service(name="late", nodes=[Node(id="l", address="h:1")]))
+            return listed
+
+    registry = Racing()
+    events: list[str] = []
+    watch = ServiceWatch(registry, lambda name, old, new: events.append(name))
+    task = asyncio.create_task(watch.run())
+    try:
+        await _until(lambda: "late" in events, timeout=2.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def _until(check: Any, timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():

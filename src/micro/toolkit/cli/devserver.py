@@ -236,28 +236,45 @@ class ServiceWatch:
         self.seen: dict[str, Seen] = {}
 
     async def run(self) -> None:
-        """Read the registry, then again after each change (and every few seconds)."""
+        """Read the registry, then again after each change (and every few seconds).
+
+        The watch's next result is awaited by one task that lives across the periodic
+        re-reads (a timeout never cancels it: cancelling a watcher's ``anext`` ends the
+        watcher), and it is started before the registry is read, so that a change between
+        the read and the watch is not missed.
+        """
         watcher: Any = None
+        pending: asyncio.Future[Any] | None = None
         try:
             while True:
-                if watcher is None:  # watch first, so nothing between the read and it is missed
+                if watcher is None:
                     with contextlib.suppress(MicroError, OSError):
                         watcher = self.registry.watch()
+                if watcher is not None and pending is None:
+                    pending = asyncio.ensure_future(anext(watcher))
+                    await asyncio.sleep(0)  # let it reach the registry before the read
                 with contextlib.suppress(MicroError, OSError):
                     await self.refresh()
-                try:
-                    if watcher is None:
-                        await asyncio.sleep(_REFRESH)
-                    else:
-                        await asyncio.wait_for(anext(watcher), _REFRESH)
-                        await asyncio.sleep(_SETTLE)
-                except TimeoutError:
-                    pass
-                except (MicroError, OSError, StopAsyncIteration):
+                if pending is None:
+                    await asyncio.sleep(_REFRESH)
+                    continue
+                done, _ = await asyncio.wait({pending}, timeout=_REFRESH)
+                if not done:
+                    continue
+                failed, pending = pending.exception(), None
+                if failed is None:
+                    await asyncio.sleep(_SETTLE)
+                elif isinstance(failed, MicroError | OSError | StopAsyncIteration):
                     await _closed(watcher)
                     watcher = None
                     await asyncio.sleep(1.0)
+                else:
+                    raise failed
         finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
             await _closed(watcher)
 
     async def refresh(self) -> None:
