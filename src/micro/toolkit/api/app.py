@@ -8,7 +8,6 @@ or through the ``web`` proxy). Errors become go-micro's JSON error with the matc
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 import micro
-from micro import plugins
 from micro.client import Client
 from micro.errors import (
     BadRequest,
@@ -33,14 +31,14 @@ from micro.errors import (
 )
 from micro.registry import Registry, split_host_port
 from micro.selector import Selector
-from micro.settings import BACKEND_GROUPS, Settings, load
+from micro.settings import BACKEND_GROUPS, Settings
+from micro.toolkit._app import ToolkitApp
 from micro.toolkit.api._docs import docs_page
 from micro.toolkit.api._errors import API_ID, error_response
 from micro.toolkit.api._http import (
     RawResponse,
     decode_json,
     header,
-    lifespan,
     media_type,
     read_body,
 )
@@ -54,7 +52,7 @@ from micro.toolkit.api.handlers import (
     event_handler,
     rpc_handler,
 )
-from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, HeaderCheck, RateLimit
+from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, HeaderCheck
 from micro.toolkit.api.openapi import build_document
 from micro.toolkit.api.options import ApiOptions
 from micro.toolkit.api.proxy import http_handler, web_socket_proxy
@@ -81,7 +79,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-class Gateway:
+class Gateway(ToolkitApp[ApiOptions]):
     """The ``micro api`` ASGI application.
 
     Args:
@@ -111,26 +109,11 @@ class Gateway:
         auth: AuthCheck | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.options = options = options or ApiOptions()
-        options.check()
-        settings = settings if settings is not None else load(groups=BACKEND_GROUPS)
+        options = options or ApiOptions()
+        super().__init__(options, settings, BACKEND_GROUPS, registry, selector)
         self.resolver = make_resolver(options.resolver, options.namespace)
-        self._owned: list[Any] = []
-        if registry is None:
-            registry = plugins.create("registry", options.registry, settings=settings)
-            self._own(registry)
-        if selector is None:
-            selector = plugins.create("selector", settings=settings, registry=registry)
-            self._own(selector)
-        if client is None:
-            client = micro.Client(
-                registry=registry, selector=selector, timeout=options.timeout, settings=settings
-            )
-            self._own(client)
-        self.registry: Registry = registry
-        self.selector: Selector = selector
-        self.client: Client = client
-        self.catalog = Catalog(registry, options.namespace)
+        self.client = self._client(client)
+        self.catalog = Catalog(self.registry, options.namespace)
         timeout = options.timeout or 30.0
         self.upstream = Pool(
             connect_timeout=timeout,
@@ -141,68 +124,35 @@ class Gateway:
         self._doc: tuple[int, bytes] = (-1, b"")
         self._routes: dict[tuple[str, str, str], Route] = {}
         self._routes_version = -1
-        self._start_lock: asyncio.Lock | None = None
-        self._started = False
         self._app = self._stack(auth)
 
     def set_auth(self, check: AuthCheck | None) -> None:
         """Require a bearer token accepted by ``check`` (None: no auth) from now on."""
         self._app = self._stack(check)
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (start, close and the ASGI entry are ToolkitApp's) -----------------------
 
-    def _own(self, backend: Any) -> None:
-        """Close ``backend`` with this app, unless it is a per-process memory backend that
-        :func:`micro.plugins.create` shares by name (it outlives us, as a service's does)."""
-        if not plugins.is_shared(backend):
-            self._owned.append(backend)
+    async def _start_parts(self) -> None:
+        """Load the catalog."""
+        await self.catalog.start()
+        log.info(
+            "micro api: namespace %r, handler %s", self.options.namespace, self.options.handler
+        )
 
-    async def start(self) -> None:
-        """Start the registry, selector and client, and load the catalog (idempotent)."""
-        if self._started:
-            return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._started:
-                return
-            await self.registry.start()
-            await self.selector.start()
-            await self.client.start()
-            await self.catalog.start()
-            self._started = True
-            log.info(
-                "micro api: namespace %r, handler %s", self.options.namespace, self.options.handler
-            )
-
-    async def close(self) -> None:
-        """Stop watching and close what the gateway built; never raises."""
-        self._started = False
+    async def _close_parts(self) -> None:
+        """Stop watching, close the upstream pool; never raises."""
         await self.catalog.close()
         with contextlib.suppress(Exception):
             await self.upstream.close()
-        for backend in reversed(self._owned):  # the client, the selector, then the registry
-            with contextlib.suppress(Exception):
-                await backend.close()
 
     # -- ASGI -------------------------------------------------------------------------------
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send, self.start, self.close)
-            return
-        if not self._started:
-            await self.start()
-        await self._app(scope, receive, send)
 
     def _stack(self, auth: AuthCheck | None) -> ASGIApp:
         opts = self.options
         app: ASGIApp = self._dispatch
         if auth is not None:
             app = Auth(app, check=auth, exempt=frozenset(opts.auth_exempt))
-        if opts.rate_limit > 0:
-            burst = opts.rate_burst or max(1, int(opts.rate_limit))
-            app = RateLimit(app, rate=opts.rate_limit, burst=burst)
+        app = self._rate_limit(app)
         if opts.cors_origins:
             app = CORSMiddleware(
                 app,

@@ -9,12 +9,19 @@ underscore spellings (``--enable_rpc``) work.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from micro.settings import BACKEND_GROUPS, BY_NAME, Settings, SettingsError, add_arguments, load
+from micro.settings import BACKEND_GROUPS, Settings, SettingsError
+from micro.toolkit._app_cli import (
+    app_parser,
+    limit_options,
+    listen_address,
+    read_app_settings,
+    start_logging,
+    with_auth,
+)
 from micro.toolkit.api.options import ApiOptions
 
 __all__ = ["API_GROUPS", "build_options", "listen_address", "main", "parser", "read_settings"]
@@ -24,14 +31,12 @@ API_GROUPS = ("api", *BACKEND_GROUPS)
 
 def parser() -> argparse.ArgumentParser:
     """The ``micro api`` argument parser (only given flags land in the namespace)."""
-    p = argparse.ArgumentParser(
-        prog="micro api",
-        description="The API gateway: HTTP in front of the services in the registry. Every "
-        "option also reads its environment variable (in brackets); flags beat the environment.",
+    return app_parser(
+        "micro api",
+        API_GROUPS,
+        description="The API gateway: HTTP in front of the services in the registry.",
         epilog="example: micro api --address 127.0.0.1:8080 --namespace go.micro.api",
     )
-    add_arguments(p, API_GROUPS)
-    return p
 
 
 def read_settings(
@@ -46,8 +51,7 @@ def read_settings(
         SettingsError: a value does not parse (the message names the option).
         SystemExit: an unknown option or ``--help`` (argparse).
     """
-    flags = {k: v for k, v in vars(parser().parse_args(argv)).items() if k in BY_NAME}
-    return load(groups=API_GROUPS, flags={**(given or {}), **flags}, environ=environ)
+    return read_app_settings(parser(), API_GROUPS, argv, environ, given)
 
 
 def build_options(settings: Settings) -> ApiOptions:
@@ -67,27 +71,11 @@ def build_options(settings: Settings) -> ApiOptions:
         cors_methods=s["api_cors_allowed_methods"],
         cors_headers=s["api_cors_allowed_headers"],
         cors_credentials=s["api_cors_allow_credentials"],
-        max_body=s["api_max_body"],
-        read_timeout=s["api_read_timeout"],
-        header_timeout=s["api_header_timeout"],
-        idle_timeout=s["api_idle_timeout"],
-        max_connections=s["api_max_connections"],
-        rate_limit=s["api_rate_limit"],
-        rate_burst=s["api_rate_burst"],
-        timeout=s["api_timeout"],
-        access_log=not s["api_no_access_log"],
+        **limit_options(s, "api"),
         registry=None if s.get("proxy_address") else s["registry"],  # None: the proxy's
     )
     o.check()
     return o
-
-
-def listen_address(address: str) -> tuple[str, int]:
-    """``":8080"`` -> ``("0.0.0.0", 8080)``; ``"127.0.0.1:9000"`` -> as written."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--address {address!r}: expected host:port or :port")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None = None) -> int:
@@ -98,8 +86,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
     """
     try:
         settings = read_settings(argv, given=given)
-        level = str(settings["api_log_level"])
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+        level = start_logging(settings, "api")
         options = build_options(settings)
         host, port = listen_address(options.address)
         gateway = _gateway(options, settings)
@@ -114,11 +101,6 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
 
 
 def _gateway(options: ApiOptions, settings: Settings) -> Any:
-    from micro.toolkit.api import auth
     from micro.toolkit.api.app import Gateway
 
-    gateway = Gateway(options, settings=settings)
-    check = auth.from_settings(settings, gateway.client, "api")
-    if check is not None:
-        gateway.set_auth(check)
-    return gateway
+    return with_auth(Gateway(options, settings=settings), settings, "api")

@@ -327,7 +327,8 @@ def protocol_class(
 
 
 class Limits(Protocol):
-    """What :func:`server_config` reads of an app's options (``ApiOptions``, ``WebOptions``)."""
+    """What :func:`server_config` reads of an app's options (an ``ApiOptions``, ``WebOptions``,
+    ``ProxyOptions``: their common ``AppOptions``)."""
 
     idle_timeout: float
     header_timeout: float

@@ -10,7 +10,6 @@ the status of its code; a service's own error passes through unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import logging
@@ -21,16 +20,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 import micro
-from micro import plugins
 from micro.broker import Broker
 from micro.client import Client
 from micro.errors import MethodNotAllowed, MicroError, NotFound
 from micro.registry import Registry
 from micro.selector import Selector
-from micro.settings import PROXY_GROUPS, Settings, load
-from micro.toolkit.api._http import lifespan, read_body
+from micro.settings import PROXY_GROUPS, Settings
+from micro.toolkit._app import BrokerApp
 from micro.toolkit.api.app import Gateway
-from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, HeaderCheck, RateLimit
+from micro.toolkit.api.middleware import AccessLog, Auth, AuthCheck, HeaderCheck
 from micro.toolkit.api.options import ApiOptions
 from micro.toolkit.proxy._common import (
     PROXY_ID,
@@ -44,7 +42,6 @@ from micro.toolkit.proxy.broker import broker_http, broker_subscribe
 from micro.toolkit.proxy.options import ProxyOptions
 from micro.toolkit.proxy.registry import registry_http, registry_watch
 from micro.toolkit.proxy.rpc import rpc_http, rpc_stream
-from micro.toolkit.web._context import Streams
 
 __all__ = ["ProxyApp"]
 
@@ -55,7 +52,7 @@ HttpRoute = Callable[["ProxyApp", Scope, Receive, Send], Awaitable[None]]
 SocketRoute = Callable[["ProxyApp", WebSocket], Awaitable[None]]
 
 
-class ProxyApp:
+class ProxyApp(BrokerApp[ProxyOptions]):
     """The ``micro proxy`` ASGI application.
 
     Args:
@@ -87,40 +84,19 @@ class ProxyApp:
         auth: AuthCheck | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.options = options = options or ProxyOptions()
-        options.check()
-        self.settings = settings if settings is not None else load(groups=PROXY_GROUPS)
-        self._owned: list[Any] = []
-        if registry is None:
-            registry = plugins.create("registry", options.registry, settings=self.settings)
-            self._own(registry)
-        if selector is None:
-            selector = plugins.create("selector", settings=self.settings, registry=registry)
-            self._own(selector)
-        if client is None:
-            client = micro.Client(
-                registry=registry,
-                selector=selector,
-                timeout=options.timeout,
-                settings=self.settings,
-            )
-            self._own(client)
-        self.registry: Registry = registry
-        self.selector: Selector = selector
-        self.client: Client = client
-        self._broker = broker
-        self._broker_owned = False
-        self._broker_lock: asyncio.Lock | None = None
+        options = options or ProxyOptions()
+        super().__init__(options, settings, PROXY_GROUPS, registry, selector)
+        self.client = self._client(client)
+        self._init_streaming(broker, owned=False)
         # the gateway over the same backends serves the stream WebSockets (its protocol)
         self.gateway = Gateway(
             ApiOptions(namespace="", handler="rpc", access_log=False, max_body=options.max_body),
-            registry=registry,
-            selector=selector,
-            client=client,
+            registry=self.registry,
+            selector=self.selector,
+            client=self.client,
             settings=self.settings,
         )
-        self.companion = _companion(self.settings, registry)
-        self.streams = Streams()
+        self.companion = _companion(self.settings, self.registry)
         self.auth = auth
         self._http: dict[str, HttpRoute] = {
             "/registry": registry_http,
@@ -133,8 +109,6 @@ class ProxyApp:
             "/rpc": rpc_stream,
             "/broker": broker_subscribe,
         }
-        self._start_lock: asyncio.Lock | None = None
-        self._started = False
         self._app = self._stack()
 
     def set_auth(self, check: AuthCheck | None) -> None:
@@ -142,32 +116,14 @@ class ProxyApp:
         self.auth = check
         self._app = self._stack()
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (start, close, the broker and the ASGI entry are BrokerApp's) -----------
 
-    def _own(self, backend: Any) -> None:
-        """Close ``backend`` with this app, unless it is a per-process memory backend that
-        :func:`micro.plugins.create` shares by name (it outlives us, as a service's does)."""
-        if not plugins.is_shared(backend):
-            self._owned.append(backend)
-
-    async def start(self) -> None:
-        """Start the registry, selector, client and the companion app's care (idempotent)."""
-        if self._started:
-            return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._started:
-                return
-            await self.registry.start()
-            await self.selector.start()
-            await self.client.start()
-            if self.companion is not None:
-                await self.companion.start()
-            if self.streams.ended:  # started again after close(): sockets may open again
-                self.streams = Streams()
-            self._started = True
-            log.info("micro proxy: registry %s", self.registry.name)
+    async def _start_parts(self) -> None:
+        """Start the companion app's care."""
+        if self.companion is not None:
+            await self.companion.start()
+        self._reopen_streams()
+        log.info("micro proxy: registry %s", self.registry.name)
 
     def end_streams(self) -> None:
         """End every open WebSocket (watch, stream, subscription) now, and any opened later:
@@ -175,49 +131,16 @@ class ProxyApp:
         broker. Call it when the server begins to shut down. Never raises."""
         self.streams.end()
 
-    async def close(self) -> None:
-        """End the sockets, stop the companion and close what the proxy built; never raises."""
-        self._started = False
+    async def _close_parts(self) -> None:
+        """End the sockets, stop the companion, close the gateway and the broker if the
+        proxy built it; never raises."""
         self.end_streams()
         if self.companion is not None:
             with contextlib.suppress(Exception):
                 await self.companion.close()
         with contextlib.suppress(Exception):
             await self.gateway.close()
-        if self._broker is not None and self._broker_owned:
-            with contextlib.suppress(Exception):
-                await self._broker.disconnect()
-            self._broker, self._broker_owned = None, False
-        for backend in reversed(self._owned):  # the client, the selector, then the registry
-            with contextlib.suppress(Exception):
-                await backend.close()
-
-    @property
-    def broker(self) -> Broker:
-        """The broker of ``/broker``, built on first use from the settings (as a service's);
-        :meth:`connected_broker` also connects it."""
-        if self._broker is None:
-            self._broker = plugins.create_broker(settings=self.settings, registry=self.registry)
-            self._broker_owned = True
-        return self._broker
-
-    async def connected_broker(self) -> Broker:
-        """:attr:`broker`, connected (once, however many requests ask at the same time).
-
-        Raises:
-            BrokerError: the broker cannot be reached.
-        """
-        if self._broker_lock is None:
-            self._broker_lock = asyncio.Lock()
-        async with self._broker_lock:
-            broker = self.broker
-            await broker.connect()
-        return broker
-
-    async def read_body(self, scope: Scope, receive: Receive) -> bytes:
-        """The request body within the size limit and read timeout (413, 408 beyond)."""
-        opts = self.options
-        return await read_body(scope, receive, limit=opts.max_body, timeout=opts.read_timeout)
+        await self._close_broker()
 
     async def close_socket(self, ws: WebSocket) -> None:
         """Close ``ws`` if it is still open: 1000, or 1001 when the proxy is stopping."""
@@ -227,22 +150,12 @@ class ProxyApp:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send, self.start, self.close)
-            return
-        if not self._started:
-            await self.start()
-        await self._app(scope, receive, send)
-
     def _stack(self) -> ASGIApp:
         opts = self.options
         app: ASGIApp = self._dispatch
         if self.auth is not None:
             app = Auth(app, check=self.auth, exempt=frozenset(opts.auth_exempt))
-        if opts.rate_limit > 0:
-            burst = opts.rate_burst or max(1, int(opts.rate_limit))
-            app = RateLimit(app, rate=opts.rate_limit, burst=burst)
+        app = self._rate_limit(app)
         app = HeaderCheck(app)
         app = WebSocketRefusals(app)
         if opts.access_log:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
 import os
 import ssl
 import sys
@@ -22,8 +21,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from micro.errors import MicroError
-from micro.settings import BY_NAME, PROXY_GROUPS, Settings, SettingsError, add_arguments, load
-from micro.toolkit.api.cli import listen_address
+from micro.settings import PROXY_GROUPS, Settings, SettingsError
+from micro.toolkit._app_cli import (
+    app_parser,
+    limit_options,
+    listen_address,
+    read_app_settings,
+    start_logging,
+    with_auth,
+)
 from micro.toolkit.proxy.options import ProxyOptions
 
 __all__ = ["PROXY_GROUPS", "build_options", "listen_host", "main", "parser", "read_settings"]
@@ -37,16 +43,14 @@ WRONG_ADDRESS_FLAG = (
 
 def parser() -> argparse.ArgumentParser:
     """The ``micro proxy`` argument parser (only given flags land in the namespace)."""
-    p = argparse.ArgumentParser(
-        prog="micro proxy",
+    return app_parser(
+        "micro proxy",
+        PROXY_GROUPS,
         description="The proxy: one address through which clients outside the network list, "
-        "call, stream, publish and subscribe. Every option also reads its environment "
-        "variable (in brackets); flags beat the environment.",
+        "call, stream, publish and subscribe.",
         epilog="example: micro proxy --address :8081 --auth-tokens s3cret "
         "--tls-cert-file proxy.pem --tls-key-file proxy.key",
     )
-    add_arguments(p, PROXY_GROUPS)
-    return p
 
 
 def read_settings(
@@ -61,8 +65,7 @@ def read_settings(
         SettingsError: a value does not parse (the message names the option).
         SystemExit: an unknown option or ``--help`` (argparse).
     """
-    flags = {k: v for k, v in vars(parser().parse_args(argv)).items() if k in BY_NAME}
-    return load(groups=PROXY_GROUPS, flags={**(given or {}), **flags}, environ=environ)
+    return read_app_settings(parser(), PROXY_GROUPS, argv, environ, given)
 
 
 def build_options(settings: Settings) -> ProxyOptions:
@@ -80,15 +83,7 @@ def build_options(settings: Settings) -> ProxyOptions:
         tls_client_ca_file=s["proxy_tls_client_ca_file"],
         allow_services=tuple(s["proxy_allow_services"]),
         allow_topics=tuple(s["proxy_allow_topics"]),
-        max_body=s["proxy_max_body"],
-        read_timeout=s["proxy_read_timeout"],
-        header_timeout=s["proxy_header_timeout"],
-        idle_timeout=s["proxy_idle_timeout"],
-        max_connections=s["proxy_max_connections"],
-        rate_limit=s["proxy_rate_limit"],
-        rate_burst=s["proxy_rate_burst"],
-        timeout=s["proxy_timeout"],
-        access_log=not s["proxy_no_access_log"],
+        **limit_options(s, "proxy"),
         registry=s["registry"],
     )
     o.check()
@@ -133,8 +128,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
         return 2
     try:
         settings = read_settings(args, given=given)
-        level = str(settings["proxy_log_level"])
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+        level = start_logging(settings, "proxy")
         options = build_options(settings)
         host, port = listen_address(options.address)
         app = _app(options, settings)
@@ -190,11 +184,6 @@ def _tls_problem(options: ProxyOptions) -> str | None:
 
 
 def _app(options: ProxyOptions, settings: Settings) -> Any:
-    from micro.toolkit.api import auth
     from micro.toolkit.proxy.app import ProxyApp
 
-    app = ProxyApp(options, settings=settings)
-    check = auth.from_settings(settings, app.client, "proxy")
-    if check is not None:
-        app.set_auth(check)
-    return app
+    return with_auth(ProxyApp(options, settings=settings), settings, "proxy")

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from micro.toolkit._options import AppOptions
+
 __all__ = ["ProxyOptions"]
 
 
 @dataclass
-class ProxyOptions:
-    """Everything ``micro proxy`` can be told (flags and ``MICRO_PROXY_*`` env vars alike).
+class ProxyOptions(AppOptions):
+    """Everything ``micro proxy`` can be told (flags and ``MICRO_PROXY_*`` env vars alike):
+    the proxy's own options below, and the limits, ``timeout``, ``access_log`` (on
+    ``micro.proxy.access``), ``auth_exempt`` and ``registry`` of :class:`AppOptions`.
 
     Attributes:
         address: ``host:port`` to listen on (``:8081``: every interface, but see
@@ -21,16 +25,6 @@ class ProxyOptions:
         tls_client_ca_file: require client certificates signed by this CA (mutual TLS).
         allow_services: shell globs of the services the proxy forwards to (empty: all).
         allow_topics: shell globs of the topics it publishes and subscribes to (empty: all).
-        max_body: largest request body or WebSocket message in bytes (413 beyond it).
-        read_timeout: seconds a client gets to send its body (408 beyond it).
-        header_timeout, idle_timeout, max_connections: the HTTP connections' limits, as
-            ``micro api``'s.
-        rate_limit: requests per second per client address (0: unlimited); 429 beyond it.
-        rate_burst: bucket size of the rate limit (default: max(1, rate_limit)).
-        timeout: seconds per service call (None: the client's, ``MICRO_CLIENT_REQUEST_TIMEOUT``).
-        access_log: log one line per request on ``micro.proxy.access``.
-        auth_exempt: paths that need no token when auth is on.
-        registry: registry backend name (None: ``MICRO_REGISTRY``, else mdns).
     """
 
     address: str = ":8081"
@@ -40,31 +34,10 @@ class ProxyOptions:
     tls_client_ca_file: str | None = None
     allow_services: tuple[str, ...] = ()
     allow_topics: tuple[str, ...] = ()
-    max_body: int = 10 * 1024 * 1024
-    read_timeout: float = 30.0
-    header_timeout: float = 30.0
-    idle_timeout: float = 60.0
-    max_connections: int = 1000
-    rate_limit: float = 0.0
-    rate_burst: int = 0
-    timeout: float | None = None
-    access_log: bool = True
-    auth_exempt: tuple[str, ...] = ("/health",)
-    registry: str | None = None
 
     def check(self) -> None:
         """Raise ValueError naming the first invalid setting."""
-        if self.max_body < 0:
-            raise ValueError("max_body must be >= 0")
-        for name in ("read_timeout", "header_timeout", "idle_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.max_connections < 0:
-            raise ValueError("max_connections must be >= 0")
-        if self.rate_limit < 0:
-            raise ValueError("rate_limit must be >= 0")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError("timeout must be > 0")
+        super().check()
         if self.tls_key_file and not self.tls_cert_file:
             raise ValueError("--tls-key-file needs --tls-cert-file")
         if self.tls_client_ca_file and not self.tls_cert_file:

@@ -28,14 +28,14 @@ from micro.client import Client
 from micro.errors import MicroError, NotFound, RegistryError, ServiceNotFound
 from micro.registry import Registry
 from micro.selector import Selector
-from micro.settings import Settings, load
+from micro.settings import Settings
+from micro.toolkit._app import BrokerApp
 from micro.toolkit.api._errors import error_response
-from micro.toolkit.api._http import header, lifespan, read_body
+from micro.toolkit.api._http import header
 from micro.toolkit.api._upstream import Pool
 from micro.toolkit.api.app import Gateway
-from micro.toolkit.api.middleware import AccessLog, AuthCheck, HeaderCheck, RateLimit
+from micro.toolkit.api.middleware import AccessLog, AuthCheck, HeaderCheck
 from micro.toolkit.api.options import ApiOptions
-from micro.toolkit.web._context import Streams
 from micro.toolkit.web.cli import WEB_GROUPS
 from micro.toolkit.web.options import NAME_PATTERN, WebOptions
 from micro.toolkit.web.pages import Assets, not_found_page, with_snapshot
@@ -68,7 +68,7 @@ _LIST_TIMEOUT = 5.0
 _encoder = msgspec.json.Encoder()
 
 
-class Dashboard:
+class Dashboard(BrokerApp[WebOptions]):
     """The ``micro web`` ASGI application.
 
     Args:
@@ -105,38 +105,19 @@ class Dashboard:
         auth: AuthCheck | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.options = options = options or WebOptions()
-        options.check()
-        self.settings = settings if settings is not None else load(groups=WEB_GROUPS)
-        self._owned: list[Any] = []
-        if registry is None:
-            registry = plugins.create("registry", options.registry, settings=self.settings)
-            self._own(registry)
-        if selector is None:
-            selector = plugins.create("selector", settings=self.settings, registry=registry)
-            self._own(selector)
+        options = options or WebOptions()
+        super().__init__(options, settings, WEB_GROUPS, registry, selector)
         broker_owned = False
         if client is None:
             from micro.toolkit.web.calls import record_node
 
             if broker is None:  # one broker for the pages and the terminal's publish
-                broker = plugins.create_broker(settings=self.settings, registry=registry)
+                broker = plugins.create_broker(settings=self.settings, registry=self.registry)
                 broker_owned = True  # built, not connected: it connects on first use
-            client = micro.Client(
-                registry=registry,
-                selector=selector,
-                timeout=options.timeout,
-                settings=self.settings,
-                broker=broker,
-                wrappers=[record_node],  # so /_/call can say which node answered
-            )
-            self._own(client)
-        self.registry: Registry = registry
-        self.selector: Selector = selector
-        self.client: Client = client
-        self._broker = broker
-        self._broker_owned = broker_owned
-        self._broker_lock: asyncio.Lock | None = None
+            # record_node: so /_/call can say which node answered
+            client = self._client(None, broker=broker, wrappers=[record_node])
+        self.client = client
+        self._init_streaming(broker, owned=broker_owned)
         self.auth: AuthCheck | None = auth
         self.gateway = Gateway(
             ApiOptions(
@@ -148,8 +129,8 @@ class Dashboard:
                 timeout=options.timeout,
                 access_log=False,
             ),
-            registry=registry,
-            selector=selector,
+            registry=self.registry,
+            selector=self.selector,
             client=client,
             settings=self.settings,
         )
@@ -163,11 +144,8 @@ class Dashboard:
         self.proxy = WebProxy(self)
         from micro.toolkit.web import live
 
-        self.streams = Streams()
         self.live = live.Live(self)
         self.routes: dict[str, ASGIApp] = self._route_table()
-        self._start_lock: asyncio.Lock | None = None
-        self._started = False
         self._app = self._stack()
 
     def set_auth(self, check: AuthCheck | None) -> None:
@@ -175,31 +153,13 @@ class Dashboard:
         self.auth = check
         self._app = self._stack()
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (start, close, the broker and the ASGI entry are BrokerApp's) -----------
 
-    def _own(self, backend: Any) -> None:
-        """Close ``backend`` with this app, unless it is a per-process memory backend that
-        :func:`micro.plugins.create` shares by name (it outlives us, as a service's does)."""
-        if not plugins.is_shared(backend):
-            self._owned.append(backend)
-
-    async def start(self) -> None:
-        """Start the registry, selector, client and the live data (idempotent)."""
-        if self._started:
-            return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._started:
-                return
-            await self.registry.start()
-            await self.selector.start()
-            await self.client.start()
-            await self.live.start()
-            if self.streams.ended:  # started again after close(): streams may open again
-                self.streams = Streams()
-            self._started = True
-            log.info("micro web: namespace %r", self.options.namespace)
+    async def _start_parts(self) -> None:
+        """Start the live data."""
+        await self.live.start()
+        self._reopen_streams()
+        log.info("micro web: namespace %r", self.options.namespace)
 
     def end_streams(self) -> None:
         """End every open ``/_/events`` and ``/_/tail`` event stream and ``/_/stream``
@@ -208,10 +168,9 @@ class Dashboard:
         connections to close: those answers have no end of their own. Never raises."""
         self.streams.end()
 
-    async def close(self) -> None:
-        """End the streams, stop the live data and close what the dashboard built; never
-        raises."""
-        self._started = False
+    async def _close_parts(self) -> None:
+        """End the streams, stop the live data, close the gateway, the upstream pool and the
+        broker if the dashboard built it; never raises."""
         self.end_streams()
         with contextlib.suppress(Exception):
             await self.live.close()
@@ -219,52 +178,9 @@ class Dashboard:
             await self.gateway.close()
         with contextlib.suppress(Exception):
             await self.upstream.close()
-        if self._broker is not None and self._broker_owned:
-            with contextlib.suppress(Exception):
-                await self._broker.disconnect()
-            if self._broker is not getattr(self.client, "broker", None):
-                self._broker = None  # built again on next use; the client's stays its own
-                self._broker_owned = False
-        for backend in reversed(self._owned):  # the client, the selector, then the registry
-            with contextlib.suppress(Exception):
-                await backend.close()
-
-    @property
-    def broker(self) -> Broker:
-        """The broker for publish and the topic tail, built on first use (from the
-        settings, as a service's); :meth:`connected_broker` also connects it."""
-        if self._broker is None:
-            self._broker = plugins.create_broker(settings=self.settings, registry=self.registry)
-            self._broker_owned = True
-        return self._broker
-
-    async def connected_broker(self) -> Broker:
-        """:attr:`broker`, connected (once; ``connect`` is idempotent).
-
-        Raises:
-            BrokerError: the broker cannot be reached.
-        """
-        if self._broker_lock is None:
-            self._broker_lock = asyncio.Lock()
-        async with self._broker_lock:
-            broker = self.broker
-            await broker.connect()
-        return broker
-
-    async def read_body(self, scope: Scope, receive: Receive) -> bytes:
-        """The request body within the size limit and read timeout (413, 408 beyond)."""
-        opts = self.options
-        return await read_body(scope, receive, limit=opts.max_body, timeout=opts.read_timeout)
+        await self._close_broker()
 
     # -- ASGI -------------------------------------------------------------------------------
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send, self.start, self.close)
-            return
-        if not self._started:
-            await self.start()
-        await self._app(scope, receive, send)
 
     def _stack(self) -> ASGIApp:
         opts = self.options
@@ -273,9 +189,7 @@ class Dashboard:
             exempt = frozenset({*opts.auth_exempt, "/health", "/login", "/favicon.ico"})
             app = WebAuth(app, check=self.auth, exempt=exempt)
         app = SameOrigin(app)
-        if opts.rate_limit > 0:
-            burst = opts.rate_burst or max(1, int(opts.rate_limit))
-            app = RateLimit(app, rate=opts.rate_limit, burst=burst)
+        app = self._rate_limit(app)
         app = SecurityHeaders(app)
         app = HeaderCheck(app)
         if opts.access_log:

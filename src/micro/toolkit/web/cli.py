@@ -9,13 +9,19 @@ The options are the ``web`` group of :mod:`micro.settings` (every flag also read
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from micro.settings import BACKEND_GROUPS, BY_NAME, Settings, SettingsError, add_arguments, load
-from micro.toolkit.api.cli import listen_address
+from micro.settings import BACKEND_GROUPS, Settings, SettingsError
+from micro.toolkit._app_cli import (
+    app_parser,
+    limit_options,
+    listen_address,
+    read_app_settings,
+    start_logging,
+    with_auth,
+)
 from micro.toolkit.web.options import WebOptions
 
 __all__ = ["WEB_GROUPS", "build_options", "main", "parser", "read_settings"]
@@ -26,15 +32,13 @@ WEB_GROUPS = ("web", *BACKEND_GROUPS)
 
 def parser() -> argparse.ArgumentParser:
     """The ``micro web`` argument parser (only given flags land in the namespace)."""
-    p = argparse.ArgumentParser(
-        prog="micro web",
+    return app_parser(
+        "micro web",
+        WEB_GROUPS,
         description="The web dashboard (services, calls, publish, a terminal) and the reverse "
-        "proxy to the web services at /[name]. Every option also reads its environment "
-        "variable (in brackets); flags beat the environment.",
+        "proxy to the web services at /[name].",
         epilog="example: micro web --address 127.0.0.1:8082 --auth-tokens s3cret",
     )
-    add_arguments(p, WEB_GROUPS)
-    return p
 
 
 def read_settings(
@@ -49,8 +53,7 @@ def read_settings(
         SettingsError: a value does not parse (the message names the option).
         SystemExit: an unknown option or ``--help`` (argparse).
     """
-    flags = {k: v for k, v in vars(parser().parse_args(argv)).items() if k in BY_NAME}
-    return load(groups=WEB_GROUPS, flags={**(given or {}), **flags}, environ=environ)
+    return read_app_settings(parser(), WEB_GROUPS, argv, environ, given)
 
 
 def build_options(settings: Settings) -> WebOptions:
@@ -63,17 +66,9 @@ def build_options(settings: Settings) -> WebOptions:
     o = WebOptions(
         address=s["web_address"],
         namespace=s["web_namespace"],
-        max_body=s["web_max_body"],
-        read_timeout=s["web_read_timeout"],
-        header_timeout=s["web_header_timeout"],
-        idle_timeout=s["web_idle_timeout"],
-        max_connections=s["web_max_connections"],
-        rate_limit=s["web_rate_limit"],
-        rate_burst=s["web_rate_burst"],
-        timeout=s["web_timeout"],
         stats_interval=s["web_stats_interval"],
         stats_window=s["web_stats_window"],
-        access_log=not s["web_no_access_log"],
+        **limit_options(s, "web"),
         registry=None if s.get("proxy_address") else s["registry"],  # None: the proxy's
     )
     o.check()
@@ -88,8 +83,7 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
     """
     try:
         settings = read_settings(argv, given=given)
-        level = str(settings["web_log_level"])
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(message)s")
+        level = start_logging(settings, "web")
         options = build_options(settings)
         host, port = listen_address(options.address)
         dashboard = _dashboard(options, settings)
@@ -105,11 +99,6 @@ def main(argv: Sequence[str] | None = None, *, given: Mapping[str, str] | None =
 
 
 def _dashboard(options: WebOptions, settings: Settings) -> Any:
-    from micro.toolkit.api import auth
     from micro.toolkit.web.app import Dashboard
 
-    dashboard = Dashboard(options, settings=settings)
-    check = auth.from_settings(settings, dashboard.client, "web")
-    if check is not None:
-        dashboard.set_auth(check)
-    return dashboard
+    return with_auth(Dashboard(options, settings=settings), settings, "web")
