@@ -294,6 +294,23 @@ def test_the_cli_lists_gets_and_calls_through_the_proxy(
     assert direct == {"msg": "Hello node"}
 
 
+@MDNS
+def test_the_demos_greeter_answers_the_readme_call_from_outside(
+    remote_env: RemoteEnv, proxy: Proxy
+) -> None:
+    # the demo's own greeter (examples/greeter/server.py, registered as "greeter") inside the
+    # namespace, and the README's call run on the host word for word but for --proxy-address
+    demo = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "server.py"
+    started = remote_env.start(str(demo), label="demo-greeter")
+    try:
+        remote_env.wait_registered("greeter")
+        done = via(proxy, "call", "greeter", "Greeter.SayHello", '{"name":"John"}')
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"msg": "Hello John"}
+    finally:
+        remote_env.ns.kill(started, signal.SIGTERM)
+
+
 @BOTH
 def test_the_cli_streams_through_the_proxy(remote_env: RemoteEnv, proxy: Proxy) -> None:
     counted = via_json(proxy, "stream", remote_env.counter, "Counter.Count", '{"to":3,"delay":0}')
