@@ -211,10 +211,8 @@ class ProxyClient(Client):
         headers = self._headers(opts.metadata)
         headers["Timeout"] = _seconds(remaining)
         try:
-            data = await self.link.request(
-                "POST",
-                "/rpc",
-                body=msgspec.json.encode(body),
+            data = await self.link.call(
+                msgspec.json.encode(body),
                 headers=headers,
                 timeout=remaining,
                 what=f"call timeout: {req.service} {req.endpoint}",
