@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 import aiohttp
 import msgspec
 
+from micro.client.deadline import TaskDeadline
 from micro.client.pool import Conn, Pool
 from micro.errors import ConnectError, ConnectionClosed, MicroError, Timeout, Unauthorized
 from micro.transport import Message
@@ -306,7 +307,8 @@ class ProxyLink:
         the request is ``ConnectionClosed``, never sent again.
         """
         limit = self.timeout if timeout is None else timeout
-        deadline = asyncio.get_running_loop().time() + max(limit, 0.001)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(limit, 0.001)
         pool = self._pool
         if pool is None:
             pool = self._pool = Pool(self._calls, ttl=CALL_TTL)
@@ -314,23 +316,25 @@ class ProxyLink:
             headers.pop(name, None)
         message = Message(headers, body)
         conn = pool.take(self.node_address) or await self._connect(pool.get, deadline)
+        expiry = TaskDeadline(deadline, loop)
         try:
             try:
-                async with asyncio.timeout_at(deadline):
-                    answer = await self._exchange(conn, message)
+                answer = await self._exchange(conn, message)
             except _Unread:
                 await pool.discard(conn)
                 conn = await self._connect(pool.connect, deadline)
-                async with asyncio.timeout_at(deadline):
-                    answer = await self._exchange(conn, message)
+                answer = await self._exchange(conn, message)
         except BaseException as exc:
+            timed_out = isinstance(exc, asyncio.CancelledError) and expiry.expired()
             await pool.discard(conn)
-            if isinstance(exc, MicroError) or not isinstance(exc, OSError):
-                raise
-            if not isinstance(exc, TimeoutError):  # (TimeoutError is an OSError)
+            if timed_out:
+                detail = f"{what or 'POST /rpc'}: the proxy at {self.url} did not answer "
+                raise Timeout(f"{detail}within {limit:g}s", id=ERROR_ID) from None
+            if isinstance(exc, OSError) and not isinstance(exc, MicroError):
                 raise self.lost(exc) from exc
-            detail = f"{what or 'POST /rpc'}: the proxy at {self.url} did not answer "
-            raise Timeout(f"{detail}within {limit:g}s", id=ERROR_ID) from exc
+            raise
+        finally:
+            expiry.cancel()
         if not pool.put(conn):
             await pool.discard(conn)
         error = answer.header.get("Micro-Error")
