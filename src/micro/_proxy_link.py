@@ -1,4 +1,4 @@
-"""The connection to one ``micro proxy``: HTTP requests and WebSockets on aiohttp.
+"""The connection to one ``micro proxy``: calls on micro's HTTP/1.1 client, the rest on aiohttp.
 
 The proxy backends (:mod:`micro.registry.proxy`, :mod:`micro.broker.proxy`,
 :mod:`micro.client.proxy`) each hold one :class:`ProxyLink`. It parses the address
