@@ -1,4 +1,4 @@
-"""The connection to one ``micro proxy``: HTTP requests and WebSockets on aiohttp.
+"""The connection to one ``micro proxy``: calls on micro's HTTP/1.1 client, the rest on aiohttp.
 
 The proxy backends (:mod:`micro.registry.proxy`, :mod:`micro.broker.proxy`,
 :mod:`micro.client.proxy`) each hold one :class:`ProxyLink`. It parses the address
@@ -16,10 +16,17 @@ into the error tree of :mod:`micro.errors`:
   the service or the proxy raised); any other error answer: ``MicroError`` with the HTTP
   status as code and the body as detail.
 
-One ``aiohttp.ClientSession`` per link, made in the running loop on first use and closed by
-:meth:`ProxyLink.close`. Idle connections are kept for :data:`KEEPALIVE` seconds only, less
-than a server's idle timeout, so a request is not written to a connection the proxy is
-closing (which would leave it unknown whether the request arrived).
+Calls (``POST /rpc``, :meth:`ProxyLink.call`) go on micro's own HTTP/1.1 client, the one
+``micro.Client`` speaks to services with (:class:`~micro.transport.http.HttpTransport` and
+its connection :class:`~micro.client.pool.Pool`): a fraction of aiohttp's CPU per request.
+It carries the path, the token and TLS; a kept-alive connection the proxy closed is caught
+before the request leaves, and a request the proxy's system provably discarded unread (a
+reset with nothing answered) is sent once more on a new connection. Everything else
+(registry, broker, WebSockets) is on one ``aiohttp.ClientSession`` per link, made in the
+running loop on first use and closed by :meth:`ProxyLink.close`; its idle connections are
+kept for :data:`KEEPALIVE` seconds only, less than a server's idle timeout, so a request is
+not written to a connection the proxy is closing (which would leave it unknown whether the
+request arrived).
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 import aiohttp
 import msgspec
 
+from micro.client.deadline import TaskDeadline
+from micro.client.pool import Conn, Pool
 from micro.errors import ConnectError, ConnectionClosed, MicroError, Timeout, Unauthorized
+from micro.transport import Message
+from micro.transport.http import HttpTransport
 
 __all__ = ["KEEPALIVE", "Address", "ProxyLink", "ProxyUnreachable", "parse_address"]
 
@@ -43,10 +54,21 @@ HEARTBEAT = 20.0
 """Seconds between our WebSocket pings: a proxy gone silent ends the socket after two."""
 MAX_MESSAGE = 64 * 1024 * 1024
 """Largest WebSocket message accepted from the proxy."""
+CALL_TTL = 30.0
+"""Seconds a connection for calls is reused after it opened (under the proxy's 60 s idle
+timeout, and under the idle limits of the usual load balancers in between)."""
 ERROR_ID = "go.micro.client"
 _CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(
     t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
 )
+
+
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+_Dial = Callable[..., Awaitable[Conn]]
+
+
+class _Unread(Exception):
+    """A pooled connection was closed or reset before it read the request."""
 
 
 class ProxyUnreachable(ConnectError):
@@ -155,11 +177,21 @@ class ProxyLink:
             _ssl_context(tls_ca, tls_cert, tls_key) if self.base.scheme == "https" else False
         )
         self._client_cert = bool(tls_cert)
+        if token and not token.isprintable():
+            raise ValueError("proxy_token holds a control character")
         self.token = token or None
         self.timeout = timeout
         self.dial_timeout = dial_timeout
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: aiohttp.ClientSession | None = None
+        self._calls = HttpTransport(
+            max_body=MAX_MESSAGE,
+            dial_timeout=dial_timeout,
+            path=urllib.parse.quote(self.base.prefix, safe=_PATH_SAFE) + "/rpc",
+            headers={"Content-Type": "application/json", **self._headers},
+            tls=self._ssl if isinstance(self._ssl, ssl.SSLContext) else None,
+        )
+        self._pool: Pool | None = None
 
     def __repr__(self) -> str:
         return f"ProxyLink({self.url!r})"
@@ -186,8 +218,12 @@ class ProxyLink:
         return self._session
 
     async def close(self) -> None:
-        """Close the session and its connections (a later request opens a new one);
+        """Close the session and the connections (a later request opens new ones);
         idempotent, never raises."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+        await self._calls.close()
         session, self._session = self._session, None
         if session is not None:
             try:
@@ -254,6 +290,83 @@ class ProxyLink:
             raise self.error(status, data)
         return data
 
+    async def call(
+        self,
+        body: bytes,
+        *,
+        headers: dict[str, str],
+        timeout: float | None = None,
+        what: str = "",
+    ) -> bytes:
+        """``POST /rpc`` (JSON ``body``, ``headers`` added to the link's) on a pooled
+        keep-alive connection; the body of a 2xx answer. Errors as :meth:`request`'s.
+
+        A pooled connection whose close (or reset) was seen before the request left, or
+        that was reset with nothing answered (the request discarded unread), is replaced
+        by a new connection once; a connection that broke after the proxy may have read
+        the request is ``ConnectionClosed``, never sent again.
+        """
+        limit = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(limit, 0.001)
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = Pool(self._calls, ttl=CALL_TTL)
+        for name in self._calls.headers:  # the link's own (the token) are sent once
+            headers.pop(name, None)
+        message = Message(headers, body)
+        conn = pool.take(self.node_address) or await self._connect(pool.get, deadline)
+        expiry = TaskDeadline(deadline, loop)
+        try:
+            try:
+                answer = await self._exchange(conn, message)
+            except _Unread:
+                await pool.discard(conn)
+                conn = await self._connect(pool.connect, deadline)
+                answer = await self._exchange(conn, message)
+        except BaseException as exc:
+            timed_out = isinstance(exc, asyncio.CancelledError) and expiry.expired()
+            await pool.discard(conn)
+            if timed_out:
+                detail = f"{what or 'POST /rpc'}: the proxy at {self.url} did not answer "
+                raise Timeout(f"{detail}within {limit:g}s", id=ERROR_ID) from None
+            if isinstance(exc, OSError) and not isinstance(exc, MicroError):
+                raise self.lost(exc) from exc
+            raise
+        finally:
+            expiry.cancel()
+        if not pool.put(conn):
+            await pool.discard(conn)
+        error = answer.header.get("Micro-Error")
+        if error is None:
+            return answer.body
+        status = MicroError.parse(error).code  # the transport's, from the HTTP status
+        if 200 <= status < 300:
+            return answer.body
+        raise self.error(status, answer.body)
+
+    async def _connect(self, get: _Dial, deadline: float) -> Conn:
+        """A connection from ``get`` (the pool's ``get`` or ``connect``) within the dial
+        timeout; a failure is :class:`ProxyUnreachable`."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            return await get(self.node_address, timeout=min(self.dial_timeout, remaining))
+        except ConnectError as exc:
+            raise self.unreachable(exc.__cause__ or exc) from exc
+
+    async def _exchange(self, conn: Conn, message: Message) -> Message:
+        """Send ``message`` on ``conn``, the answer. :class:`_Unread` when a reused
+        connection provably did not read it; ``ConnectionClosed`` when it broke after."""
+        sent = False
+        try:
+            await conn.socket.send(message)
+            sent = True
+            return await conn.socket.recv()
+        except ConnectError as exc:
+            if conn.reused and not (sent and conn.socket.answered):
+                raise _Unread from exc
+            raise self.lost(exc) from exc
+
     async def get_json(self, path: str, *, params: Mapping[str, str] | None = None) -> Any:
         """``GET path`` decoded from JSON (a malformed answer is a ``ConnectError``)."""
         data = await self.request("GET", path, params=params)
@@ -306,7 +419,7 @@ class ProxyLink:
         error = ProxyUnreachable(
             f"cannot reach the proxy at {self.url}: {_reason(exc)}", id=ERROR_ID
         )
-        if isinstance(exc, aiohttp.ClientSSLError):
+        if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
             error.retryable = False
         return error
 
@@ -364,6 +477,8 @@ def _reason(exc: BaseException) -> str:
         cause = exc.certificate_error
     elif isinstance(exc, aiohttp.ClientConnectorError):
         cause = exc.os_error
+    if isinstance(cause, MicroError):  # our transport's, naming what happened
+        return cause.detail
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"certificate rejected: {cause.verify_message or cause.reason or cause}"
     if isinstance(cause, ssl.SSLError):

@@ -1,6 +1,8 @@
 """The laptop side's connection to a proxy (micro._proxy_link), against small aiohttp
 servers that answer what a broken or refusing proxy would: address forms, TLS (system CAs,
-a private CA, mutual TLS), the token header, and every failure mapped to the error tree."""
+a private CA, mutual TLS), the token header, and every failure mapped to the error tree.
+Each HTTP case runs on both of the link's HTTP paths (``ask``): aiohttp's (``request``:
+registry and broker) and micro's own client (``call``: ``POST /rpc``)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from micro.errors import (
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[..., Awaitable[str]]
+Ask = Callable[..., Awaitable[bytes]]
 
 
 # -- address forms -------------------------------------------------------------------------
@@ -131,6 +134,19 @@ async def serve() -> AsyncIterator[Serve]:
         await server.stop()
 
 
+@pytest.fixture(params=["request", "call"])
+def ask(request: pytest.FixtureRequest) -> Ask:
+    """``ask(link, timeout=None)``: one ``POST /rpc`` of ``{}`` on one of the link's paths."""
+
+    async def through_aiohttp(link: ProxyLink, timeout: float | None = None) -> bytes:
+        return await link.request("POST", "/rpc", body=b"{}", timeout=timeout)
+
+    async def through_call(link: ProxyLink, timeout: float | None = None) -> bytes:
+        return await link.call(b"{}", headers={}, timeout=timeout)
+
+    return through_aiohttp if request.param == "request" else through_call
+
+
 def _json(status: int, text: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=status, text=text, content_type="application/json")
@@ -148,12 +164,12 @@ def _free_port() -> int:
 # -- error mapping -------------------------------------------------------------------------
 
 
-async def test_a_service_error_keeps_its_class_code_and_detail(serve: Serve) -> None:
+async def test_a_service_error_keeps_its_class_code_and_detail(serve: Serve, ask: Ask) -> None:
     body = '{"id":"greeter","code":404,"detail":"no user 7","status":"Not Found"}'
     link = ProxyLink(await serve(_json(404, body)))
     try:
         with pytest.raises(NotFound) as caught:
-            await link.request("POST", "/rpc", body=b"{}")
+            await ask(link)
         assert (caught.value.id, caught.value.code, caught.value.detail) == (
             "greeter",
             404,
@@ -166,47 +182,47 @@ async def test_a_service_error_keeps_its_class_code_and_detail(serve: Serve) -> 
 
 @pytest.mark.parametrize(("code", "cls"), [(400, BadRequest), (500, InternalServerError)])
 async def test_error_json_is_parsed_into_its_class(
-    serve: Serve, code: int, cls: type[MicroError]
+    serve: Serve, code: int, cls: type[MicroError], ask: Ask
 ) -> None:
     body = f'{{"id":"go.micro.proxy","code":{code},"detail":"x","status":""}}'
     link = ProxyLink(await serve(_json(code, body)))
     try:
         with pytest.raises(cls) as caught:
-            await link.request("GET", "/registry")
+            await ask(link)
         assert caught.value.code == code
     finally:
         await link.close()
 
 
-async def test_a_non_json_error_body_becomes_its_status_and_text(serve: Serve) -> None:
+async def test_a_non_json_error_body_becomes_its_status_and_text(serve: Serve, ask: Ask) -> None:
     async def bad_gateway(request: web.Request) -> web.Response:
         return web.Response(status=502, text="upstream fell over\n")
 
     link = ProxyLink(await serve(bad_gateway))
     try:
         with pytest.raises(MicroError) as caught:
-            await link.request("GET", "/registry")
+            await ask(link)
         assert type(caught.value) is MicroError
         assert (caught.value.code, caught.value.detail) == (502, "upstream fell over")
     finally:
         await link.close()
 
 
-async def test_401_is_unauthorized_naming_the_token(serve: Serve) -> None:
+async def test_401_is_unauthorized_naming_the_token(serve: Serve, ask: Ask) -> None:
     body = '{"id":"go.micro.proxy","code":401,"detail":"bad token","status":"Unauthorized"}'
     address = await serve(_json(401, body))
     with_token, without = ProxyLink(address, token="t0k"), ProxyLink(address)
     try:
         with pytest.raises(Unauthorized, match="refused the token"):
-            await with_token.request("GET", "/registry")
+            await ask(with_token)
         with pytest.raises(Unauthorized, match="requires a token"):
-            await without.request("GET", "/registry")
+            await ask(without)
     finally:
         await with_token.close()
         await without.close()
 
 
-async def test_the_token_goes_in_the_authorization_header(serve: Serve) -> None:
+async def test_the_token_goes_in_the_authorization_header(serve: Serve, ask: Ask) -> None:
     seen: list[str | None] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -216,19 +232,19 @@ async def test_the_token_goes_in_the_authorization_header(serve: Serve) -> None:
     address = await serve(record)
     for link in (ProxyLink(address, token="s3cret"), ProxyLink(address)):
         try:
-            assert await link.request("GET", "/health") == b"{}"
+            assert await ask(link) == b"{}"
         finally:
             await link.close()
     assert seen == ["Bearer s3cret", None]
 
 
-async def test_a_refused_connection_is_one_clear_error_fast() -> None:
+async def test_a_refused_connection_is_one_clear_error_fast(ask: Ask) -> None:
     port = _free_port()
     link = ProxyLink(f"127.0.0.1:{port}")
     started = time.monotonic()
     try:
         with pytest.raises(ConnectError) as caught:
-            await link.request("GET", "/registry")
+            await ask(link)
     finally:
         await link.close()
     assert time.monotonic() - started < 2
@@ -239,7 +255,9 @@ async def test_a_refused_connection_is_one_clear_error_fast() -> None:
     assert "\n" not in detail
 
 
-async def test_a_connection_cut_after_the_request_left_is_connection_closed(serve: Serve) -> None:
+async def test_a_connection_cut_after_the_request_left_is_connection_closed(
+    serve: Serve, ask: Ask
+) -> None:
     async def hang_up(request: web.Request) -> web.Response:
         assert request.transport is not None
         request.transport.close()
@@ -249,14 +267,14 @@ async def test_a_connection_cut_after_the_request_left_is_connection_closed(serv
     link = ProxyLink(await serve(hang_up))
     try:
         with pytest.raises(ConnectionClosed) as caught:
-            await link.request("POST", "/rpc", body=b"{}")
+            await ask(link)
         assert not isinstance(caught.value, ProxyUnreachable)  # it left: never sent again
         assert "the connection to the proxy at" in caught.value.detail
     finally:
         await link.close()
 
 
-async def test_no_answer_within_the_timeout_is_a_timeout(serve: Serve) -> None:
+async def test_no_answer_within_the_timeout_is_a_timeout(serve: Serve, ask: Ask) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(5)
         return web.json_response({})
@@ -265,7 +283,7 @@ async def test_no_answer_within_the_timeout_is_a_timeout(serve: Serve) -> None:
     started = time.monotonic()
     try:
         with pytest.raises(Timeout, match=r"did not answer within 0\.2s"):
-            await link.request("GET", "/registry", timeout=0.2)
+            await ask(link, timeout=0.2)
     finally:
         await link.close()
     assert time.monotonic() - started < 2
@@ -310,7 +328,7 @@ async def _ok(request: web.Request) -> web.Response:
 
 
 async def test_tls_verifies_the_proxy_with_the_given_ca(
-    serve: Serve, ca: trustme.CA, tmp_path: Path
+    serve: Serve, ca: trustme.CA, tmp_path: Path, ask: Ask
 ) -> None:
     address = await serve(_ok, _server_context(ca))
     ca_file = tmp_path / "ca.pem"
@@ -318,14 +336,14 @@ async def test_tls_verifies_the_proxy_with_the_given_ca(
     trusted = ProxyLink(address, tls_ca=str(ca_file))
     assert trusted.url.startswith("https://")
     try:
-        assert await trusted.get_json("/health") == {"status": "ok"}
+        assert await ask(trusted) == b'{"status": "ok"}'
     finally:
         await trusted.close()
     # the system's CAs do not know this one: refused, one line, not worth a retry
     untrusted = ProxyLink(f"https://{address}")
     try:
         with pytest.raises(ProxyUnreachable) as caught:
-            await untrusted.get_json("/health")
+            await ask(untrusted)
     finally:
         await untrusted.close()
     assert caught.value.detail.startswith(f"cannot reach the proxy at https://{address}: ")
@@ -333,7 +351,9 @@ async def test_tls_verifies_the_proxy_with_the_given_ca(
     assert not caught.value.retryable
 
 
-async def test_tls_checks_the_host_name(serve: Serve, ca: trustme.CA, tmp_path: Path) -> None:
+async def test_tls_checks_the_host_name(
+    serve: Serve, ca: trustme.CA, tmp_path: Path, ask: Ask
+) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("proxy.example").configure_cert(context)  # not 127.0.0.1
     address = await serve(_ok, context)
@@ -342,13 +362,13 @@ async def test_tls_checks_the_host_name(serve: Serve, ca: trustme.CA, tmp_path: 
     link = ProxyLink(address, tls_ca=str(ca_file))
     try:
         with pytest.raises(ProxyUnreachable, match="certificate"):
-            await link.get_json("/health")
+            await ask(link)
     finally:
         await link.close()
 
 
 async def test_mutual_tls_presents_the_client_certificate(
-    serve: Serve, ca: trustme.CA, tmp_path: Path
+    serve: Serve, ca: trustme.CA, tmp_path: Path, ask: Ask
 ) -> None:
     client_ca = trustme.CA()
     address = await serve(_ok, _server_context(ca, client_ca=client_ca))
@@ -359,12 +379,13 @@ async def test_mutual_tls_presents_the_client_certificate(
     )
     with_cert = ProxyLink(address, tls_ca=str(ca_file), tls_cert=str(cert_file))
     try:
-        assert await with_cert.get_json("/health") == {"status": "ok"}
+        assert await ask(with_cert) == b'{"status": "ok"}'
     finally:
         await with_cert.close()
     without = ProxyLink(address, tls_ca=str(ca_file))
     try:
-        with pytest.raises(ConnectError):  # refused in the handshake, or cut right after it
-            await without.get_json("/health")
+        with pytest.raises(ConnectError) as caught:  # refused in the handshake, or cut after
+            await ask(without)
     finally:
         await without.close()
+    assert "--proxy-tls-cert" in caught.value.detail, caught.value.detail  # what is missing

@@ -25,6 +25,32 @@ def test_request_bytes() -> None:
     )
 
 
+def test_a_request_path_and_fixed_headers() -> None:
+    prefix = request_prefix("proxy:8081", path="/micro/rpc", headers={"Authorization": "Bearer t"})
+    assert encode(prefix, {"Timeout": "5"}, b"{}") == (
+        b"POST /micro/rpc HTTP/1.1\r\nHost: proxy:8081\r\nAuthorization: Bearer t\r\n"
+        b"Content-Length: 2\r\nTimeout: 5\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("rpc", None),  # not absolute
+        ("/a b", None),  # a space would end the request target
+        ("/rpc\r\nX: 1", None),
+        ("/rpc", {"Authorization": "Bearer t\r\nX-Evil: 1"}),
+        ("/rpc", {"Bad Name": "v"}),
+        ("/rpc", {"Content-Length": "3"}),  # the transport's own
+    ],
+)
+def test_a_bad_request_path_or_fixed_header_is_refused(
+    path: str, headers: dict[str, str] | None
+) -> None:
+    with pytest.raises(ValueError, match=r"path|header"):
+        request_prefix("proxy:8081", path=path, headers=headers)
+
+
 def test_response_bytes_and_empty_header() -> None:
     assert encode(RESPONSE_PREFIX, {}, b"") == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
     only_hop = {"Content-Length": "5", "Connection": "close"}

@@ -5,7 +5,8 @@
 :class:`ProxyClient`; the proxy, inside the remote environment, resolves the service in its
 registry and calls it with its own client.
 
-- ``call``: ``POST /rpc`` with ``{"service", "endpoint", "request", "address"?}`` in JSON, the
+- ``call``: ``POST /rpc`` (on pooled keep-alive connections, micro's own HTTP/1.1 client)
+  with ``{"service", "endpoint", "request", "address"?}`` in JSON, the
   call's remaining seconds in the ``Timeout`` header and its metadata as headers. The
   answer is decoded into ``response_type``; an error answer is raised as the same
   :class:`~micro.errors.MicroError` class, code and detail the service raised.
@@ -17,8 +18,9 @@ registry and calls it with its own client.
 The hop to the proxy is JSON whatever ``content_type`` says (the proxy calls the service in
 its client's default codec); a published body is carried as encoded. Selector ``filters``
 do not apply (the proxy selects). Retries: the proxy's own client retries as configured
-there; this side sends a call again only when it provably never left (the connection to the
-proxy could not be made), so no call runs more often than it would without the proxy.
+there; this side sends a call again only when it provably never reached the proxy (the
+connection could not be made, or a kept-alive one the proxy closed never read it), so no
+call runs more often than it would without the proxy.
 Call wrappers run once per attempt with a :class:`~micro.registry.Node` for the proxy.
 """
 
@@ -211,10 +213,8 @@ class ProxyClient(Client):
         headers = self._headers(opts.metadata)
         headers["Timeout"] = _seconds(remaining)
         try:
-            data = await self.link.request(
-                "POST",
-                "/rpc",
-                body=msgspec.json.encode(body),
+            data = await self.link.call(
+                msgspec.json.encode(body),
                 headers=headers,
                 timeout=remaining,
                 what=f"call timeout: {req.service} {req.endpoint}",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import httptools
@@ -43,6 +44,7 @@ from micro.transport._http_wire import (
 _NO_BODY = frozenset({204, 304})
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _Raw = tuple[int, int, int, int]  # descriptor, family, type, protocol
+_TLS_TURNS = 4
 
 
 class _Stop(Exception):
@@ -56,11 +58,21 @@ class _Stop(Exception):
 class HttpClientSocket(HttpConnection):
     """A dialed connection to ``address`` (also the ``Host`` header of every request)."""
 
-    def __init__(self, address: str, *, max_body: int, max_header: int) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_body: int,
+        max_header: int,
+        path: str = "/",
+        headers: Mapping[str, str] | None = None,
+        tls: bool = False,
+    ) -> None:
         super().__init__(max_body=max_body, max_header=max_header)
         self.address = address
         self.remote = address
-        self._prefix = request_prefix(address)
+        self._prefix = request_prefix(address, path=path, headers=headers)
+        self._tls = tls  # the connection is wrapped in TLS (see _let_tls_read)
         self._parser = httptools.HttpResponseParser(self)
         self._status = 200
         self._until_eof = False  # no length and not chunked: the body ends with the connection
@@ -83,8 +95,8 @@ class HttpClientSocket(HttpConnection):
         return self._cut_off
 
     async def send(self, message: Message) -> None:
-        if self._answered and self._exc is None:
-            self._take_waiting_end()
+        if self._answered and self._exc is None and self._take_waiting_end() and self._tls:
+            await self._let_tls_read()
         self._answered = False
         if self._exc is not None:  # no answer could ever be read: do not send
             raise ConnectionClosed(f"connection to {self.remote} is closed", id=TRANSPORT_ID)
@@ -155,15 +167,18 @@ class HttpClientSocket(HttpConnection):
             reason = f"{self.remote} closed the connection"
         self.abort_reads(ConnectionClosed(reason, id=TRANSPORT_ID))
 
-    def _take_waiting_end(self) -> None:
+    def _take_waiting_end(self) -> bool:
         """Act now on a close or reset that waits unread in the kernel (the loop has not
-        run since it arrived): the request about to be sent would never be read."""
+        run since it arrived): the request about to be sent would never be read.
+
+        Returns True when bytes wait unread instead (data, or under TLS a close: a TLS
+        close is a record like any other until the TLS layer has read it)."""
         transport, raw = self.transport, self._raw
         if raw is None or transport is None or transport.is_closing():
-            return
+            return False
         end = _waiting_end(raw)
-        if end is None:
-            return
+        if end is None or end is False:
+            return end is False
         if isinstance(end, OSError):
             self._failed_by(end)
             detail = f"connection to {self.remote} closed: {end}"
@@ -171,6 +186,23 @@ class HttpClientSocket(HttpConnection):
         else:
             self._peer_closed()
         transport.close()
+        return False
+
+    async def _let_tls_read(self) -> None:
+        """Let the event loop read what waits before a request goes out under TLS.
+
+        A server closing an idle TLS connection sends a close_notify record and keeps the
+        TCP connection open until the reply, so only the TLS layer, once it reads the
+        record, can tell the close from data (asyncio's TLS layer then calls
+        ``eof_received`` at once). Two turns of the loop suffice: the first polls the
+        socket and queues its reader behind this task, the second runs it; a few more
+        are allowed while bytes still wait (reading paused by a full queue never ends,
+        so the turns are bounded)."""
+        raw = self._raw
+        for _ in range(_TLS_TURNS):
+            await asyncio.sleep(0)
+            if self._exc is not None or raw is None or not _readable(raw[0]):
+                return
 
     def _fail(self, error: MicroError) -> None:
         """The peer sent something that is not a response: fail recv with ``error``, close."""
@@ -240,14 +272,18 @@ def _raw_socket(transport: asyncio.BaseTransport) -> _Raw | None:
     return raw.fileno(), int(raw.family), int(raw.type), raw.proto
 
 
-def _waiting_end(raw: _Raw) -> OSError | bool | None:
-    """What waits first in the socket's receive queue, without taking it: ``True`` for the
-    peer's close, an error for its reset, None for data or nothing (the connection is open).
-    The common answer, nothing, costs one ``poll``."""
-    fd, family, kind, proto = raw
+def _readable(fd: int) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    if not poller.poll(0):
+    return bool(poller.poll(0))
+
+
+def _waiting_end(raw: _Raw) -> OSError | bool | None:
+    """What waits first in the socket's receive queue, without taking it: ``True`` for the
+    peer's close, an error for its reset, ``False`` for data, None for nothing. The common
+    answer, nothing, costs one ``poll``."""
+    fd, family, kind, proto = raw
+    if not _readable(fd):
         return None
     try:
         probe = socket.socket(family, kind, proto, fd)
@@ -261,4 +297,4 @@ def _waiting_end(raw: _Raw) -> OSError | bool | None:
         return exc
     finally:
         probe.detach()  # the descriptor belongs to the transport
-    return True if closed else None
+    return closed

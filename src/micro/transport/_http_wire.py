@@ -8,6 +8,7 @@ string a peer sends comes back out unchanged when echoed).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from micro.errors import BadRequest, ConnectError, MicroError, status_text
 from micro.metadata import canonical
@@ -40,14 +41,33 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_PATH = re.compile(r"[^\x21-\x7e]")
 _CACHE_LIMIT = 4096
 _sendable: set[str] = set()  # header names already checked: valid tokens, not hop headers
 _wire_names: dict[bytes, str] = {}  # raw wire name -> canonical name
 
 
-def request_prefix(address: str) -> str:
-    """The fixed start of every request on a connection to ``address``."""
-    return f"{REQUEST_LINE}{address}\r\nContent-Length: "
+def request_prefix(
+    address: str, *, path: str = "/", headers: Mapping[str, str] | None = None
+) -> str:
+    """The fixed start of every request on a connection to ``address``: ``POST path``, the
+    ``Host`` and the fixed ``headers``, up to ``Content-Length: ``.
+
+    Raises:
+        ValueError: ``path`` is not an absolute path of visible ASCII, or a header is not
+            sendable (a bad name, a transport-owned name, a control character).
+    """
+    if not path.startswith("/") or _BAD_PATH.search(path) is not None:
+        raise ValueError(f"request path {path!r} must start with / and be visible ASCII")
+    lines = ""
+    for name, value in (headers or {}).items():
+        if _TOKEN.fullmatch(name) is None or canonical(name) in HOP_SEND:
+            raise ValueError(f"header name {name!r} cannot be a fixed request header")
+        if _BAD_VALUE.search(value) is not None:
+            raise ValueError(f"header {name} holds a control character")
+        lines += f"{name}: {value}\r\n"
+    line = REQUEST_LINE if path == "/" else f"POST {path} HTTP/1.1\r\nHost: "
+    return f"{line}{address}\r\n{lines}Content-Length: "
 
 
 def header_name(raw: bytes) -> str:

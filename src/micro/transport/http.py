@@ -39,7 +39,8 @@ means it was discarded unread), ``cut_off`` whether the connection ended by a re
 inside a response. A non-200 response without ``Micro-Error`` gets
 one made from its status and body (code = the status), so callers see a proper error. A
 malformed response fails ``recv`` with ``BadRequest``, a body over ``max_body`` with
-``PayloadTooLarge``; both close the socket.
+``PayloadTooLarge``; both close the socket. Options made for HTTP endpoints other than a
+service (``micro proxy``'s ``/rpc``): the request path, fixed headers, and TLS.
 
 Shutdown. :class:`~micro.transport._http_listener.HttpListener` adds ``connections``,
 ``close_idle()``, ``wait_closed(timeout)`` and ``abort(grace)`` to the Listener interface;
@@ -49,6 +50,8 @@ Shutdown. :class:`~micro.transport._http_listener.HttpListener` adds ``connectio
 from __future__ import annotations
 
 import asyncio
+import ssl
+from collections.abc import Mapping
 
 from micro.errors import ConnectError
 from micro.transport import DEFAULT_MAX_BODY, Handler, Transport
@@ -59,6 +62,7 @@ from micro.transport._http_wire import (
     DEFAULT_DIAL_TIMEOUT,
     DEFAULT_MAX_HEADER,
     TRANSPORT_ID,
+    request_prefix,
     split_address,
 )
 
@@ -93,6 +97,17 @@ class HttpTransport(Transport):
             limit) to make room before it accepts another; while none is idle it stops
             accepting (new peers wait in the backlog). One warning is logged per episode
             (until the count is back under 90 % of the limit).
+        path: dialing side: the target of every request (``POST /`` for services; an
+            HTTP endpoint such as ``micro proxy``'s ``/rpc`` takes a path of its own).
+        headers: dialing side: headers sent with every request (``Authorization``).
+        tls: dialing side: connect over TLS with this context (the server's certificate
+            checked against the dialed host unless the context says otherwise). A close
+            under TLS waits as a TLS record the event loop has to read, so before a request
+            on a kept-alive connection with bytes waiting, ``send`` lets the loop turn
+            (see ``HttpClientSocket._let_tls_read``).
+
+    Raises:
+        ValueError: a bad size, ``path`` or fixed header.
     """
 
     name = "http"
@@ -108,6 +123,9 @@ class HttpTransport(Transport):
         read_timeout: float | None = READ_TIMEOUT_SECONDS,
         idle_timeout: float | None = IDLE_TIMEOUT_SECONDS,
         max_connections: int | None = None,
+        path: str = "/",
+        headers: Mapping[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if max_body < 0 or max_header <= 0:
             raise ValueError("max_body and max_header must be positive")
@@ -121,6 +139,10 @@ class HttpTransport(Transport):
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        request_prefix("check", path=path, headers=headers)  # a bad path or header: ValueError
+        self.path = path
+        self.headers = dict(headers or {})
+        self.tls = tls
         self._listeners: set[HttpListener] = set()
         self._dialed: set[HttpClientSocket] = set()
 
@@ -131,22 +153,30 @@ class HttpTransport(Transport):
         """Connect to ``address`` (``host:port``; ``:port`` means 127.0.0.1).
 
         Raises:
-            ConnectError: refused, unreachable, unresolvable, or not connected within
-                ``timeout`` seconds (``dial_timeout`` when None). The detail names the address.
+            ConnectError: refused, unreachable, unresolvable, a failed TLS handshake, or not
+                connected within ``timeout`` seconds (``dial_timeout`` when None). The detail
+                names the address; ``__cause__`` is the OS's (or TLS's) error.
         """
         host, port = split_address(address, default_host="127.0.0.1")
         wait = self.dial_timeout if timeout is None else timeout
-        conn = HttpClientSocket(address, max_body=self.max_body, max_header=self.max_header)
+        conn = HttpClientSocket(
+            address,
+            max_body=self.max_body,
+            max_header=self.max_header,
+            path=self.path,
+            headers=self.headers,
+            tls=self.tls is not None,
+        )
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(wait):
-                await loop.create_connection(lambda: conn, host, port)
-        except TimeoutError:
+                await loop.create_connection(lambda: conn, host, port, ssl=self.tls)
+        except TimeoutError as exc:
             raise ConnectError(
                 f"dial {address}: no connection within {wait:g}s", id=TRANSPORT_ID
-            ) from None
-        except OSError as exc:
-            raise ConnectError(f"dial {address}: {exc.strerror or exc}", id=TRANSPORT_ID) from None
+            ) from exc
+        except OSError as exc:  # also ssl.SSLError: the TLS handshake failed
+            raise ConnectError(f"dial {address}: {exc.strerror or exc}", id=TRANSPORT_ID) from exc
         self._dialed.add(conn)
         conn._lost.add_done_callback(lambda _: self._dialed.discard(conn))
         return conn
