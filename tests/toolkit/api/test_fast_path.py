@@ -9,8 +9,9 @@ import msgspec
 import pytest
 
 from micro import metadata
-from micro.errors import RequestTimeout
-from micro.toolkit.api import handlers
+from micro.client.deadline import TaskDeadline
+from micro.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from micro.toolkit.api import _http, handlers
 from micro.toolkit.api._http import read_body
 from tests.toolkit.api.conftest import Stack
 
@@ -146,3 +147,71 @@ async def test_read_body_joins_chunks() -> None:
         return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
 
     assert await read_body(_http_scope(), receive, limit=100, timeout=1) == b'{"a": 1}'
+
+
+async def test_read_body_times_out_on_a_body_that_stops_after_its_first_part() -> None:
+    """The first part came with the head (read at once, no timer yet): the rest must still
+    arrive within the timeout."""
+    first = True
+
+    async def receive() -> dict[str, object]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(60)
+        return {}
+
+    async with asyncio.timeout(5):
+        with pytest.raises(RequestTimeout):
+            await read_body(_http_scope(), receive, limit=100, timeout=0.05)
+
+
+async def test_read_body_waits_for_parts_that_are_not_there_yet() -> None:
+    parts = [b'{"a"', b": 1", b"}"]
+
+    async def receive() -> dict[str, object]:
+        await asyncio.sleep(0.01)  # every part, the first too, comes later than the head
+        chunk = parts.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
+
+    assert await read_body(_http_scope(), receive, limit=100, timeout=5) == b'{"a": 1}'
+
+
+@pytest.mark.parametrize("later", [False, True])
+async def test_read_body_refuses_a_first_part_over_the_limit_or_a_disconnect(later: bool) -> None:
+    async def big() -> dict[str, object]:
+        if later:
+            await asyncio.sleep(0)
+        return {"type": "http.request", "body": b"x" * 101}
+
+    async def gone() -> dict[str, object]:
+        if later:
+            await asyncio.sleep(0)
+        return {"type": "http.disconnect"}
+
+    with pytest.raises(PayloadTooLarge):
+        await read_body(_http_scope(), big, limit=100, timeout=5)
+    with pytest.raises(BadRequest, match="disconnected"):
+        await read_body(_http_scope(), gone, limit=100, timeout=5)
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_read_body_arms_no_timer_for_a_body_that_came_with_the_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A timer per request is measurable on the hot path (see benchmarks/README.md)."""
+    armed: list[float] = []
+    real = TaskDeadline
+
+    def counting(when: float, loop: asyncio.AbstractEventLoop | None = None) -> object:
+        armed.append(when)
+        return real(when, loop)
+
+    monkeypatch.setattr(_http, "TaskDeadline", counting)
+
+    async def whole() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}"}
+
+    assert await read_body(_http_scope(), whole, limit=100, timeout=5) == b"{}"
+    assert armed == []
