@@ -105,6 +105,61 @@ def test_a_dribbled_head_gets_408_after_the_header_timeout(gateway: tuple[Proc, 
     assert HEADER * 0.8 <= waited < HEADER + 4
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """One answer to ``HEALTH`` (its head and its Content-Length of body)."""
+    sock.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_the_idle_timeout_counts_from_the_last_answer(tmp_path: Path) -> None:
+    """Requests keep a connection open past the idle timeout; after its last answer it
+    closes ``idle`` seconds later, not counted from when it opened. (uvicorn's own
+    keep-alive timer, set to the timeout rounded up to whole seconds, closes it after 1 s
+    anyway: the timeout here is well under that.)"""
+    idle = 0.3
+    proc, port = start(tmp_path, MICRO_API_IDLE_TIMEOUT=str(idle))
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            opened = time.monotonic()
+            while time.monotonic() - opened < idle * 4:
+                time.sleep(idle * 0.4)
+                sock.sendall(HEALTH)
+                assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+            answered = time.monotonic()
+            assert read_all(sock, timeout=5) == b""
+            waited = time.monotonic() - answered
+    finally:
+        proc.stop()
+    assert idle * 0.8 <= waited < 0.9
+
+
+def test_the_header_timeout_counts_from_the_heads_first_byte(gateway: tuple[Proc, int]) -> None:
+    """A head begun late in an idle wait gets the whole header timeout, however long the
+    connection waited before it."""
+    _, port = gateway
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(HEALTH)
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(IDLE * 0.7)
+        sock.sendall(b"GET /health HTTP/1.1\r\nX-Slow: ")
+        started = time.monotonic()
+        answer = b""
+        while not answer and time.monotonic() - started < HEADER + 5:
+            sock.sendall(b"a")
+            if select.select([sock], [], [], 0.1)[0]:
+                answer = read_all(sock, timeout=2)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert HEADER * 0.8 <= waited < HEADER + 4
+
+
 def test_a_huge_head_is_431_and_a_large_one_is_served(gateway: tuple[Proc, int]) -> None:
     _, port = gateway
     for size, status in ((32 * 1024, b"200"), (1024 * 1024, b"431")):
