@@ -45,10 +45,11 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import uvicorn
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.config import LifespanType
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -106,6 +107,35 @@ class ConnectionLimit:
         self.closing.discard(conn)
 
 
+class EofAwareCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle, whose app is told ``http.disconnect`` after its
+    request body once the client's EOF came, if its answer is an event stream (see the
+    module docstring). The protocol makes each of its HTTP cycles one: that costs less per
+    request than wrapping the app's ``receive`` and ``send`` in closures."""
+
+    eof = False  # the client's EOF came (set by the protocol)
+    events = False  # the answer is an event stream
+    body_read = False  # receive() returned the end of the request body
+
+    async def receive(self) -> ASGIReceiveEvent:
+        while True:
+            if self.body_read and self.events and self.eof:
+                return {"type": "http.disconnect"}
+            message = await super().receive()
+            if message["type"] != "http.request" or message.get("more_body"):
+                return message
+            if not self.body_read:  # the end of the body; later ones are eof_received's wake-ups
+                self.body_read = True
+                return message
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start" and _is_event_stream(message):
+            self.events = True
+            if self.eof:
+                self.message_event.set()
+        await super().send(message)
+
+
 class GatewayProtocol(HttpToolsProtocol):
     """uvicorn's httptools HTTP/1.1 protocol with the limits of the module docstring."""
 
@@ -118,7 +148,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._phase = _BUSY  # what the connection waits for: its timer checks it
         self._since = 0.0  # when that wait began (loop clock)
-        self._cycles: deque[RequestResponseCycle] = deque()  # read, oldest first
+        self._cycles: deque[EofAwareCycle] = deque()  # read, oldest first
         self._eof = False
         self._head_bytes: int | None = None  # None: not inside a request head
         self._refused = False
@@ -157,43 +187,10 @@ class GatewayProtocol(HttpToolsProtocol):
         if unanswered and not unanswered[-1].more_body:
             self._eof = True  # every request was read in full: answer, then close
             for cycle in unanswered:
+                cycle.eof = True
                 cycle.message_event.set()  # an event stream waiting in receive() learns it
             return True
         return None  # nothing to answer, or a body cut short: close now
-
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        super()._start_asgi_task(cycle, self._eof_aware(cycle, app))  # type: ignore[arg-type]
-
-    def _eof_aware(self, cycle: RequestResponseCycle, app: ASGIApp) -> ASGIApp:
-        """``app``, told ``http.disconnect`` after its request body once the client's EOF
-        came, if its answer is an event stream (see the module docstring)."""
-
-        async def eof_aware(scope: Scope, receive: Receive, send: Send) -> None:
-            events = read = False
-
-            async def on_receive() -> Message:
-                nonlocal read
-                while True:
-                    if read and events and self._eof:
-                        return {"type": "http.disconnect"}
-                    message = await receive()
-                    if message["type"] != "http.request" or message.get("more_body"):
-                        return message
-                    if not read:  # the end of the body; later ones are eof_received's wake-ups
-                        read = True
-                        return message
-
-            async def on_send(message: Message) -> None:
-                nonlocal events
-                if message["type"] == "http.response.start" and _is_event_stream(message):
-                    events = True
-                    if self._eof:
-                        cycle.message_event.set()
-                await send(message)
-
-            await app(scope, on_receive, on_send)
-
-        return eof_aware
 
     # -- parser callbacks -------------------------------------------------------------------
 
@@ -211,7 +208,8 @@ class GatewayProtocol(HttpToolsProtocol):
         if cycle is None or cycle.response_complete:
             return
         if not self._cycles or self._cycles[-1] is not cycle:
-            self._cycles.append(cycle)
+            cycle.__class__ = EofAwareCycle  # uvicorn builds it inline: no other way in
+            self._cycles.append(cast(EofAwareCycle, cycle))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -232,7 +230,7 @@ class GatewayProtocol(HttpToolsProtocol):
     # phase begun since it was armed, then looks at what the connection is doing. A request
     # costs no timer of its own (two per request were a few percent of a gateway call).
 
-    def _unanswered(self) -> list[RequestResponseCycle]:
+    def _unanswered(self) -> list[EofAwareCycle]:
         return [cycle for cycle in self._cycles if not cycle.response_complete]
 
     def _wait_for_request(self) -> None:
@@ -293,8 +291,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self._timer = self.loop.call_later(LINGER, self.transport.close)
 
 
-def _is_event_stream(start: Message) -> bool:
-    for name, value in start.get("headers", ()):
+def _is_event_stream(start: ASGISendEvent) -> bool:
+    for name, value in start.get("headers", ()):  # type: ignore[attr-defined]
         if name.lower() == b"content-type":
             return bytes(value).split(b";", 1)[0].strip().lower() == b"text/event-stream"
     return False
