@@ -36,11 +36,12 @@ Options = TypeVar("Options", bound=AppOptions)
 
 class ToolkitApp(Generic[Options]):
     """A toolkit app's backends and lifecycle. A subclass sets ``_app`` (its middleware
-    stack) and adds its own parts to start and close in :meth:`_start_parts` and
-    :meth:`_close_parts`."""
+    stack; ``_socket_app`` too when WebSockets take another) and adds its own parts to
+    start and close in :meth:`_start_parts` and :meth:`_close_parts`."""
 
     client: Client
     _app: ASGIApp
+    _socket_app: ASGIApp | None = None
 
     def __init__(
         self,
@@ -122,6 +123,9 @@ class ToolkitApp(Generic[Options]):
             return
         if not self._started:
             await self.start()
+        if scope["type"] == "websocket" and self._socket_app is not None:
+            await self._socket_app(scope, receive, send)
+            return
         await self._app(scope, receive, send)
 
     def _rate_limit(self, app: ASGIApp) -> ASGIApp:

@@ -400,6 +400,33 @@ async def test_rate_limit_is_429_with_retry_after(stack: ProxyStack) -> None:
     assert int(rsp.headers["retry-after"]) >= 1
 
 
+def _layers(app: Any) -> list[str]:
+    names = []
+    while hasattr(app, "app"):
+        names.append(type(app).__name__)
+        app = app.app
+    return names
+
+
+async def test_a_request_passes_only_the_middleware_turned_on(stack: ProxyStack) -> None:
+    """A layer turned off costs an HTTP request nothing; making refusals readable is for
+    WebSockets only (see benchmarks/README.md, micro proxy)."""
+    bare = stack.app()
+    assert _layers(bare._app) == ["HeaderCheck"]
+    assert _layers(bare._socket_app) == ["WebSocketRefusals", "HeaderCheck"]
+    full = stack.app(access_log=True, rate_limit=5, auth=static_tokens([TOKEN]))
+    assert _layers(full._app) == ["AccessLog", "HeaderCheck", "RateLimit", "Auth"]
+    assert _layers(full._socket_app) == [
+        "AccessLog",
+        "WebSocketRefusals",
+        "HeaderCheck",
+        "RateLimit",
+        "Auth",
+    ]
+    bare.set_auth(static_tokens([TOKEN]))
+    assert _layers(bare._app) == ["HeaderCheck", "Auth"]
+
+
 async def test_registered_service_shape_round_trips(stack: ProxyStack) -> None:
     """What POST registers is what GET returns (go-micro's JSON both ways)."""
     _, http = await stack.proxy()

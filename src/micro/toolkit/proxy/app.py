@@ -1,7 +1,7 @@
 """The proxy: an ASGI application that lets a client outside the network reach its
 services, registry and broker through one address.
 
-Request flow: access log -> WebSocket refusals made readable -> header check -> rate limit
+Request flow: access log -> (WebSockets) refusals made readable -> header check -> rate limit
 -> auth -> the route table: ``/registry`` (:mod:`.registry`), ``/rpc`` (:mod:`.rpc`),
 ``/broker`` (:mod:`.broker`), ``/health``; anything else is a 404. Each route answers HTTP
 and, upgraded, a WebSocket (watch, stream, subscribe). Errors are go-micro's JSON error with
@@ -109,12 +109,12 @@ class ProxyApp(BrokerApp[ProxyOptions]):
             "/rpc": rpc_stream,
             "/broker": broker_subscribe,
         }
-        self._app = self._stack()
+        self._app, self._socket_app = self._stacks()
 
     def set_auth(self, check: AuthCheck | None) -> None:
         """Require a bearer token accepted by ``check`` (None: no auth) from now on."""
         self.auth = check
-        self._app = self._stack()
+        self._app, self._socket_app = self._stacks()
 
     # -- lifecycle (start, close, the broker and the ASGI entry are BrokerApp's) -----------
 
@@ -150,17 +150,19 @@ class ProxyApp(BrokerApp[ProxyOptions]):
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    def _stack(self) -> ASGIApp:
+    def _stacks(self) -> tuple[ASGIApp, ASGIApp]:
+        """The middleware of HTTP requests, and of WebSockets (which also make refusals
+        readable): only the layers the options turn on, so that one turned off costs a
+        request nothing."""
         opts = self.options
         app: ASGIApp = self._dispatch
         if self.auth is not None:
             app = Auth(app, check=self.auth, exempt=frozenset(opts.auth_exempt))
-        app = self._rate_limit(app)
-        app = HeaderCheck(app)
-        app = WebSocketRefusals(app)
+        app = HeaderCheck(self._rate_limit(app))
+        sockets: ASGIApp = WebSocketRefusals(app)
         if opts.access_log:
-            app = AccessLog(app, access_log)
-        return app
+            app, sockets = AccessLog(app, access_log), AccessLog(sockets, access_log)
+        return app, sockets
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
