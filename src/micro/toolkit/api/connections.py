@@ -43,7 +43,7 @@ import signal
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, ClassVar, Protocol, cast
 
@@ -128,12 +128,13 @@ class EofAwareCycle(RequestResponseCycle):
                 self.body_read = True
                 return message
 
-    async def send(self, message: ASGISendEvent) -> None:
+    def send(self, message: ASGISendEvent) -> Coroutine[Any, Any, None]:
+        # not a coroutine itself: uvicorn's send is awaited with no frame of ours around it
         if message["type"] == "http.response.start" and _is_event_stream(message):
             self.events = True
             if self.eof:
                 self.message_event.set()
-        await super().send(message)
+        return super().send(message)
 
 
 class GatewayProtocol(HttpToolsProtocol):
