@@ -25,8 +25,9 @@ and its ``limit_concurrency`` answers 503 to every request once idle sockets fil
   closed transport (uvloop raised there, and uvicorn logged a traceback per request).
 
 :func:`protocol_class` makes the class ``uvicorn.Config(http=...)`` takes. It leans on
-uvicorn's ``HttpToolsProtocol`` internals (``cycle``, ``pipeline``, ``_start_asgi_task``, the
-parser callbacks); ``tests/toolkit/api/test_connections.py`` and
+uvicorn's ``HttpToolsProtocol`` internals (``cycle``, ``pipeline``, the parser callbacks) and
+on its ``RequestResponseCycle`` (built in ``on_headers_complete``; its ``receive``, ``send``,
+``message_event``, ``more_body``); ``tests/toolkit/api/test_connections.py`` and
 ``tests/toolkit/web/test_shutdown.py`` fail if a uvicorn release moves them.
 
 :class:`GatewayServer` is the ``uvicorn.Server`` of ``micro api`` and ``micro web``: it runs a
