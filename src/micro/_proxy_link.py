@@ -196,6 +196,38 @@ class ProxyLink:
     def __repr__(self) -> str:
         return f"ProxyLink({self.url!r})"
 
+    @classmethod
+    def of_backend(
+        cls,
+        kind: str,
+        *,
+        proxy_address: str | None,
+        address: str | None,
+        token: str | None,
+        tls_ca: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        timeout: float | None,
+    ) -> ProxyLink:
+        """The link of a ``proxy`` registry or broker (``kind``): ``proxy_address`` (from
+        ``MICRO_PROXY_ADDRESS``), else the first of ``address`` (the backend's own
+        ``MICRO_<KIND>_ADDRESS``, when it was chosen by name).
+
+        Raises:
+            ValueError: no address, a bad one, or an unreadable TLS file.
+        """
+        target = proxy_address or (address.split(",")[0] if address else "")
+        if not target:
+            raise ValueError(f"the proxy {kind} needs the proxy's address (--proxy-address)")
+        return cls(
+            target,
+            token=token,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            timeout=timeout or 10.0,
+        )
+
     @property
     def node_address(self) -> str:
         """``host:port`` of the proxy (what a call wrapper's Node shows)."""

@@ -114,16 +114,15 @@ class ProxyBroker(Broker):
         capabilities: Iterable[str] | None = None,
         timeout: float | None = None,
     ) -> None:
-        target = proxy_address or (address.split(",")[0] if address else "")
-        if not target:
-            raise ValueError("the proxy broker needs the proxy's address (--proxy-address)")
-        self.link = ProxyLink(
-            target,
+        self.link = ProxyLink.of_backend(
+            "broker",
+            proxy_address=proxy_address,
+            address=address,
             token=proxy_token,
             tls_ca=proxy_tls_ca,
             tls_cert=proxy_tls_cert,
             tls_key=proxy_tls_key,
-            timeout=timeout or 10.0,
+            timeout=timeout,
         )
         self._declared = capabilities is not None
         if capabilities is not None:

@@ -77,16 +77,15 @@ class ProxyRegistry(Registry):
         proxy_tls_key: str | None = None,
         timeout: float | None = None,
     ) -> None:
-        target = proxy_address or (address.split(",")[0] if address else "")
-        if not target:
-            raise ValueError("the proxy registry needs the proxy's address (--proxy-address)")
-        self.link = ProxyLink(
-            target,
+        self.link = ProxyLink.of_backend(
+            "registry",
+            proxy_address=proxy_address,
+            address=address,
             token=proxy_token,
             tls_ca=proxy_tls_ca,
             tls_cert=proxy_tls_cert,
             tls_key=proxy_tls_key,
-            timeout=timeout or 10.0,
+            timeout=timeout,
         )
         self._watches: set[_ProxyWatch] = set()
         self._closed = False
