@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BOT_GROUPS",
     "GROUPS",
     "PROXY_GROUPS",
     "SERVICE_GROUPS",
@@ -168,7 +169,7 @@ class Setting:
         default: the value when nothing sets it (``None``: the backend's own default).
         help: one line for ``--help`` and the docs.
         group: ``service``, ``registry``, ``mdns``, ``selector``, ``transport``, ``broker``,
-            ``client``, ``remote``, ``api``, ``web``, ``proxy`` or ``cli``.
+            ``client``, ``remote``, ``api``, ``web``, ``proxy``, ``bot`` or ``cli``.
         env: the environment variables read, first set wins (default ``MICRO_<NAME>``).
         flags: the flag spellings (default ``--name-with-dashes`` and ``--name_with_under``).
         backends: ``((kind, keywords), ...)``: the backends it configures and, for each, the
@@ -485,6 +486,21 @@ SETTINGS: tuple[Setting, ...] = (
        flags=("--no-access-log",)),
     _s("proxy_log_level", "text", "info", "debug, info, warning, error", "proxy",
        flags=("--log-level",)),
+    # -- micro bot
+    _s("bot_inputs", "list", (), "inputs to run, comma-separated (terminal)", "bot",
+       flags=("--inputs",)),
+    _s("bot_namespace", "text", "go.micro.bot", "prefix of the command services' names",
+       "bot", flags=("--namespace",)),
+    _s("bot_timeout", "duration", 30.0, "time a command may take before its reply says so",
+       "bot", flags=("--timeout",)),
+    _s("bot_allow_users", "list", (), "users the bot answers (default: the terminal's local "
+       "user)", "bot", flags=("--allow-users",)),
+    _s("bot_admins", "list", (), "users who may run call, register and deregister (default: "
+       "everyone allowed)", "bot", flags=("--admins",)),
+    _s("bot_disable", "list", (), "built-in commands to turn off, e.g. call,register,"
+       "deregister", "bot", flags=("--disable",)),
+    _s("bot_log_level", "text", "warning", "debug, info, warning, error", "bot",
+       flags=("--log-level",)),
     # -- the micro command
     _s("output", "text", "table", "output format: table or json", "cli",
        flags=("-o", "--output")),
@@ -495,7 +511,7 @@ SETTINGS: tuple[Setting, ...] = (
 # fmt: on
 
 GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client", "remote",
-          "api", "web", "proxy", "cli")  # fmt: skip
+          "api", "web", "proxy", "bot", "cli")  # fmt: skip
 """The groups in the order ``--help`` and the docs show them."""
 
 SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
@@ -508,6 +524,9 @@ BACKEND_GROUPS = SERVICE_GROUPS[1:]
 PROXY_GROUPS = ("proxy", *(g for g in BACKEND_GROUPS if g != "remote"))
 """What ``micro proxy`` reads: its own group and the backends', but not ``remote``: there
 ``MICRO_PROXY_ADDRESS`` is the address it listens on, as in go-micro, not one to go through."""
+
+BOT_GROUPS = ("bot", *BACKEND_GROUPS)
+"""What ``micro bot`` reads: its own group and the backends'."""
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

@@ -105,7 +105,9 @@ def test_version() -> None:
         (["list", "nodes"], "list nodes needs a service name"),
         (["web", "--namespace", ""], "micro web: namespace must not be empty"),
         (["--proxy-address", "h:1", "proxy"], "listens use --address"),
-        (["bot"], "'micro bot' is not available yet"),
+        (["bot"], "micro bot: no inputs; use --inputs (one of: terminal)"),
+        (["bot", "--inputs", "irc"], "micro bot: unknown input 'irc' (known: terminal)"),
+        (["bot", "--inputs", "terminal", "--timeout", "soon"], "invalid duration 'soon'"),
     ],
 )
 def test_bad_input_is_one_line(argv: list[str], error: str) -> None:

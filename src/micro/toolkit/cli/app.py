@@ -254,14 +254,14 @@ def _toolkit(argv: Sequence[str]) -> int | None:
     args = _common().parse_args(argv[:i])
     cli_settings(args)  # fail on a bad value before the app starts
     name, rest = argv[i], list(argv[i + 1 :])
-    if name not in ("api", "web", "proxy"):
-        raise CliError(f"'micro {name}' is not available yet")
     given = given_flags(args)
     try:
         if name == "api":
             from micro.toolkit.api.cli import main as app_main
         elif name == "web":
             from micro.toolkit.web.cli import main as app_main
+        elif name == "bot":
+            from micro.toolkit.bot.cli import main as app_main
         else:
             from micro.toolkit.proxy.cli import WRONG_ADDRESS_FLAG
             from micro.toolkit.proxy.cli import main as app_main

@@ -1,0 +1,5 @@
+import sys
+
+from micro.toolkit.bot.cli import main
+
+sys.exit(main())
