@@ -237,3 +237,27 @@ def test_inputs_by_name() -> None:
     assert len(terminal.default_users() or ()) == 1
     with pytest.raises(ValueError, match="unknown input 'irc'"):
         create_input("irc")
+
+
+async def test_a_broken_registry_watch_is_started_again(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from micro.errors import RegistryError
+    from micro.toolkit.bot import dispatch
+
+    monkeypatch.setattr(dispatch, "WATCH_RETRY", 0.05)
+    watch, calls = env.registry.watch, []
+
+    def flaky(service: str | None = None) -> Any:
+        calls.append(service)
+        if len(calls) == 1:
+            raise RegistryError("watch lost")
+        return watch(service)
+
+    monkeypatch.setattr(env.registry, "watch", flaky)
+    source = MemoryInput()
+    bot = env.bot(source)
+    async with running(bot):
+        await until(lambda: len(calls) >= 2)
+        await env.serve("go.micro.bot.shout", Command())
+        await until(lambda: "shout" in bot.commands)

@@ -78,6 +78,8 @@ def test_terminal_over_mdns_with_real_services(spawn: Spawn) -> None:
             raise AssertionError(f"{name} never listed")
         child.sendline(f'call {name} Greeter.SayHello {{"name": "John"}}')
         child.expect_exact('"msg": "Hello John"')
+        child.sendline(f"get service {name}")  # a long reply on the terminal's own descriptor
+        child.expect_exact("Greeter.SayHello")
         command = spawn(COMMAND, "go.micro.bot.roll")
         for _ in range(30):  # found through the registry watch, after the bot started
             child.sendline("roll 1")

@@ -31,6 +31,7 @@ __all__ = ["Bot", "CommandService"]
 log = logging.getLogger("micro.bot")
 JSON = "application/json"
 PROBE_TIMEOUT = 5.0
+WATCH_RETRY = 1.0
 _LAWS = re.compile(r"^(the )?three laws( of robotics)?$")
 
 
@@ -90,7 +91,18 @@ class Bot:
         await asyncio.gather(*(self.probe(name) for name in names))
 
     async def watch(self) -> None:
-        """Follow the registry: a deleted command service goes, any other change re-probes."""
+        """Follow the registry: a deleted command service goes, any other change re-probes.
+        A watch that breaks is started again (and the registry listed again) after a pause."""
+        while True:
+            try:
+                await self._follow()
+            except (MicroError, OSError, TimeoutError, CliError) as exc:
+                log.warning("registry watch broke, again in %gs: %s", WATCH_RETRY, exc)
+            await asyncio.sleep(WATCH_RETRY)
+            with contextlib.suppress(MicroError, OSError, TimeoutError, CliError):
+                await self.discover()
+
+    async def _follow(self) -> None:
         async for result in self.runtime.registry.watch():
             word = self._word(result.service.name)
             if word is None:

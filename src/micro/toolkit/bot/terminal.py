@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -25,21 +26,39 @@ class TerminalInput(Input):
     def __init__(self) -> None:
         self.user = getpass.getuser()
         self._reader: asyncio.StreamReader | None = None
-        self._transport: asyncio.BaseTransport | None = None
+        self._fd: int | None = None
 
     async def connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
+        # add_reader, not connect_read_pipe: that one makes the descriptor non-blocking, and
+        # on a terminal stdin and stdout share it (big replies would fail, and the shell
+        # would get it back non-blocking)
+        reader = self._reader = asyncio.StreamReader()
+        fd = sys.stdin.fileno()
         try:
-            self._transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-            )
-        except ValueError:  # a regular file: reading it never blocks for long
+            asyncio.get_running_loop().add_reader(fd, self._readable, fd)
+            self._fd = fd
+        except (OSError, ValueError):  # a regular file: reading it never blocks for long
             reader.feed_data(sys.stdin.buffer.read())
             reader.feed_eof()
-        self._reader = reader
         if sys.stdin.isatty():
             print("micro bot: type a command (help lists them), Ctrl-D to quit", file=sys.stderr)
+
+    def _readable(self, fd: int) -> None:
+        assert self._reader is not None
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if data:
+            self._reader.feed_data(data)
+        else:
+            self._stop_reading()
+            self._reader.feed_eof()
+
+    def _stop_reading(self) -> None:
+        if self._fd is not None:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            self._fd = None
 
     async def events(self) -> AsyncIterator[Event]:
         assert self._reader is not None, "connect() first"
@@ -52,9 +71,7 @@ class TerminalInput(Input):
         print(reply, flush=True)
 
     async def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self._stop_reading()
 
     def default_users(self) -> tuple[str, ...]:
         return (self.user,)
