@@ -108,6 +108,9 @@ def test_version() -> None:
         (["bot"], "micro bot: no inputs; use --inputs (one of: terminal)"),
         (["bot", "--inputs", "irc"], "micro bot: unknown input 'irc' (known: terminal)"),
         (["bot", "--inputs", "terminal", "--timeout", "soon"], "invalid duration 'soon'"),
+        (["bot", "--inputs", "terminal", "--timeout", "0"], "micro bot: --timeout must be"),
+        (["bot", "--inputs", "terminal", "--namespace", ""], "--namespace must not be empty"),
+        (["bot", "--inputs", "terminal", "--disable", "cal"], "unknown command 'cal'"),
     ],
 )
 def test_bad_input_is_one_line(argv: list[str], error: str) -> None:

@@ -40,6 +40,10 @@ def main(
     except SettingsError as exc:
         print(f"micro bot: {exc}", file=sys.stderr)
         return 2
+    problem = _check(settings)
+    if problem:
+        print(f"micro bot: {problem}", file=sys.stderr)
+        return 2
     names = list(settings["bot_inputs"])
     if not names:
         known = ", ".join(sorted(INPUTS))
@@ -56,6 +60,21 @@ def main(
         level=str(settings["bot_log_level"]).upper(), format="%(asctime)s %(name)s %(message)s"
     )
     return _run(settings, inputs)
+
+
+def _check(settings: Settings) -> str | None:
+    """What is wrong with the bot's own settings, if anything."""
+    from micro.toolkit.bot.commands import USAGE
+
+    if not float(settings["bot_timeout"]) > 0:
+        return "--timeout must be positive"
+    if not str(settings["bot_namespace"]).strip("."):
+        return "--namespace must not be empty"
+    unknown = [w for w in settings["bot_disable"] if w not in USAGE or w == "help"]
+    if unknown:  # a typo would leave the command on
+        known = ", ".join(w for w in USAGE if w != "help" and " " not in w)
+        return f"--disable: unknown command {unknown[0]!r} (one of: {known})"
+    return None
 
 
 def _run(settings: Settings, inputs: list[Input]) -> int:
