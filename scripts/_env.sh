@@ -43,11 +43,11 @@ sync_venv() {
 }
 
 # Debian packages the tests need: etcd (tests start their own on free ports), curl, iproute2
-# (network namespaces), wrk (load), chromium (the web dashboard's browser tests, driven by
+# (network namespaces), wrk (load), prosody (the bot's XMPP tests), chromium (the web dashboard's browser tests, driven by
 # Playwright; never a downloaded browser), and the message servers that the tests start privately
 # (tests/servers.py) when none is running on its default port.
-SYSTEM_PACKAGES=(etcd-server etcd-client curl iproute2 wrk nats-server redis-server rabbitmq-server mosquitto chromium)
-SYSTEM_COMMANDS=(etcd etcdctl curl ip wrk nats-server redis-server /usr/lib/rabbitmq/bin/rabbitmq-server mosquitto /usr/bin/chromium)
+SYSTEM_PACKAGES=(etcd-server etcd-client curl iproute2 wrk nats-server redis-server rabbitmq-server mosquitto prosody chromium)
+SYSTEM_COMMANDS=(etcd etcdctl curl ip wrk nats-server redis-server /usr/lib/rabbitmq/bin/rabbitmq-server mosquitto prosody /usr/bin/chromium)
 
 ensure_system_packages() {
     local missing=() cmd i
