@@ -487,7 +487,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("proxy_log_level", "text", "info", "debug, info, warning, error", "proxy",
        flags=("--log-level",)),
     # -- micro bot
-    _s("bot_inputs", "list", (), "inputs to run, comma-separated (terminal)", "bot",
+    _s("bot_inputs", "list", (), "inputs to run, comma-separated (terminal, slack)", "bot",
        flags=("--inputs",)),
     _s("bot_namespace", "text", "go.micro.bot", "prefix of the command services' names",
        "bot", flags=("--namespace",)),
@@ -501,6 +501,14 @@ SETTINGS: tuple[Setting, ...] = (
        "deregister", "bot", flags=("--disable",)),
     _s("bot_log_level", "text", "warning", "debug, info, warning, error", "bot",
        flags=("--log-level",)),
+    # -- micro bot: slack
+    _s("slack_token", "text", None, "the Slack input's bot token (xoxb-...)", "bot",
+       env=("MICRO_SLACK_TOKEN",), flags=("--slack-token", "--slack_token")),
+    _s("slack_app_token", "text", None, "the Slack input's app-level token for Socket Mode "
+       "(xapp-...)", "bot", env=("MICRO_SLACK_APP_TOKEN",),
+       flags=("--slack-app-token", "--slack_app_token")),
+    _s("slack_api_url", "text", "https://slack.com/api/", "base URL of Slack's Web API",
+       "bot", env=("MICRO_SLACK_API_URL",), flags=("--slack-api-url",)),
     # -- the micro command
     _s("output", "text", "table", "output format: table or json", "cli",
        flags=("-o", "--output")),

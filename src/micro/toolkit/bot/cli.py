@@ -52,7 +52,7 @@ def main(
     inputs: list[Input] = []
     for name in names:
         try:
-            inputs.append(create_input(name))
+            inputs.append(create_input(name, settings))
         except ValueError as exc:
             print(f"micro bot: {exc}", file=sys.stderr)
             return 2

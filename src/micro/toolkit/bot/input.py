@@ -10,11 +10,17 @@ import abc
 import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from micro.settings import Settings
 
 __all__ = ["INPUTS", "Event", "Input", "create_input"]
 
-INPUTS = {"terminal": "micro.toolkit.bot.terminal:TerminalInput"}
+INPUTS = {
+    "terminal": "micro.toolkit.bot.terminal:TerminalInput",
+    "slack": "micro.toolkit.bot.slack:SlackInput",
+}
 """Input name -> ``module:Class``, imported only when that input is asked for."""
 
 
@@ -54,6 +60,10 @@ class Input(abc.ABC):
     async def send(self, event: Event, reply: str) -> None:
         """Answer ``event`` (in its channel, to its sender) with ``reply``."""
 
+    def configure(self, settings: Settings) -> None:
+        """Take the input's own settings (tokens, server...) from ``micro bot``'s; called
+        once, before ``connect()``. Nothing to take by default."""
+
     async def close(self) -> None:
         """Disconnect; never raises."""
 
@@ -62,8 +72,8 @@ class Input(abc.ABC):
         return None
 
 
-def create_input(name: str) -> Input:
-    """The input called ``name``.
+def create_input(name: str, settings: Settings | None = None) -> Input:
+    """The input called ``name``, configured with ``settings`` when given.
 
     Raises:
         ValueError: no input has that name (the message lists the known ones).
@@ -73,4 +83,6 @@ def create_input(name: str) -> Input:
         raise ValueError(f"unknown input {name!r} (known: {', '.join(sorted(INPUTS))})")
     module, _, cls = target.partition(":")
     made: Input = getattr(importlib.import_module(module), cls)()
+    if settings is not None:
+        made.configure(settings)
     return made
