@@ -493,8 +493,8 @@ SETTINGS: tuple[Setting, ...] = (
        "bot", flags=("--namespace",)),
     _s("bot_timeout", "duration", 30.0, "time a command may take before its reply says so",
        "bot", flags=("--timeout",)),
-    _s("bot_allow_users", "list", (), "users the bot answers (default: the terminal's local "
-       "user)", "bot", flags=("--allow-users",)),
+    _s("bot_allow_users", "list", (), "users the bot answers (default: the input's; the "
+       "terminal's local user, everyone on slack)", "bot", flags=("--allow-users",)),
     _s("bot_admins", "list", (), "users who may run call, register and deregister (default: "
        "everyone allowed)", "bot", flags=("--admins",)),
     _s("bot_disable", "list", (), "built-in commands to turn off, e.g. call,register,"

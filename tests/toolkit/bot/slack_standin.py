@@ -33,6 +33,8 @@ class SlackStandIn:
         self.posts: list[dict[str, Any]] = []
         self.acks: list[str] = []
         self.calls: list[str] = []
+        self.auth_delay = 0.0
+        """Seconds ``auth.test`` waits before answering (a Slack that does not answer)."""
         self.port = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._loop = asyncio.new_event_loop()
@@ -99,6 +101,7 @@ class SlackStandIn:
     async def _auth_test(self, request: web.Request) -> web.Response:
         form = await self._form(request)
         self._note("auth.test")
+        await asyncio.sleep(self.auth_delay)
         if self._token(request, form) != BOT_TOKEN:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         return web.json_response({

@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
+from micro.settings import BOT_GROUPS, load
+from micro.toolkit.bot import slack as slack_input
+from micro.toolkit.bot.input import create_input
 from micro.toolkit.bot.slack import parse_event
+from micro.toolkit.cli.app import CliError
 from tests.toolkit.bot.slack_standin import APP_TOKEN, BOT_TOKEN, BOT_USER, SlackStandIn
 from tests.toolkit.cli.conftest import GREETER, MICRO, Spawn, base_env, spawn, unique
 
@@ -173,3 +177,21 @@ def test_missing_app_token_stops_with_one_line(slack: SlackStandIn) -> None:
         "(xapp-..., with connections:write)"
     ]
     assert slack.calls == []
+
+
+async def test_a_slack_that_does_not_answer_stops_it_in_bounded_time(
+    slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slack.auth_delay = 1.5
+    monkeypatch.setattr(slack_input, "CONNECT_TIMEOUT", 0.3)
+    settings = load(
+        groups=BOT_GROUPS,
+        environ={"MICRO_SLACK_TOKEN": BOT_TOKEN, "MICRO_SLACK_APP_TOKEN": APP_TOKEN,
+                 "MICRO_SLACK_API_URL": slack.api_url.rstrip("/")},
+    )  # fmt: skip
+    source = create_input("slack", settings)
+    started = time.monotonic()
+    with pytest.raises(CliError, match=r"^slack: auth.test: no answer within 0.3s$"):
+        await source.connect()
+    assert time.monotonic() - started < 3
+    await source.close()
