@@ -52,6 +52,12 @@ def test_channel_mention_is_stripped_and_answered_in_its_thread() -> None:
     assert got.meta["thread_ts"] == "1.1"
 
 
+def test_a_mention_with_a_name_is_stripped_too() -> None:
+    got = parse_event(event(f"<@{BOT_USER}|microbot> ping", channel="G1"), BOT_USER)
+    assert got is not None
+    assert got.text == "ping"
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -179,17 +185,27 @@ def test_missing_app_token_stops_with_one_line(slack: SlackStandIn) -> None:
     assert slack.calls == []
 
 
+def settings_for(slack: SlackStandIn, url: str = "") -> Any:
+    return load(
+        groups=BOT_GROUPS,
+        environ={"MICRO_SLACK_TOKEN": BOT_TOKEN, "MICRO_SLACK_APP_TOKEN": APP_TOKEN,
+                 "MICRO_SLACK_API_URL": url or slack.api_url.rstrip("/")},
+    )  # fmt: skip
+
+
+async def test_a_wrong_api_url_is_one_line(slack: SlackStandIn) -> None:
+    source = create_input("slack", settings_for(slack, f"http://127.0.0.1:{slack.port}/nope/"))
+    with pytest.raises(CliError, match=r"^slack: auth.test failed: HTTP 404$"):
+        await source.connect()
+    await source.close()
+
+
 async def test_a_slack_that_does_not_answer_stops_it_in_bounded_time(
     slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slack.auth_delay = 1.5
     monkeypatch.setattr(slack_input, "CONNECT_TIMEOUT", 0.3)
-    settings = load(
-        groups=BOT_GROUPS,
-        environ={"MICRO_SLACK_TOKEN": BOT_TOKEN, "MICRO_SLACK_APP_TOKEN": APP_TOKEN,
-                 "MICRO_SLACK_API_URL": slack.api_url.rstrip("/")},
-    )  # fmt: skip
-    source = create_input("slack", settings)
+    source = create_input("slack", settings_for(slack))
     started = time.monotonic()
     with pytest.raises(CliError, match=r"^slack: auth.test: no answer within 0.3s$"):
         await source.connect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -47,10 +48,10 @@ def parse_event(event: Mapping[str, Any], bot_user: str) -> Event | None:
     if not isinstance(text, str) or not isinstance(channel, str) or not channel:
         return None
     direct = event.get("channel_type") == "im" or channel.startswith("D")
-    mention = f"<@{bot_user}>"
-    if not direct and mention not in text:
+    mention = re.compile(rf"<@{re.escape(bot_user)}(?:\|[^>]*)?>")  # <@U1> or <@U1|name>
+    if not direct and not mention.search(text):
         return None
-    text = text.replace(mention, " ")
+    text = mention.sub(" ", text)
     for escaped, plain in _UNESCAPE:  # Slack escapes these three in message text
         text = text.replace(escaped, plain)
     text = " ".join(text.split())
@@ -59,6 +60,16 @@ def parse_event(event: Mapping[str, Any], bot_user: str) -> Event | None:
     ts = str(event.get("ts") or "")
     thread = str(event.get("thread_ts") or ("" if direct else ts))
     return Event(text=text, sender=user, channel=channel, meta={"ts": ts, "thread_ts": thread})
+
+
+def _api_error(exc: Any) -> str:
+    """What a ``SlackApiError`` says: the API's ``error``, else the HTTP status."""
+    response = exc.response
+    data = getattr(response, "data", None)
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    status = getattr(response, "status_code", None)
+    return f"HTTP {status}" if status else str(exc)
 
 
 class SlackInput(Input):
@@ -89,7 +100,8 @@ class SlackInput(Input):
         Raises:
             CliError: a token is missing or refused, or Slack does not answer in time.
         """
-        from slack_sdk.errors import SlackApiError
+        import aiohttp
+        from slack_sdk.errors import SlackApiError, SlackClientError
         from slack_sdk.socket_mode.aiohttp import SocketModeClient
         from slack_sdk.web.async_client import AsyncWebClient
 
@@ -118,11 +130,10 @@ class SlackInput(Input):
                 socket.socket_mode_request_listeners.append(self._on_request)
                 await socket.connect()  # type: ignore[no-untyped-call]
         except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else None
-            raise CliError(f"slack: {step} failed: {error or exc}") from None
+            raise CliError(f"slack: {step} failed: {_api_error(exc)}") from None
         except TimeoutError:
             raise CliError(f"slack: {step}: no answer within {CONNECT_TIMEOUT:g}s") from None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, SlackClientError, aiohttp.ClientError) as exc:
             raise CliError(f"slack: {step} failed: {exc}") from None
         if not self.bot_user:
             raise CliError("slack: auth.test did not say who the bot is (no user_id)")
