@@ -494,7 +494,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("bot_timeout", "duration", 30.0, "time a command may take before its reply says so",
        "bot", flags=("--timeout",)),
     _s("bot_allow_users", "list", (), "users the bot answers (default: the input's; the "
-       "terminal's local user, everyone on slack)", "bot", flags=("--allow-users",)),
+       "terminal's local user; everyone on slack and xmpp)", "bot", flags=("--allow-users",)),
     _s("bot_admins", "list", (), "users who may run call, register and deregister (default: "
        "everyone allowed)", "bot", flags=("--admins",)),
     _s("bot_disable", "list", (), "built-in commands to turn off, e.g. call,register,"
@@ -509,6 +509,33 @@ SETTINGS: tuple[Setting, ...] = (
        flags=("--slack-app-token", "--slack_app_token")),
     _s("slack_api_url", "text", "https://slack.com/api/", "base URL of Slack's Web API",
        "bot", env=("MICRO_SLACK_API_URL",), flags=("--slack-api-url",)),
+    # -- micro bot: xmpp
+    _s("xmpp_username", "text", None, "the bot's XMPP account, a full JID (bot@example.org)",
+       "bot", env=("MICRO_XMPP_USERNAME", "MICRO_BOT_XMPP_USERNAME")),
+    _s("xmpp_password", "text", None, "the password of that account", "bot",
+       env=("MICRO_XMPP_PASSWORD", "MICRO_BOT_XMPP_PASSWORD")),
+    _s("xmpp_server", "text", None, "host:port to connect to (default: the JID's domain, "
+       "port 5222)", "bot", env=("MICRO_XMPP_SERVER", "MICRO_BOT_XMPP_SERVER")),
+    _s("xmpp_rooms", "list", (), "multi-user chat rooms to join (room@conference.example.org)",
+       "bot", env=("MICRO_XMPP_ROOMS", "MICRO_BOT_XMPP_ROOMS")),
+    _s("xmpp_nick", "text", None, "the bot's nick in rooms (default: the JID's user part)",
+       "bot", env=("MICRO_XMPP_NICK", "MICRO_BOT_XMPP_NICK")),
+    _s("xmpp_tls", "text", "starttls", "starttls, direct (TLS from the start) or none "
+       "(plaintext); also for hipchat", "bot", env=("MICRO_XMPP_TLS", "MICRO_BOT_XMPP_TLS")),
+    _s("xmpp_ca_file", "text", None, "CA certificates (PEM) to trust for the server's "
+       "certificate; also for hipchat", "bot",
+       env=("MICRO_XMPP_CA_FILE", "MICRO_BOT_XMPP_CA_FILE")),
+    _s("xmpp_insecure_skip_verify", "bool", False, "do not verify the server's certificate; "
+       "also for hipchat", "bot",
+       env=("MICRO_XMPP_INSECURE_SKIP_VERIFY", "MICRO_BOT_XMPP_INSECURE_SKIP_VERIFY")),
+    _s("hipchat_username", "text", None, "the bot's HipChat JID (the xmpp input with "
+       "HipChat's defaults)", "bot"),
+    _s("hipchat_password", "text", None, "the password of that account", "bot"),
+    _s("hipchat_server", "text", "chat.hipchat.com", "host:port of HipChat's XMPP server",
+       "bot"),
+    _s("hipchat_rooms", "list", (), "HipChat rooms to join (their XMPP JIDs)", "bot"),
+    _s("hipchat_nick", "text", None, "the bot's mention name in rooms (default: the JID's "
+       "user part)", "bot"),
     # -- the micro command
     _s("output", "text", "table", "output format: table or json", "cli",
        flags=("-o", "--output")),

@@ -105,8 +105,11 @@ def test_version() -> None:
         (["list", "nodes"], "list nodes needs a service name"),
         (["web", "--namespace", ""], "micro web: namespace must not be empty"),
         (["--proxy-address", "h:1", "proxy"], "listens use --address"),
-        (["bot"], "micro bot: no inputs; use --inputs (one of: terminal)"),
-        (["bot", "--inputs", "irc"], "micro bot: unknown input 'irc' (known: terminal)"),
+        (["bot"], "micro bot: no inputs; use --inputs (one of: hipchat, slack, terminal, xmpp)"),
+        (
+            ["bot", "--inputs", "irc"],
+            "micro bot: unknown input 'irc' (known: hipchat, slack, terminal, xmpp)",
+        ),
         (["bot", "--inputs", "terminal", "--timeout", "soon"], "invalid duration 'soon'"),
         (["bot", "--inputs", "terminal", "--timeout", "0"], "micro bot: --timeout must be"),
         (["bot", "--inputs", "terminal", "--namespace", ""], "--namespace must not be empty"),

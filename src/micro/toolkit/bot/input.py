@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:
-    from micro.settings import Settings
+from typing import Any, ClassVar
 
 __all__ = ["INPUTS", "Event", "Input", "create_input"]
 
 INPUTS = {
     "terminal": "micro.toolkit.bot.terminal:TerminalInput",
     "slack": "micro.toolkit.bot.slack:SlackInput",
+    "xmpp": "micro.toolkit.bot.xmpp:XmppInput",
+    "hipchat": "micro.toolkit.bot.xmpp:HipChatInput",
 }
 """Input name -> ``module:Class``, imported only when that input is asked for."""
 
@@ -48,6 +47,11 @@ class Input(abc.ABC):
     hint_unknown: ClassVar[bool] = False
     """Whether an unknown command gets a short hint (else no reply, as go-micro's bot)."""
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Input:
+        """The input configured by the bot's settings (default: made with no arguments)."""
+        return cls()
+
     @abc.abstractmethod
     async def connect(self) -> None:
         """Connect to the chat server (or open the local stream)."""
@@ -60,10 +64,6 @@ class Input(abc.ABC):
     async def send(self, event: Event, reply: str) -> None:
         """Answer ``event`` (in its channel, to its sender) with ``reply``."""
 
-    def configure(self, settings: Settings) -> None:
-        """Take the input's own settings (tokens, server...) from ``micro bot``'s; called
-        once, before ``connect()``. Nothing to take by default."""
-
     async def close(self) -> None:
         """Disconnect; never raises."""
 
@@ -72,8 +72,8 @@ class Input(abc.ABC):
         return None
 
 
-def create_input(name: str, settings: Settings | None = None) -> Input:
-    """The input called ``name``, configured with ``settings`` when given.
+def create_input(name: str, settings: Mapping[str, Any] | None = None) -> Input:
+    """The input called ``name``, configured by ``settings`` (the bot's).
 
     Raises:
         ValueError: no input has that name (the message lists the known ones).
@@ -82,7 +82,5 @@ def create_input(name: str, settings: Settings | None = None) -> Input:
     if target is None:
         raise ValueError(f"unknown input {name!r} (known: {', '.join(sorted(INPUTS))})")
     module, _, cls = target.partition(":")
-    made: Input = getattr(importlib.import_module(module), cls)()
-    if settings is not None:
-        made.configure(settings)
+    made: Input = getattr(importlib.import_module(module), cls).from_settings(settings or {})
     return made

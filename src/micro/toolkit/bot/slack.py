@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from micro.settings import Settings
 from micro.toolkit.bot.input import Event, Input
 from micro.toolkit.cli.app import CliError
 
@@ -89,10 +88,13 @@ class SlackInput(Input):
         self._web: Any = None
         self._socket: Any = None
 
-    def configure(self, settings: Settings) -> None:
-        self.token = str(settings.get("slack_token") or "")
-        self.app_token = str(settings.get("slack_app_token") or "")
-        self.api_url = str(settings.get("slack_api_url") or self.api_url)
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> SlackInput:
+        made = cls()
+        made.token = str(settings.get("slack_token") or "")
+        made.app_token = str(settings.get("slack_app_token") or "")
+        made.api_url = str(settings.get("slack_api_url") or made.api_url)
+        return made
 
     async def connect(self) -> None:
         """Check the bot token (``auth.test``), open the socket; one clear error if not.
