@@ -64,10 +64,17 @@ class MemoryInput(Input):
 
     name = "memory"
 
-    def __init__(self, *, code_blocks: bool = False, users: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        *,
+        code_blocks: bool = False,
+        users: tuple[str, ...] | None = None,
+        max_chars: int | None = None,
+    ) -> None:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self.replies: asyncio.Queue[tuple[Event, str]] = asyncio.Queue()
         self.code_blocks = code_blocks  # type: ignore[misc]
+        self.max_chars = max_chars  # type: ignore[misc]
         self.users = users
 
     async def connect(self) -> None:

@@ -261,3 +261,27 @@ async def test_a_broken_registry_watch_is_started_again(
         await until(lambda: len(calls) >= 2)
         await env.serve("go.micro.bot.shout", Command())
         await until(lambda: "shout" in bot.commands)
+
+
+async def test_a_long_reply_goes_in_parts_and_tables_fit_a_chat(env: Env) -> None:
+    await env.serve("greeter", Greeter())
+    for i in range(60):  # many nodes: a long table
+        node = Node(id=f"greeter-extra-{i:02d}", address=f"10.0.0.{i}:9", metadata={"k": "v"})
+        await env.registry.register(Service(name="greeter", version="1", nodes=[node]))
+    source = MemoryInput(code_blocks=True, max_chars=500)
+    bot = env.bot(source)
+    async with running(bot):
+        source.say("get service greeter")
+        parts = [await source.reply()]
+        while not source.replies.empty() or len(parts) < 2:
+            parts.append(await source.reply())
+    assert all(len(part) <= 500 for part in parts)
+    assert all(part.startswith("```\n") and part.endswith("\n```") for part in parts)
+    lines = [line for part in parts for line in part.split("\n")[1:-1]]
+    assert all(len(line) <= 72 for line in lines), max(lines, key=len)
+    assert len(lines) == 40
+    assert lines[-1].startswith("… ")
+    assert lines[-1].endswith("more lines (micro get service greeter shows all)")
+    terminal = await ask(bot, "get service greeter")  # the terminal gets it all
+    assert terminal is not None
+    assert "greeter-extra-59" in terminal

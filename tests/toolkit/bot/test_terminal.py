@@ -99,3 +99,21 @@ def test_terminal_over_mdns_with_real_services(spawn: Spawn) -> None:
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_ctrl_c_on_a_terminal_stops_it_cleanly() -> None:
+    child = pexpect.spawn(
+        MICRO, ["bot", "--inputs", "terminal"],
+        env=base_env(MICRO_REGISTRY="memory"), encoding="utf-8", timeout=20,
+    )  # fmt: skip
+    try:
+        child.expect_exact("Ctrl-D to quit")
+        child.sendline("ping")
+        child.expect_exact("pong")
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+        assert (child.exitstatus, child.signalstatus) == (0, None)
+        assert "Traceback" not in (child.before or "")
+    finally:
+        child.close(force=True)

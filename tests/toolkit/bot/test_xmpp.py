@@ -3,6 +3,8 @@ greeter process, talked to by a real slixmpp user."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from micro.settings import BOT_GROUPS, load
+from micro.toolkit.bot.commands import USAGE
 from micro.toolkit.bot.input import create_input
 from micro.toolkit.bot.xmpp import HipChatInput, XmppInput
 from tests.toolkit.bot.prosody import DOMAIN, MUC, Server, User, prosody
@@ -68,7 +71,7 @@ def bot(server: Server, greeter: str, tmp_path_factory: pytest.TempPathFactory) 
                      "--xmpp-nick", "microbot", "--allow-users", f"alice@{DOMAIN}")  # fmt: skip
     yield log
     stop(proc)
-    assert proc.returncode is not None
+    assert proc.returncode == 0, log.read_text()  # SIGTERM: logged out, exit 0
 
 
 @pytest.fixture
@@ -101,6 +104,39 @@ async def test_room_answers_only_when_addressed(alice: User) -> None:
         assert "wrong nick" not in got[2], got
 
 
+async def test_every_builtin_in_a_direct_chat(alice: User, greeter: str) -> None:
+    assert await alice.ask(BOT, "echo hi  there", "hi") == "hi there"
+    assert (await alice.ask(BOT, "time", "Server time")).startswith("Server time is: ")
+    assert await alice.ask(BOT, "hello", "up?") == "hey what's up?"
+    laws = await alice.ask(BOT, "the three laws", "robot")
+    assert laws.startswith("1. A robot may not injure")
+    assert len(laws.splitlines()) == 3
+    got = await alice.ask(BOT, f"get service {greeter}", "Greeter.SayHello")
+    assert greeter in got
+    assert "ok" in (await alice.ask(BOT, f"health {greeter}", "ok")).split()
+    missing = await alice.ask(BOT, "call nosuch Greeter.SayHello {}", "error")
+    assert missing.startswith("error executing cmd:")
+    ext = unique("ext")
+    node = {"id": f"{ext}-1", "address": "127.0.0.1:9"}
+    definition = json.dumps({"name": ext, "version": "1", "nodes": [node]})
+    assert await alice.ask(BOT, f"register service {definition}", "ok") == "ok"
+    assert ext in await alice.ask(BOT, "list services", ext)
+    assert await alice.ask(BOT, f"deregister service {definition}", "ok") == "ok"
+    assert await gone(alice, ext)
+    helped = await alice.ask(BOT, "help", "Returns the list of commands")
+    for usage, description in USAGE.values():
+        assert f"{usage} - {description}" in helped.splitlines()
+
+
+async def gone(user: User, word: str, command: str = "list services") -> bool:
+    """Whether ``word`` leaves the bot's reply to ``command`` within ten tries."""
+    for _ in range(10):
+        if word not in await user.ask(BOT, command, ""):
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
 async def test_command_service_started_after_the_bot(alice: User) -> None:
     proc = subprocess.Popen(  # noqa: ASYNC220 - started at once, stopped at the end
         [sys.executable, str(COMMAND), "--server_name", "go.micro.bot.roll"],
@@ -108,8 +144,18 @@ async def test_command_service_started_after_the_bot(alice: User) -> None:
     )  # fmt: skip
     try:
         assert "rolled 1" in await alice.ask(BOT, "roll 1", "rolled 1", tries=20)
+        helped = await alice.ask(BOT, "help", "roll [sides]")
+        assert "roll [sides] - Rolls a die (6 sides unless told)" in helped.splitlines()
+        refused = await alice.ask(BOT, "roll x", "error")
+        assert refused == "error executing cmd: sides must be a positive number, got 'x'"
     finally:
         stop(proc)
+    # a service that stops takes its command with it
+    assert await gone(alice, "roll [sides]", "help")
+    alice.say(BOT, "roll 1")
+    assert "pong" in await alice.ask(BOT, "ping", "pong")
+    while (got := await alice.next(0.5)) is not None:
+        assert "rolled" not in got[2], got
 
 
 async def test_user_not_allowed_gets_no_answer(server: Server, alice: User) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from micro.settings import BOT_GROUPS, Settings, SettingsError
 from micro.toolkit._app_cli import app_parser, read_app_settings
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from micro.toolkit.bot.input import Input
 
 __all__ = ["main"]
+
+log = logging.getLogger("micro.bot")
 
 EPILOG = """examples:
   micro bot --inputs terminal
@@ -85,7 +89,7 @@ def _run(settings: Settings, inputs: list[Input]) -> int:
 
     async def serve() -> None:
         async with Runtime(settings) as rt:
-            await Bot(rt, inputs, settings).run()
+            await _until_signalled(Bot(rt, inputs, settings).run())
 
     try:
         run_loop(serve())
@@ -95,3 +99,28 @@ def _run(settings: Settings, inputs: list[Input]) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work``; SIGTERM or SIGINT cancels it, so the bot closes its inputs (an XMPP
+    logout, Slack's socket closed) and the process exits 0."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    signalled = False
+
+    def stop() -> None:
+        nonlocal signalled
+        signalled = True
+        log.info("stopping on a signal")
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from micro.settings import Settings
+from micro.toolkit.bot.text import CHAT_LINES, CHAT_WIDTH, shorten
 from micro.toolkit.cli.app import CliError, build_parser
 from micro.toolkit.cli.commands import execute
-from micro.toolkit.cli.output import captured
+from micro.toolkit.cli.output import CAPTURE_WIDTH, captured
 from micro.toolkit.cli.runtime import Runtime
 
 __all__ = ["BUILTINS", "PRIVILEGED", "USAGE", "Builtin", "fenced"]
@@ -46,15 +47,16 @@ def fenced(text: str, code_blocks: bool, lang: str = "") -> str:
     return f"```{lang}\n{text}\n```" if code_blocks and text else text
 
 
-async def _cli(rt: Runtime, words: list[str]) -> str:
-    """Run ``micro <words>`` inside ``rt``; its output as plain text.
+async def _cli(rt: Runtime, words: list[str], chat: bool = False) -> str:
+    """Run ``micro <words>`` inside ``rt``; its output as plain text (for a chat: tables
+    fitted to :data:`CHAT_WIDTH` columns, at most :data:`CHAT_LINES` lines).
 
     Raises:
         CliError: the command failed, or its words do not parse.
     """
     parser = build_parser()
     parser.prog = "micro"
-    with captured() as buffer:
+    with captured(CHAT_WIDTH if chat else CAPTURE_WIDTH) as buffer:
         try:
             args = parser.parse_args(words)
         except SystemExit:
@@ -62,7 +64,8 @@ async def _cli(rt: Runtime, words: list[str]) -> str:
         values = {**dict(rt.settings.items()), "output": "table"}
         args.settings = Settings(values, dict.fromkeys(values, "bot"))
         await execute(rt, args)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().strip("\n").splitlines())
+    text = "\n".join(line.rstrip() for line in buffer.getvalue().strip("\n").splitlines())
+    return shorten(text, CHAT_LINES, f"micro {' '.join(words)} shows all") if chat else text
 
 
 def _json_only(text: str) -> str:
@@ -109,13 +112,13 @@ async def get(rt: Runtime, words: list[str], code_blocks: bool) -> str:
         return "unknown command...\nsupported commands:\nget service [name]"
     if len(words) < 3:
         return "require service name"
-    return fenced(await _cli(rt, ["get", "service", words[2]]), code_blocks)
+    return fenced(await _cli(rt, ["get", "service", words[2]], code_blocks), code_blocks)
 
 
 async def health(rt: Runtime, words: list[str], code_blocks: bool) -> str:
     if len(words) < 2:
         return "health of what?"
-    return fenced(await _cli(rt, ["health", words[1]]), code_blocks)
+    return fenced(await _cli(rt, ["health", words[1]], code_blocks), code_blocks)
 
 
 async def call(rt: Runtime, words: list[str], code_blocks: bool) -> str:

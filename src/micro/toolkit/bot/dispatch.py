@@ -23,6 +23,7 @@ from micro.errors import MicroError
 from micro.settings import Settings
 from micro.toolkit.bot.commands import BUILTINS, PRIVILEGED, USAGE
 from micro.toolkit.bot.input import Event, Input
+from micro.toolkit.bot.text import chunks
 from micro.toolkit.cli.app import CliError
 from micro.toolkit.cli.runtime import Runtime, one_line
 
@@ -210,11 +211,14 @@ class Bot:
 
     async def _answer(self, source: Input, event: Event) -> None:
         reply = await self.handle(source, event.text, event.sender)
-        if reply is not None:
+        if reply is None:
+            return
+        for part in chunks(reply, source.max_chars):
             try:
-                await source.send(event, reply)
+                await source.send(event, part)
             except Exception:  # a reply that cannot go out must not stop the bot
                 log.exception("cannot send the reply on %s", source.name)
+                return
 
     async def serve_input(self, source: Input) -> None:
         """Answer ``source``'s messages until it ends; wait for the replies in flight."""

@@ -46,6 +46,9 @@ class Input(abc.ABC):
     as such; a terminal does not)."""
     hint_unknown: ClassVar[bool] = False
     """Whether an unknown command gets a short hint (else no reply, as go-micro's bot)."""
+    max_chars: ClassVar[int | None] = None
+    """Longest message the chat takes well; a longer reply is sent in parts (``None``: any
+    length)."""
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Input:

@@ -77,6 +77,7 @@ class SlackInput(Input):
 
     name = "slack"
     code_blocks = True
+    max_chars = 3900  # Slack advises under 4,000 characters a message (it cuts at 40,000)
 
     def __init__(self) -> None:
         self.token = ""

@@ -36,6 +36,7 @@ class XmppInput(Input):
 
     name = "xmpp"
     code_blocks = True
+    max_chars = 8000  # well under the stanza limits servers set (Prosody: 256 KiB)
     prefix: ClassVar[str] = "xmpp"
     default_server: ClassVar[str] = ""
 

@@ -49,6 +49,9 @@ CAPTURE_WIDTH = 120
 _target: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
     "micro_cli_output", default=None
 )
+_width: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "micro_cli_output_width", default=CAPTURE_WIDTH
+)
 
 
 class _Routed(io.TextIOBase):
@@ -90,12 +93,14 @@ def _unroute(stream: TextIO) -> TextIO:
 
 
 @contextlib.contextmanager
-def captured() -> Iterator[io.StringIO]:
+def captured(width: int = CAPTURE_WIDTH) -> Iterator[io.StringIO]:
     """Within this block, what the current task (and tasks it starts) prints goes to the
-    yielded buffer, as plain text; other tasks print as before."""
+    yielded buffer, as plain text (tables fitted to ``width`` columns); other tasks print
+    as before."""
     global _captures
     buffer = io.StringIO()
     token = _target.set(buffer)
+    width_token = _width.set(width)
     if _captures == 0:
         sys.stdout, sys.stderr = _route(sys.stdout), _route(sys.stderr)
     _captures += 1
@@ -103,6 +108,7 @@ def captured() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         _target.reset(token)
+        _width.reset(width_token)
         _captures -= 1
         if _captures == 0:
             sys.stdout, sys.stderr = _unroute(sys.stdout), _unroute(sys.stderr)
@@ -117,7 +123,7 @@ def console(stderr: bool = False) -> Console:
     if target is not None:
         return Console(
             file=target,
-            width=CAPTURE_WIDTH,
+            width=_width.get(),
             color_system=None,
             force_terminal=False,
             force_interactive=False,
