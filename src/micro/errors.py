@@ -69,6 +69,7 @@ __all__ = [
     "RequestTimeout",
     "ServiceNotFound",
     "Timeout",
+    "TransportMismatch",
     "Unauthorized",
     "bad_request",
     "conflict",
@@ -262,6 +263,13 @@ class RegistryError(InternalServerError):
 
 class BrokerError(InternalServerError):
     """A publish was not accepted, or a subscription could not be set up."""
+
+
+class TransportMismatch(MicroError):
+    """The node speaks another transport than the client (its ``transport`` metadata);
+    not retried: every attempt would fail the same way."""
+
+    code = 502
 
 
 class PluginNotFound(InternalServerError, LookupError):

@@ -18,10 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from micro.errors import ConnectError, MicroError
+from micro.errors import ConnectError, MicroError, TransportMismatch
+from micro.registry import Node
 from micro.transport import Socket, Transport
 
-__all__ = ["Conn", "Pool"]
+__all__ = ["Conn", "Pool", "check_transport"]
 
 
 class Conn:
@@ -147,3 +148,19 @@ async def _close(socket: Socket) -> None:
         await socket.close()
     except Exception:  # close() must not raise; a broken backend must not break the caller
         pass
+
+
+def check_transport(node: Node, speaks: str) -> None:
+    """Refuse a node whose ``transport`` metadata names another transport than ``speaks``
+    (a node with no such metadata, as a fixed address, is taken as it is).
+
+    Raises:
+        TransportMismatch: naming both transports and the setting that picks the client's.
+    """
+    theirs = node.metadata.get("transport") if node.metadata else None
+    if theirs and theirs != speaks:
+        raise TransportMismatch(
+            f"node {node.id} ({node.address}) speaks the {theirs} transport, this client "
+            f"the {speaks} transport: set MICRO_TRANSPORT={theirs} (or transport={theirs!r})",
+            id="go.micro.client",
+        )

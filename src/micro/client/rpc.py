@@ -46,7 +46,7 @@ from micro.client import (
 )
 from micro.client.deadline import TaskDeadline
 from micro.client.options import timeout_header
-from micro.client.pool import Pool
+from micro.client.pool import Pool, check_transport
 from micro.client.retries import exponential_backoff, retry_on_error
 from micro.client.stream import RpcStream
 from micro.codec import Codec, lookup
@@ -491,6 +491,7 @@ class RpcClient(Client):
 
     async def _call_node(self, node: Node, req: Request, opts: CallOptions) -> Any:
         """One attempt: the innermost CallFunc, below the wrappers."""
+        check_transport(node, self.transport.name)
         loop = asyncio.get_running_loop()
         body = self.codec(req.content_type).encode(req.body)
         base = self.base_headers(req.service, req.endpoint, req.content_type)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 from micro import metadata as md
 from micro.client import CallOptions, Request, Stream
 from micro.client.options import timeout_header
+from micro.client.pool import check_transport
 from micro.errors import ConnectionClosed, MicroError, Timeout
 from micro.registry import Node
 from micro.selector import Filter
@@ -109,6 +110,7 @@ class RpcStream(Stream):
     async def _connect(self, node: Node, req: Request, opts: CallOptions) -> Socket:
         """One attempt to open the stream on ``node``: dial and send the opening message."""
         client = self._client
+        check_transport(node, client.transport.name)
         loop = asyncio.get_running_loop()
         remaining = max(opts.deadline - loop.time(), 0.0)
         sock = await client._pool.dial(node.address, timeout=min(opts.dial_timeout, remaining))
