@@ -18,13 +18,15 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
     ├── RequestTimeout             408      a peer did not send its request in time
     ├── Conflict                   409
     ├── PayloadTooLarge            413
-    └── InternalServerError        500
-        ├── ConnectError           500      dial or connection failure (retried by clients)
-        │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
-        ├── NoneAvailable          500      the selector has no node left to try
-        ├── RegistryError          500      the registry backend failed
-        ├── BrokerError            500      a publish or subscription could not be carried out
-        └── PluginNotFound         500      no such backend, or its driver is missing (LookupError)
+    ├── InternalServerError        500
+    │   ├── ConnectError           500      dial or connection failure (retried by clients)
+    │   │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
+    │   ├── NoneAvailable          500      the selector has no node left to try
+    │   ├── RegistryError          500      the registry backend failed
+    │   ├── BrokerError            500      a publish or subscription could not be carried out
+    │   └── PluginNotFound         500      no such backend, or its driver is missing (LookupError)
+    └── BadGateway                 502      a gateway or proxy got no answer from behind it
+        └── TransportMismatch      502      the node speaks another transport (not retried)
 
 Backends translate their driver's exceptions with :func:`translate`, one helper instead of an
 ``except`` clause per call::
@@ -51,6 +53,7 @@ from typing import Any, ClassVar
 import msgspec
 
 __all__ = [
+    "BadGateway",
     "BadRequest",
     "BrokerError",
     "CodecError",
@@ -265,11 +268,15 @@ class BrokerError(InternalServerError):
     """A publish was not accepted, or a subscription could not be set up."""
 
 
-class TransportMismatch(MicroError):
-    """The node speaks another transport than the client (its ``transport`` metadata);
-    not retried: every attempt would fail the same way."""
+class BadGateway(MicroError):
+    """A gateway or proxy could not get an answer from the service behind it."""
 
     code = 502
+
+
+class TransportMismatch(BadGateway):
+    """The node speaks another transport than the client (its ``transport`` metadata);
+    not retried: every attempt would fail the same way."""
 
 
 class PluginNotFound(InternalServerError, LookupError):
