@@ -25,6 +25,8 @@ PACKAGES = (
     "msgspec",
     "uvloop",
     "nats-py",
+    "faststream",
+    "aio-pika",
     "micro",
 )
 
@@ -125,7 +127,8 @@ def results_table(outcome: Outcome) -> str:
             row.append(" ".join(f"{rps:,.0f}" for rps in m.rps_runs))
     note = (
         "(other CPU %: user+system CPU of all other processes during the run, in % of one CPU;\n"
-        " the broker for nats/nameko, otherwise noise: a high value makes the row suspect)"
+        " the broker for the targets that go through one (nats, nameko, faststream-*,\n"
+        " micro-nats, micro-rabbitmq), otherwise noise: a high value makes the row suspect)"
     )
     return _table(header, rows, right=set(range(2, 10))) + "\n" + note
 
@@ -143,9 +146,14 @@ def _micros(value: float | None) -> str:
 
 
 def ratios(outcome: Outcome) -> list[dict[str, Any]]:
-    """micro / anchor per mode: req/s ratio (>1: micro faster), p50 and p99 ratios (<1: lower)."""
+    """micro / anchor per mode: req/s ratio (>1: micro faster), p50 and p99 ratios (<1: lower).
+
+    The anchors are every other target but micro on its other transports (``micro-*``),
+    which :func:`goal_ratios` sets against their own anchors.
+    """
     rows = []
-    anchors = [t for t in dict.fromkeys(m.target for m in outcome.results) if t != SUBJECT]
+    names = dict.fromkeys(m.target for m in outcome.results)
+    anchors = [t for t in names if t != SUBJECT and not t.startswith(f"{SUBJECT}-")]
     for anchor in anchors:
         for mode in (SEQUENTIAL, CONCURRENT):
             mine, theirs = outcome.find(SUBJECT, mode), outcome.find(anchor, mode)
@@ -180,6 +188,106 @@ def ratios_table(outcome: Outcome) -> str:
     ]
     note = "(req/s x > 1: micro faster; p50/p99 x < 1: micro lower latency)"
     return _table(header, body, right={2, 3, 4}) + "\n" + note
+
+
+# --------------------------------------------------------------------------- goals
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The project's goal for ``subject``'s req/s against ``anchor``'s in one mode.
+
+    ``minimum`` is the least ratio that meets it; ``ahead`` goals need the subject strictly
+    faster (ratio > 1.0), the others a ratio of at least ``minimum``.
+    """
+
+    subject: str
+    anchor: str
+    mode: str
+    minimum: float
+    ahead: bool = False
+
+    @property
+    def text(self) -> str:
+        return "> 1.00 (ahead)" if self.ahead else f">= {self.minimum:.2f}"
+
+    def met(self, ratio: float) -> bool:
+        return ratio > self.minimum if self.ahead else ratio >= self.minimum
+
+
+def _both(subject: str, anchor: str, minimum: float, ahead: bool = False) -> list[Goal]:
+    return [Goal(subject, anchor, mode, minimum, ahead) for mode in (SEQUENTIAL, CONCURRENT)]
+
+
+#: The req/s goals of the project, in report order: micro over HTTP against aiohttp and
+#: grpcio; the tcp transport against the raw ceiling and micro over HTTP; the nats transport
+#: against nats-py and FastStream; the rabbitmq transport against nameko and FastStream.
+GOALS: tuple[Goal, ...] = (
+    *_both(SUBJECT, "aiohttp", 1.0),
+    Goal(SUBJECT, "grpc", CONCURRENT, 3.0),
+    Goal("micro-tcp", "raw", SEQUENTIAL, 0.85),
+    Goal("micro-tcp", "raw", CONCURRENT, 0.6),
+    *_both("micro-tcp", SUBJECT, 1.0, ahead=True),
+    *_both("micro-nats", "nats", 0.8),
+    *_both("micro-nats", "faststream-nats", 2.0),
+    Goal("micro-rabbitmq", "nameko", CONCURRENT, 10.0),
+    *_both("micro-rabbitmq", "faststream-rabbit", 1.0, ahead=True),
+)
+
+
+def goal_ratios(outcome: Outcome, goals: tuple[Goal, ...] = GOALS) -> list[dict[str, Any]]:
+    """Each goal with its req/s ratio and verdict; ``ratio`` and ``met`` are ``None`` (and
+    ``pending`` says why) when either side was not measured in this run."""
+    rows = []
+    for goal in goals:
+        row: dict[str, Any] = {
+            "subject": goal.subject,
+            "anchor": goal.anchor,
+            "mode": goal.mode,
+            "goal": goal.text,
+            "minimum": goal.minimum,
+            "ahead": goal.ahead,
+            "ratio": None,
+            "met": None,
+        }
+        mine, theirs = outcome.find(goal.subject, goal.mode), outcome.find(goal.anchor, goal.mode)
+        if mine is None or theirs is None:
+            absent = [n for n, m in ((goal.subject, mine), (goal.anchor, theirs)) if m is None]
+            row["pending"] = f"{' and '.join(absent)} not measured"
+        else:
+            row["ratio"] = mine.rps / theirs.rps
+            row["met"] = goal.met(row["ratio"])
+        rows.append(row)
+    return rows
+
+
+def goals_table(outcome: Outcome) -> str:
+    rows = goal_ratios(outcome)
+    measured = [r for r in rows if r["ratio"] is not None]
+    if not measured:
+        return "goals (req/s ratios): pending (no goal had both sides measured)"
+    header = ["goal: req/s of", "mode", "ratio x", "goal x", "verdict"]
+    body = [
+        [
+            f"{r['subject']} / {r['anchor']}",
+            r["mode"],
+            f"{r['ratio']:.2f}",
+            r["goal"],
+            "met" if r["met"] else "NOT MET",
+        ]
+        for r in measured
+    ]
+    met = sum(1 for r in measured if r["met"])
+    lines = [_table(header, body, right={2}), f"({met} of {len(measured)} measured goals met)"]
+    pending = [r for r in rows if r["ratio"] is None]
+    if pending:
+        lines.append(
+            "pending: "
+            + "; ".join(
+                f"{r['subject']}/{r['anchor']} {r['mode']} ({r['pending']})" for r in pending
+            )
+        )
+    return "\n".join(lines)
 
 
 def servers_table(outcome: Outcome) -> str:
@@ -225,6 +333,8 @@ def render(outcome: Outcome, machine: dict[str, Any], config: dict[str, Any]) ->
         "",
         ratios_table(outcome),
         "",
+        goals_table(outcome),
+        "",
         servers_table(outcome),
         "",
         imports_table(outcome),
@@ -244,6 +354,7 @@ def write_json(
         "config": config,
         "results": [m.as_dict() for m in outcome.results],
         "ratios": ratios(outcome),
+        "goals": goal_ratios(outcome),
         "servers": outcome.servers,
         "imports": outcome.imports,
         "skipped": outcome.skipped,
