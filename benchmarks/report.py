@@ -264,29 +264,28 @@ def goal_ratios(outcome: Outcome, goals: tuple[Goal, ...] = GOALS) -> list[dict[
 def goals_table(outcome: Outcome) -> str:
     rows = goal_ratios(outcome)
     measured = [r for r in rows if r["ratio"] is not None]
-    if not measured:
-        return "goals (req/s ratios): pending (no goal had both sides measured)"
-    header = ["goal: req/s of", "mode", "ratio x", "goal x", "verdict"]
-    body = [
-        [
-            f"{r['subject']} / {r['anchor']}",
-            r["mode"],
-            f"{r['ratio']:.2f}",
-            r["goal"],
-            "met" if r["met"] else "NOT MET",
+    lines = []
+    if measured:
+        header = ["goal: req/s of", "mode", "ratio x", "goal x", "verdict"]
+        body = [
+            [
+                f"{r['subject']} / {r['anchor']}",
+                r["mode"],
+                f"{r['ratio']:.2f}",
+                r["goal"],
+                "met" if r["met"] else "NOT MET",
+            ]
+            for r in measured
         ]
-        for r in measured
+        met = sum(1 for r in measured if r["met"])
+        lines += [_table(header, body, right={2}), f"({met} of {len(measured)} goals met)"]
+    else:
+        lines.append("goals (req/s ratios): none had both sides measured in this run")
+    lines += [
+        f"pending goal {r['subject']} / {r['anchor']} {r['mode']}: {r['pending']}"
+        for r in rows
+        if r["ratio"] is None
     ]
-    met = sum(1 for r in measured if r["met"])
-    lines = [_table(header, body, right={2}), f"({met} of {len(measured)} measured goals met)"]
-    pending = [r for r in rows if r["ratio"] is None]
-    if pending:
-        lines.append(
-            "pending: "
-            + "; ".join(
-                f"{r['subject']}/{r['anchor']} {r['mode']} ({r['pending']})" for r in pending
-            )
-        )
     return "\n".join(lines)
 
 
