@@ -33,12 +33,14 @@ from micro.transport._nats_wire import (
     split,
 )
 
-__all__ = ["Inboxes", "NatsSocket"]
+__all__ = ["FOREIGN_IDLE", "Inboxes", "NatsSocket"]
 
 log = logging.getLogger("micro.transport.nats")
 
 _ERR_ID = "go.micro.transport"
 _PIECE_ROOM = 4096  # room left in max_payload for the subjects and NATS headers of a piece
+FOREIGN_IDLE = 60.0  # seconds an accepted go-plugins connection may wait for a message (its
+# own server sockets give up after the same minute; a Go dialer never says it closed)
 
 
 class Inboxes:
@@ -110,6 +112,8 @@ class NatsSocket(Socket):
         self._answered = False
         self._send_lock = asyncio.Lock()
         self.on_close: Callable[[], None] | None = None
+        self._refusing = False
+        self._tasks: set[asyncio.Task[None]] = set()
         inboxes.sockets[token] = self
 
     # -- state -------------------------------------------------------------------------
@@ -126,6 +130,8 @@ class NatsSocket(Socket):
 
     def feed(self, msg: Msg, *, control: bool = False) -> None:
         """Take one NATS message addressed to this socket (``control``: on ``<inbox>.p``)."""
+        if self._refusing:
+            return
         headers = msg.headers or {}
         if is_no_responders(headers):
             if control and not self.opened.is_set():  # the answer to our open
@@ -199,15 +205,18 @@ class NatsSocket(Socket):
             self.fail(PayloadTooLarge(detail, id=_ERR_ID))
             return
         # tell the caller why, then close: the handler sees ConnectionClosed
+        self._refusing = True  # the rest of what the caller sends is dropped
         error = PayloadTooLarge(detail, id=_ERR_ID)
-        asyncio.get_running_loop().create_task(self._refuse(error))
+        task = asyncio.get_running_loop().create_task(self._refuse(error))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _refuse(self, error: MicroError) -> None:
         try:
             await self._publish(encode(Message({"Micro-Error": error.to_json()})), DATA)
         except Exception as exc:  # best effort: the close follows anyway
             log.debug("nats transport: cannot answer %s: %r", self.remote, exc)
-        self.fail(ConnectionClosed(error.detail, id=_ERR_ID))
+        self._queue.put_nowait(ConnectionClosed(error.detail, id=_ERR_ID))  # to the handler
         await self.close()
 
     def _gone_error(self, *, probe: bool) -> MicroError:
@@ -260,12 +269,18 @@ class NatsSocket(Socket):
         if self._closed:
             raise ConnectionClosed("connection closed", id=_ERR_ID)
         while True:
-            interval = self._ping_interval if self.ours and self._ping_interval > 0 else None
+            if self.ours:
+                interval = self._ping_interval if self._ping_interval > 0 else None
+            else:  # a go-plugins peer: no pings, no close; its own sockets give up idle
+                interval = None if self.dialed else FOREIGN_IDLE
             try:
                 async with asyncio.timeout(interval):
                     item = await self._queue.get()
             except TimeoutError:
-                await self._ping()
+                if self.ours:
+                    await self._ping()
+                elif not self.busy:
+                    self.fail(ConnectionClosed("idle go-plugins connection", id=_ERR_ID))
                 continue
             if isinstance(item, MicroError):
                 self._queue.put_nowait(item)  # every later recv ends the same way
