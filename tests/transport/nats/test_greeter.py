@@ -1,8 +1,10 @@
-"""examples/greeter/server.py with MICRO_TRANSPORT=nats and MICRO_REGISTRY=nats (a service
-whose only dependency is NATS), called by ``micro call`` and examples/greeter/client.py."""
+"""The examples with MICRO_TRANSPORT=nats and MICRO_REGISTRY=nats (services whose only
+dependency is NATS): the greeter called by ``micro call`` and its client, the streaming
+example, and the pub/sub example (MICRO_BROKER=nats too)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -29,10 +31,10 @@ def env() -> dict[str, str]:
     )
 
 
-@pytest.fixture
-def greeter(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+@contextlib.contextmanager
+def running(env: dict[str, str], *path: str) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "greeter" / "server.py")],
+        [sys.executable, str(ROOT.joinpath("examples", *path))],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -43,6 +45,25 @@ def greeter(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def greeter(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with running(env, "greeter", "server.py") as proc:
+        yield proc
+
+
+def until_it_works(env: dict[str, str], *path: str) -> subprocess.CompletedProcess[str]:
+    """Run an example client until it succeeds (its service may not be registered yet)."""
+    deadline = time.monotonic() + 20
+    while True:
+        done = subprocess.run(
+            [sys.executable, str(ROOT.joinpath("examples", *path))],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        if done.returncode == 0 or time.monotonic() > deadline:
+            return done
+        time.sleep(0.3)
 
 
 def micro(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,3 +93,28 @@ def test_micro_call_reaches_the_greeter_over_nats(
     )  # fmt: skip
     assert client.returncode == 0, client.stderr
     assert "Hello" in client.stdout
+
+
+def test_the_streaming_example_over_nats(env: dict[str, str]) -> None:
+    with running(env, "streaming", "server.py"):
+        done = until_it_works(env, "streaming", "client.py")
+    assert done.returncode == 0, done.stderr
+    assert "tick 3" in done.stdout
+    assert "echo STREAMS" in done.stdout
+
+
+def test_the_pubsub_example_over_nats(env: dict[str, str]) -> None:
+    env = {**env, "MICRO_BROKER": "nats", "MICRO_BROKER_ADDRESS": nats_url()}
+    env["EXAMPLE_TOPIC_PREFIX"] = f"microtest.{uuid.uuid4().hex[:10]}"
+    with running(env, "pubsub", "subscriber.py"):
+        # the mailer registers once subscribed (core NATS keeps nothing for late subscribers)
+        deadline = time.monotonic() + 20
+        while micro(env, "get", "service", "example.pubsub.mailer").returncode != 0:
+            assert time.monotonic() < deadline, "the mailer never registered"
+            time.sleep(0.3)
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "pubsub" / "publisher.py"), "3"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("welcomed") == 3
