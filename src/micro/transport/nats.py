@@ -222,6 +222,8 @@ class NatsTransport(Transport):
         }
         self._client_name = name
         self._inboxes: Inboxes | None = None
+        self._first_errors: list[Exception] | None = None
+        self._first_failed = asyncio.Event()
         self._lock = asyncio.Lock()
         self._closing = False
         self.listeners: set[_NatsListener] = set()
@@ -239,21 +241,8 @@ class NatsTransport(Transport):
                 return self._inboxes
             self._closing = False
             nc = NatsClient()
-            options = {k: v for k, v in self._auth.items() if v is not None}
             try:
-                async with asyncio.timeout(self.connect_timeout * len(self.servers) + 1.0):
-                    await nc.connect(
-                        servers=self.servers,
-                        name=self._client_name,
-                        connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=0.5,  # type: ignore[arg-type]
-                        error_cb=self._on_error,
-                        disconnected_cb=self._on_disconnect,
-                        reconnected_cb=self._on_reconnect,
-                        **options,
-                    )
+                await self._connect(nc)
                 inboxes = Inboxes(nc)
                 await inboxes.start()
             except BaseException as exc:
@@ -261,9 +250,7 @@ class NatsTransport(Transport):
                     await nc.close()
                 except Exception:  # already broken
                     pass
-                if isinstance(exc, (Exception, TimeoutError)) and not isinstance(
-                    exc, asyncio.CancelledError
-                ):
+                if isinstance(exc, Exception):
                     raise ConnectError(
                         f"cannot connect to NATS at {self.address}: {exc!r}", id=_ERR_ID
                     ) from exc
@@ -271,7 +258,51 @@ class NatsTransport(Transport):
             self._inboxes = inboxes
             return inboxes
 
+    async def _connect(self, nc: NatsClient) -> None:
+        """Connect, giving up once every server has failed once (nats-py would go on trying
+        the first connect forever with unlimited reconnects, which later drops need)."""
+        self._first_errors = []
+        options = {k: v for k, v in self._auth.items() if v is not None}
+        connect = asyncio.ensure_future(
+            nc.connect(
+                servers=self.servers,
+                name=self._client_name,
+                connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect,
+                reconnected_cb=self._on_reconnect,
+                **options,
+            )
+        )
+        self._first_failed.clear()
+        failed = asyncio.ensure_future(self._first_failed.wait())
+        try:
+            await asyncio.wait(
+                {connect, failed},
+                timeout=self.connect_timeout * len(self.servers) + 1.0,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            failed.cancel()
+            if not connect.done():
+                connect.cancel()
+                await asyncio.gather(connect, return_exceptions=True)
+        errors: list[Exception] = self._first_errors or []
+        self._first_errors = None
+        if connect.cancelled():
+            last = errors[-1] if errors else TimeoutError("no answer")
+            raise ConnectionError(f"every server failed: {last!r}")
+        connect.result()
+
     async def _on_error(self, exc: Exception) -> None:
+        if self._first_errors is not None:  # the first connect: one round over the servers
+            self._first_errors.append(exc)
+            if len(self._first_errors) >= len(self.servers):
+                self._first_failed.set()
+            return
         log.warning("NATS %s: %r", self.address, exc)
 
     async def _on_disconnect(self) -> None:
