@@ -78,3 +78,25 @@ async def test_a_node_killed_mid_call_fails_fast_and_the_retry_takes_the_other(
             assert rsp == {"node": "b"}
     finally:
         await transport.close()
+
+
+async def test_a_pooled_connection_to_a_killed_node_moves_to_the_other(
+    nodes: list[tuple[subprocess.Popen[str], str]],
+) -> None:
+    (victim, a), (_, b) = nodes
+    transport = NatsTransport(address=nats_url())
+    client = RpcClient(registry=MemoryRegistry(), transport=transport)
+    try:
+        async with client:
+            assert await client.call("nodes", "Node.Who", {}, address=a) == {"node": "a"}
+            victim.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(victim.wait, 10)
+            # the idle pooled connection's request meets "no responders": dialled again, that
+            # fails at once too, and the one retry goes to b (no wait for the 30 s timeout)
+            async with asyncio.timeout(10):
+                rsp = await client.call(
+                    "nodes", "Node.Who", {}, address=[a, b], timeout=30, retries=1
+                )
+            assert rsp == {"node": "b"}
+    finally:
+        await transport.close()
