@@ -33,12 +33,13 @@ from micro.transport._nats_wire import (
     split,
 )
 
-__all__ = ["FOREIGN_IDLE", "Inboxes", "NatsSocket"]
+__all__ = ["FOREIGN_IDLE", "IDLE_PING", "Inboxes", "NatsSocket"]
 
 log = logging.getLogger("micro.transport.nats")
 
 _ERR_ID = "go.micro.transport"
 _PIECE_ROOM = 4096  # room left in max_payload for the subjects and NATS headers of a piece
+IDLE_PING = 30.0  # seconds between pings on a node's connection that serves no call
 FOREIGN_IDLE = 60.0  # seconds an accepted go-plugins connection may wait for a message (its
 # own server sockets give up after the same minute; a Go dialer never says it closed)
 
@@ -271,6 +272,9 @@ class NatsSocket(Socket):
         while True:
             if self.ours:
                 interval = self._ping_interval if self._ping_interval > 0 else None
+                if interval is not None and not (self.dialed or self.busy):
+                    # a node's idle kept-alive connection: check its caller now and then
+                    interval = max(interval, IDLE_PING)
             else:  # a go-plugins peer: no pings, no close; its own sockets give up idle
                 interval = None if self.dialed else FOREIGN_IDLE
             try:

@@ -98,3 +98,29 @@ async def test_an_idle_go_plugins_connection_is_dropped(monkeypatch: pytest.Monk
     finally:
         await nc.close()
         await transport.close()
+
+
+async def test_a_node_finds_its_caller_gone() -> None:
+    ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def handler(sock: Socket) -> None:
+        await sock.recv()
+        sock.busy = True  # serving a stream that waits for the caller
+        try:
+            await sock.recv()
+        except ConnectionClosed as exc:
+            ended.set_result(exc)
+
+    server = NatsTransport(address=nats_url(), ping_interval=0.3)
+    caller = NatsTransport(address=nats_url())
+    try:
+        listener = await server.listen(":0", handler)
+        sock = await caller.dial(listener.address)
+        await sock.send(Message({}, b"open a stream"))
+        await caller._inboxes.nc.close()  # type: ignore[union-attr]  # dies: no close sent
+        error = await asyncio.wait_for(ended, 5)
+        assert "caller" in str(error)
+        assert "went away" in str(error)
+    finally:
+        await server.close()
+        await caller.close()
