@@ -282,18 +282,41 @@ SETTINGS: tuple[Setting, ...] = (
     _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
        "selector"),
     # -- transport
-    _s("transport", "text", "http", "transport backend: http, memory", "transport"),
+    _s("transport", "text", "http", "transport backend: http, nats, memory", "transport"),
     _s("transport_read_timeout", "duration", None, "time a request gets to arrive in full "
        "once its first byte has (http, default 30s)", "transport",
        (("transport", ("read_timeout",)),)),
     _s("transport_max_body", "size", None, "largest request or response body (http, "
-       "default 4M)", "transport", (("transport", ("max_body",)),)),
+       "nats, default 4M)", "transport", (("transport", ("max_body",)),)),
     _s("transport_idle_timeout", "duration", None, "time a connection may wait without a "
        "request before the server closes it (http, default 90s)", "transport",
        (("transport", ("idle_timeout",)),)),
     _s("transport_max_connections", "count", None, "connections a listener keeps; past it "
        "the longest idle are closed (http, default 10000 or 3/4 of the fd limit)",
        "transport", (("transport", ("max_connections",)),)),
+    # -- transport: nats
+    _s("transport_address", "text", None, "NATS server(s) the nats transport uses, "
+       "comma-separated (default nats://127.0.0.1:4222)", "transport",
+       (("transport", ("address",)),)),
+    _s("transport_username", "text", None, "NATS user (nats transport)", "transport",
+       (("transport", ("username",)),)),
+    _s("transport_password", "text", None, "NATS password (nats transport)", "transport",
+       (("transport", ("password",)),)),
+    _s("transport_token", "text", None, "NATS token (nats transport)", "transport",
+       (("transport", ("token",)),)),
+    _s("transport_creds", "text", None, "NATS user credentials file, JWT and NKey (nats "
+       "transport)", "transport", (("transport", ("creds",)),)),
+    _s("transport_nkey", "text", None, "NATS NKey seed file (nats transport)", "transport",
+       (("transport", ("nkey",)),)),
+    _s("transport_tls_ca", "text", None, "CA file for the NATS servers' certificate (nats "
+       "transport)", "transport", (("transport", ("tls_ca",)),)),
+    _s("transport_tls_cert", "text", None, "client certificate file for NATS (nats "
+       "transport)", "transport", (("transport", ("tls_cert",)),)),
+    _s("transport_tls_key", "text", None, "client key file for NATS (nats transport)",
+       "transport", (("transport", ("tls_key",)),)),
+    _s("transport_ping_interval", "duration", None, "time a nats transport connection "
+       "waits for a message before it checks that its peer is still there (0: never; "
+       "default 2s)", "transport", (("transport", ("ping_interval",)),)),
     # -- pub/sub
     _s("broker", "text", "http", "broker backend: http, nats, rabbitmq, redis, mqtt, memory",
        "broker"),

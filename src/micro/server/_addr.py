@@ -17,8 +17,12 @@ def advertise_address(bound: str, advertise: str = "", pinned: Sequence[str] = (
 
     ``advertise`` wins (its port may be omitted: the bound port is used). An unspecified
     bound host becomes the first ``pinned`` address (the mDNS interfaces setting), else the
-    host's private IPv4 address.
+    host's private IPv4 address. A ``scheme://name`` bound address (a transport that names
+    its listeners: the nats transport's ``nats://<subject>``) advertises ``name``, unless
+    ``advertise`` is given.
     """
+    if "://" in bound:
+        return advertise or bound.partition("://")[2]
     host, port = split_host_port(bound)
     if advertise:
         try:
