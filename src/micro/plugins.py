@@ -69,6 +69,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
     "transport": {
         "memory": ("micro.transport.memory:MemoryTransport", ""),
         "http": ("micro.transport.http:HttpTransport", ""),
+        "rabbitmq": ("micro.transport.rabbitmq:RabbitmqTransport", "rabbitmq"),
     },
     "broker": {
         "memory": ("micro.broker.memory:MemoryBroker", ""),

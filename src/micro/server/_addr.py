@@ -17,8 +17,11 @@ def advertise_address(bound: str, advertise: str = "", pinned: Sequence[str] = (
 
     ``advertise`` wins (its port may be omitted: the bound port is used). An unspecified
     bound host becomes the first ``pinned`` address (the mDNS interfaces setting), else the
-    host's private IPv4 address.
+    host's private IPv4 address. A listener address that is a name (a ``str`` with a true
+    ``is_name`` attribute: a rabbitmq queue) is advertised as it is, unless ``advertise``.
     """
+    if getattr(bound, "is_name", False):  # a name, not host:port (a rabbitmq queue)
+        return advertise or str(bound)
     host, port = split_host_port(bound)
     if advertise:
         try:
