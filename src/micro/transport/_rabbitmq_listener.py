@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING
 
 import aio_pika.abc
@@ -164,8 +165,7 @@ class RabbitmqListener(Listener):
         self._transport.forget_listener(self)
         queue = self._queue
         if queue is not None:
-            with contextlib.suppress(*_DRIVER_ERRORS, RuntimeError):
-                await queue.unbind(self._transport.exchange, routing_key=self._name)
+            await self._quietly(queue.unbind(self._transport.exchange, routing_key=self._name))
         self._transport.spawn(self._drain())
 
     async def _drain(self) -> None:
@@ -188,12 +188,21 @@ class RabbitmqListener(Listener):
         self._deleted = True
         queue = self._queue
         if queue is not None:
-            with contextlib.suppress(*_DRIVER_ERRORS, RuntimeError):
-                await queue.delete(if_unused=False, if_empty=False)
+            await self._quietly(queue.delete(if_unused=False, if_empty=False))
         await self._close_channel()
 
     async def _close_channel(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            await self._quietly(channel.close())
+
+    async def _quietly(self, command: Awaitable[object]) -> None:
+        """Run a clean-up command if the link is up, within a bounded time, never raising
+        (with the link down RabbitMQ has dropped the queue already)."""
+        if not self._transport.linked:
+            if isinstance(command, Coroutine):
+                command.close()
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._transport.publish_timeout):
+                await command

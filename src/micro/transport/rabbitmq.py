@@ -131,6 +131,11 @@ class RabbitmqTransport(Transport):
         )
 
     @property
+    def linked(self) -> bool:
+        """Whether the link to RabbitMQ is up."""
+        return self._up and self._connection is not None and not self._connection.is_closed
+
+    @property
     def address(self) -> str:
         """The URL of RabbitMQ in use (the first of ``address`` until connected)."""
         return self._url
@@ -274,7 +279,8 @@ class RabbitmqTransport(Transport):
         connection, self._connection, self._channel, self._up = self._connection, None, None, False
         if connection is not None:
             with contextlib.suppress(Exception):
-                await connection.close()
+                async with asyncio.timeout(self.publish_timeout):
+                    await connection.close()
 
     # -- what the sockets and listeners call -----------------------------------------------
 
