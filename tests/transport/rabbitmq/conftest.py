@@ -3,6 +3,7 @@ exchange (deleted after), and an RpcServer/RpcClient pair over them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,6 +16,19 @@ from micro.registry.memory import MemoryRegistry
 from micro.server.rpc import RpcServer
 from micro.transport.rabbitmq import RabbitmqTransport
 from tests.servers import amqp_url
+
+ONE_LOOP = ("test_restart.py", "test_faults.py", "test_greeter.py")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """The tests that start processes or a private RabbitMQ run on asyncio's loop only (the
+    others on both, as every transport test)."""
+    if item.path.name in ONE_LOOP:
+        return {"asyncio": asyncio.new_event_loop}
+    return None
+
 
 MakeTransport = Callable[..., RabbitmqTransport]
 MakeServer = Callable[..., Awaitable[RpcServer]]
