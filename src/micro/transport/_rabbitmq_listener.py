@@ -103,7 +103,7 @@ class RabbitmqListener(Listener):
         key = (reply_to, id)
         sock = self.sockets.get(key)
         if sock is None:
-            if control == wire.CLOSE:
+            if control in (wire.CLOSE, wire.REFUSED):
                 return
             if key in self._ended or self._drained:  # a late message: the client hears a close
                 self._transport.spawn(self._refuse(key))
@@ -114,7 +114,7 @@ class RabbitmqListener(Listener):
 
     async def _refuse(self, key: Key) -> None:
         with contextlib.suppress(ConnectError):
-            await self._transport.publish_reply(*key, Message({wire.CONTROL: wire.CLOSE}))
+            await self._transport.publish_reply(*key, Message({wire.CONTROL: wire.REFUSED}))
 
     def _accept(self, key: Key) -> RabbitmqServerSocket:
         reply_to, id = key

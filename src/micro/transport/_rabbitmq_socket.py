@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from micro.errors import ConnectionClosed, MicroError, PayloadTooLarge
 from micro.transport import Message, Socket
-from micro.transport._rabbitmq_wire import CLOSE, CONTROL, TRANSPORT_ID
+from micro.transport._rabbitmq_wire import CLOSE, CONTROL, REFUSED, TRANSPORT_ID
 
 if TYPE_CHECKING:
     from micro.transport.rabbitmq import RabbitmqTransport
@@ -43,8 +43,12 @@ class _VirtualSocket(Socket):
         if self._closed:
             return
         self.last_seen = asyncio.get_running_loop().time()
-        if message.header.get(CONTROL) == CLOSE:
+        control = message.header.get(CONTROL)
+        if control == CLOSE:
             self.drop("connection closed by peer")
+            return
+        if control == REFUSED:
+            self.drop("connection closed by peer before it read the message")
             return
         if len(message.body) > self._transport.max_body:
             self._refuse_large(len(message.body))
@@ -134,7 +138,8 @@ class RabbitmqClientSocket(_VirtualSocket):
         return self._answered
 
     def deliver(self, message: Message) -> None:
-        self._answered = True
+        # a refusal says the listener did not read the last message: it may go elsewhere
+        self._answered = message.header.get(CONTROL) != REFUSED
         super().deliver(message)
 
     def _refuse_large(self, size: int) -> None:

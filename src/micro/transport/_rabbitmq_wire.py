@@ -14,8 +14,9 @@ TRANSPORT_ID = "go.micro.transport"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 CONTROL = "Micro-Transport"
 """The header of the transport's own messages: ``open`` (a dial), ``close`` (the end of a
-virtual connection). Never seen by a handler."""
-OPEN, CLOSE = "open", "close"
+virtual connection), ``refused`` (a listener's answer to a message for a connection it no
+longer has: that message was not read). Never seen by a handler."""
+OPEN, CLOSE, REFUSED = "open", "close", "refused"
 OPEN_SUFFIX = ".open"
 """An open message's correlation id is the socket id plus this, so that a Go listener (which
 knows no open) serves it as a stray connection of its own, not as the socket's first call."""

@@ -10,6 +10,7 @@ import pytest
 
 from micro.errors import ConnectionClosed
 from micro.transport import Message, Socket
+from micro.transport.rabbitmq import RabbitmqClientSocket
 from tests.transport.rabbitmq.conftest import MakeTransport
 
 pytestmark = pytest.mark.integration
@@ -66,3 +67,26 @@ async def test_an_idle_connection_is_closed_and_the_client_hears_it(
         with pytest.raises(ConnectionClosed):
             await sock.recv()
     assert sock.closed
+
+
+async def test_a_message_for_a_connection_the_listener_ended_is_refused_unread(
+    make_transport: MakeTransport,
+) -> None:
+    async def read_one(sock: Socket) -> None:
+        await sock.recv()
+
+    server, client = make_transport(), make_transport()
+    listener = await server.listen(":0", read_one)
+    sock = await client.dial(listener.address)
+    await sock.send(Message({}, b"one"))
+    with pytest.raises(ConnectionClosed):
+        await sock.recv()  # the handler returned: its close marker
+    assert sock.answered
+    # the same connection id again, as a pooled socket would be reused in a race with the
+    # close: the listener answers that it did not read it, so the client may send it elsewhere
+    late = RabbitmqClientSocket(client, listener.address, sock.id)
+    client._dialed[late.id] = late
+    await late.send(Message({}, b"two"))
+    with pytest.raises(ConnectionClosed, match="before it read"):
+        await late.recv()
+    assert not late.answered
