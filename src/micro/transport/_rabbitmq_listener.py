@@ -47,6 +47,7 @@ class RabbitmqListener(Listener):
         self._ended: OrderedDict[Key, None] = OrderedDict()
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._tag: str | None = None
         self._closing = False
         self._drained = False
         self._deleted = False
@@ -69,7 +70,7 @@ class RabbitmqListener(Listener):
                 self._name, exclusive=True, auto_delete=True
             )
             await self._queue.bind(self._transport.exchange, routing_key=self._name)
-            await self._queue.consume(self._on_message, no_ack=True)
+            self._tag = await self._queue.consume(self._on_message, no_ack=True)
         except aiormq.exceptions.ChannelLockedResource as exc:
             await self._close_channel()
             raise ConnectError(
@@ -188,6 +189,8 @@ class RabbitmqListener(Listener):
         self._deleted = True
         queue = self._queue
         if queue is not None:
+            if self._tag is not None:  # first, so that RabbitMQ has no consumer to cancel
+                await self._quietly(queue.cancel(self._tag))
             await self._quietly(queue.delete(if_unused=False, if_empty=False))
         await self._close_channel()
 
