@@ -8,7 +8,7 @@ in the inbox means the connection ended: it stays there, so every later ``recv``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from micro.errors import ConnectionClosed, MicroError, PayloadTooLarge
@@ -17,8 +17,6 @@ from micro.transport._rabbitmq_wire import CLOSE, CONTROL, REFUSED, TRANSPORT_ID
 
 if TYPE_CHECKING:
     from micro.transport.rabbitmq import RabbitmqTransport
-
-Publish = Callable[[Message], Awaitable[None]]
 
 
 class _VirtualSocket(Socket):
@@ -130,6 +128,7 @@ class RabbitmqClientSocket(_VirtualSocket):
         self.address = address
         self.waiting = 0  # recv calls in progress (the liveness probe watches these)
         self._answered = True
+        self._oversize = False
 
     @property
     def answered(self) -> bool:
@@ -143,6 +142,7 @@ class RabbitmqClientSocket(_VirtualSocket):
         super().deliver(message)
 
     def _refuse_large(self, size: int) -> None:
+        self._oversize = True
         reason = f"response of {size} bytes is over max_body {self._transport.max_body}"
         self.drop(reason, notify=[])
 
@@ -154,7 +154,7 @@ class RabbitmqClientSocket(_VirtualSocket):
             self.waiting -= 1
         if message is None:
             self._inbox.put_nowait(None)
-            if self._reason.startswith("response of"):
+            if self._oversize:
                 raise PayloadTooLarge(f"rabbitmq: {self._reason}", id=TRANSPORT_ID)
             raise ConnectionClosed(f"rabbitmq: {self._reason}", id=TRANSPORT_ID)
         return message

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from micro.errors import ConnectionClosed
+from micro.errors import ConnectionClosed, PayloadTooLarge
 from micro.transport import Message, Socket
 from micro.transport.rabbitmq import RabbitmqClientSocket
 from tests.transport.rabbitmq.conftest import MakeTransport
@@ -90,3 +90,27 @@ async def test_a_message_for_a_connection_the_listener_ended_is_refused_unread(
     with pytest.raises(ConnectionClosed, match="before it read"):
         await late.recv()
     assert not late.answered
+
+
+async def test_a_response_over_the_clients_max_body_fails_recv_and_closes(
+    make_transport: MakeTransport,
+) -> None:
+    after: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def answer_big(sock: Socket) -> None:
+        await sock.recv()
+        await sock.send(Message({}, b"x" * 4096))
+        try:
+            await sock.recv()
+        except ConnectionClosed as exc:
+            after.set_result(exc)
+
+    server, client = make_transport(), make_transport(max_body=1024)
+    listener = await server.listen(":0", answer_big)
+    sock = await client.dial(listener.address)
+    await sock.send(Message({}, b"small"))
+    with pytest.raises(PayloadTooLarge, match="over max_body 1024"):
+        await sock.recv()
+    assert sock.closed
+    async with asyncio.timeout(10):
+        await after  # the server heard the close
