@@ -51,6 +51,7 @@ class RabbitmqListener(Listener):
         self._closing = False
         self._drained = False
         self._deleted = False
+        self._draining: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -163,11 +164,10 @@ class RabbitmqListener(Listener):
         if self._closing:
             return
         self._closing = True
-        self._transport.forget_listener(self)
         queue = self._queue
         if queue is not None:
             await self._quietly(queue.unbind(self._transport.exchange, routing_key=self._name))
-        self._transport.spawn(self._drain())
+        self._draining = self._transport.spawn(self._drain())
 
     async def _drain(self) -> None:
         # what was queued before the unbind is still on its way to the consumer: accept it
@@ -179,6 +179,8 @@ class RabbitmqListener(Listener):
     async def abort(self) -> None:
         """Close, closing every accepted connection too (the clients hear a close)."""
         await self.close()
+        if self._draining is not None:
+            self._draining.cancel()
         for sock in list(self.sockets.values()):
             await sock.close()
         await self._delete()
@@ -187,6 +189,7 @@ class RabbitmqListener(Listener):
         if self._deleted:
             return
         self._deleted = True
+        self._transport.forget_listener(self)
         queue = self._queue
         if queue is not None:
             if self._tag is not None:  # first, so that RabbitMQ has no consumer to cancel

@@ -352,11 +352,12 @@ class RabbitmqTransport(Transport):
     def forget_listener(self, listener: RabbitmqListener) -> None:
         self._listeners.discard(listener)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in a task the transport keeps (and waits for on close)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- liveness and idleness -------------------------------------------------------------
 
