@@ -70,6 +70,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "memory": ("micro.transport.memory:MemoryTransport", ""),
         "http": ("micro.transport.http:HttpTransport", ""),
         "nats": ("micro.transport.nats:NatsTransport", "nats"),
+        "rabbitmq": ("micro.transport.rabbitmq:RabbitmqTransport", "rabbitmq"),
     },
     "broker": {
         "memory": ("micro.broker.memory:MemoryBroker", ""),

@@ -282,22 +282,26 @@ SETTINGS: tuple[Setting, ...] = (
     _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
        "selector"),
     # -- transport
-    _s("transport", "text", "http", "transport backend: http, nats, memory", "transport"),
+    _s("transport", "text", "http", "transport backend: http, nats, rabbitmq, memory",
+       "transport"),
     _s("transport_read_timeout", "duration", None, "time a request gets to arrive in full "
        "once its first byte has (http, default 30s)", "transport",
        (("transport", ("read_timeout",)),)),
     _s("transport_max_body", "size", None, "largest request or response body (http, "
-       "nats, default 4M)", "transport", (("transport", ("max_body",)),)),
+       "nats, default 4M; rabbitmq, default 16M)", "transport",
+       (("transport", ("max_body",)),)),
     _s("transport_idle_timeout", "duration", None, "time a connection may wait without a "
-       "request before the server closes it (http, default 90s)", "transport",
+       "request before the server closes it (http, rabbitmq, default 90s)", "transport",
        (("transport", ("idle_timeout",)),)),
     _s("transport_max_connections", "count", None, "connections a listener keeps; past it "
        "the longest idle are closed (http, default 10000 or 3/4 of the fd limit)",
        "transport", (("transport", ("max_connections",)),)),
     # -- transport: nats
-    _s("transport_address", "text", None, "NATS server(s) the nats transport uses, "
-       "comma-separated (default nats://127.0.0.1:4222)", "transport",
-       (("transport", ("address",)),)),
+    _s("transport_address", "text", None, "the server(s) a broker-based transport uses, "
+       "comma-separated: nats, NATS URLs (default nats://127.0.0.1:4222); rabbitmq, "
+       "amqp:// or amqps:// URLs or host:port, the first that answers is used (default "
+       "amqp://guest:guest@127.0.0.1:5672/; TLS: amqps with cafile, certfile, keyfile "
+       "query parameters)", "transport", (("transport", ("address",)),)),
     _s("transport_username", "text", None, "NATS user (nats transport)", "transport",
        (("transport", ("username",)),)),
     _s("transport_password", "text", None, "NATS password (nats transport)", "transport",
@@ -317,6 +321,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("transport_ping_interval", "duration", None, "time a nats transport connection "
        "waits for a message before it checks that its peer is still there (0: never; "
        "default 2s)", "transport", (("transport", ("ping_interval",)),)),
+    # -- transport: rabbitmq
+    _s("transport_exchange", "text", None, "rabbitmq: the topic exchange a dial opens "
+       "through (default micro, as go-plugins)", "transport",
+       (("transport", ("exchange",)),)),
     # -- pub/sub
     _s("broker", "text", "http", "broker backend: http, nats, rabbitmq, redis, mqtt, memory",
        "broker"),
