@@ -77,6 +77,18 @@ def curl_like(address: str) -> tuple[int, dict[str, str], bytes]:
     return rsp.status, dict(rsp.getheaders()), rsp.read()
 
 
+async def call_with_cli(env: dict[str, str]) -> int:
+    """``micro call greeter Greeter.SayHello`` in a subprocess; its output indented."""
+    micro = Path(PY).with_name("micro")
+    cli = await asyncio.create_subprocess_exec(
+        str(micro), "call", "greeter", "Greeter.SayHello", '{"name": "cli"}',
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(cli.communicate(), 30)
+    print("  ", output.decode().strip().replace("\n", "\n   "))
+    return cli.returncode or 0
+
+
 async def main() -> int:
     from micro.registry.mdns import MdnsRegistry
 
@@ -116,14 +128,22 @@ async def main() -> int:
             if client.returncode != 0:
                 return client.returncode or 1
 
-            say("Calling it the way curl does (plain HTTP POST with Micro-* headers):")
-            print(
-                f"   curl -H 'Content-Type: application/json' -H 'Micro-Service: greeter' \\\n"
-                f"        -H 'Micro-Endpoint: Greeter.SayHello' -d '{{\"name\": \"curl\"}}' "
-                f"http://{address}/"
-            )
-            status, _, body = await asyncio.to_thread(curl_like, address)
-            print(f"   HTTP {status}: {json.loads(body)}")
+            transport = node.metadata.get("transport", "http")
+            if transport == "http":
+                say("Calling it the way curl does (plain HTTP POST with Micro-* headers):")
+                print(
+                    f"   curl -H 'Content-Type: application/json' -H 'Micro-Service: greeter' "
+                    f"\\\n        -H 'Micro-Endpoint: Greeter.SayHello' "
+                    f'-d \'{{"name": "curl"}}\' http://{address}/'
+                )
+                status, _, body = await asyncio.to_thread(curl_like, address)
+                print(f"   HTTP {status}: {json.loads(body)}")
+            else:  # curl speaks HTTP only; the micro command speaks every transport
+                say(f"Calling it with the micro command (the node speaks {transport}, not HTTP):")
+                print("""   micro call greeter Greeter.SayHello '{"name": "cli"}'""")
+                status = await call_with_cli(env)
+                if status != 0:
+                    return status
 
             say("Stopping the service with SIGTERM: it deregisters and drains")
             server.send_signal(signal.SIGTERM)

@@ -252,6 +252,25 @@ async def test_a_goodbye_on_one_host_leaves_the_other_nodes_at_their_address(
             await _next(watch, 0.3)
 
 
+async def test_a_node_named_by_its_transport_keeps_its_name_as_address(
+    pair: tuple[MdnsRegistry, MdnsRegistry],
+) -> None:
+    """A nats or rabbitmq node's address is a subject or queue name, not host:port: it
+    travels in the TXT metadata (the SRV says port 0) and comes back as it was."""
+    a, b = pair
+    name = _name()
+    subject = f"_INBOX.{uuid.uuid4().hex}"
+    node = Node(f"{name}-1", subject, {"transport": "nats"})
+    watch = b.watch(name)
+    await a.register(Service(name, "1", {}, [Endpoint("Say.Hello")], [node]), ttl=60)
+    created = await _next(watch)
+    assert created.service.nodes == [Node(f"{name}-1", subject, {"transport": "nats"})]
+    (found,) = await b.get_service(name)
+    assert [(n.address, n.metadata) for n in found.nodes] == [(subject, {"transport": "nats"})]
+    await a.deregister(Service(name, "1", nodes=[node]))
+    assert (await _next(watch)).action == "delete"
+
+
 @pytest.mark.parametrize(
     ("address", "node_id"),
     [("127.0.0.1", "n1"), ("127.0.0.1:1", "x" * 64), ("127.0.0.1:1", "a..b")],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from micro.errors import RegistryError
 from micro.registry import Node, Result, Service, join_host_port
-from micro.registry._mdns_txt import TxtPayload, decode_txt
+from micro.registry._mdns_txt import NAME_ADDRESS_KEY, TxtPayload, decode_txt
 from micro.registry._mdns_wire import Addr, Ptr, Record, Srv, Txt
 
 __all__ = ["MdnsCache", "NodeViews"]
@@ -242,10 +242,17 @@ class MdnsCache:
         if domain.lower() not in self._domains or not head.lower().endswith(suffix):
             return None
         node_id = head[: -len(suffix)]
+        metadata = dict(payload.metadata)
+        named = metadata.pop(NAME_ADDRESS_KEY, None)
+        if named:  # a transport's name (NATS subject, RabbitMQ queue), not host:port
+            return Service(
+                payload.service, payload.version, {}, list(payload.endpoints),
+                [Node(node_id, named, metadata)],
+            ) if node_id else None  # fmt: skip
         host = entry.address or entry.host_address or _advertised_name(entry.srv.target)
         if not node_id or host is None:
             return None
-        node = Node(node_id, join_host_port(host, entry.srv.port), dict(payload.metadata))
+        node = Node(node_id, join_host_port(host, entry.srv.port), metadata)
         return Service(payload.service, payload.version, {}, list(payload.endpoints), [node])
 
     def views(self) -> dict[str, Service]:

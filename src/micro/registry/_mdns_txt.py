@@ -8,6 +8,7 @@ host and port are not in it: they come from the instance name, the SRV and the A
 from __future__ import annotations
 
 import binascii
+import ipaddress
 import zlib
 from typing import Any
 
@@ -16,7 +17,32 @@ import msgspec
 from micro.errors import RegistryError
 from micro.registry import Endpoint, decode_service
 
-__all__ = ["TxtPayload", "decode_txt", "encode_txt", "join_strings", "split_strings"]
+__all__ = [
+    "NAME_ADDRESS_KEY",
+    "TxtPayload",
+    "decode_txt",
+    "encode_txt",
+    "is_name_address",
+    "join_strings",
+    "split_strings",
+]
+
+NAME_ADDRESS_KEY = "micro-address"
+"""Metadata key carrying a node address that is a name, not ``host:port`` (a NATS subject or
+a RabbitMQ queue of the nats and rabbitmq transports); its SRV record then has port 0."""
+
+
+def is_name_address(address: str) -> bool:
+    """Whether ``address`` is a transport's name rather than ``host:port``: no colon, and
+    not an IP address."""
+    if not address or ":" in address:
+        return False
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return False
+
 
 _CHUNK = 255
 _MAX_JSON = 1 << 20  # a larger decompressed payload is refused (zip bomb guard)

@@ -52,7 +52,13 @@ from micro.registry import (
 from micro.registry._mdns_cache import MdnsCache, NodeViews
 from micro.registry._mdns_net import MDNS_PORT, MdnsSockets, choose_interfaces
 from micro.registry._mdns_publish import Group, Published, Publisher
-from micro.registry._mdns_txt import TxtPayload, encode_txt, join_strings
+from micro.registry._mdns_txt import (
+    NAME_ADDRESS_KEY,
+    TxtPayload,
+    encode_txt,
+    is_name_address,
+    join_strings,
+)
 from micro.registry._mdns_wire import (
     Packet,
     Publication,
@@ -229,12 +235,17 @@ class MdnsRegistry(Registry):
     def _publication(self, service: Service, node: Node, domain: str) -> Publication:
         """Validate one node and lay it out as records in ``domain``."""
         try:
-            host, port = split_host_port(node.address)
-            address = host if is_ip(host) else None
+            metadata = dict(node.metadata)
+            if is_name_address(node.address):
+                # a transport's name (a NATS subject, a RabbitMQ queue), not host:port: it
+                # travels in the TXT metadata; the SRV names this host with port 0
+                host, port, metadata[NAME_ADDRESS_KEY] = self._hostname, 0, node.address
+                address = None
+            else:
+                host, port = split_host_port(node.address)
+                address = host if is_ip(host) else None
             target = f"{self._hostname}." if address else f"{host.rstrip('.')}."
-            payload = TxtPayload(
-                service.name, service.version, tuple(service.endpoints), dict(node.metadata)
-            )
+            payload = TxtPayload(service.name, service.version, tuple(service.endpoints), metadata)
             pub = Publication(
                 service.name, domain, node.id, target, address, port, encode_txt(payload)
             )
