@@ -14,6 +14,7 @@ TARGET_MODULES: dict[str, str] = {
     "nats": "benchmarks.targets.nats_reqrep",
     "nameko": "benchmarks.targets.nameko_amqp",
     "micro": "benchmarks.targets.micro_http",
+    "micro-tcp": "benchmarks.targets.micro_tcp",
 }
 
 

@@ -69,6 +69,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
     "transport": {
         "memory": ("micro.transport.memory:MemoryTransport", ""),
         "http": ("micro.transport.http:HttpTransport", ""),
+        "tcp": ("micro.transport.tcp:TcpTransport", ""),
     },
     "broker": {
         "memory": ("micro.broker.memory:MemoryBroker", ""),

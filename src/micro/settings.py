@@ -282,18 +282,27 @@ SETTINGS: tuple[Setting, ...] = (
     _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
        "selector"),
     # -- transport
-    _s("transport", "text", "http", "transport backend: http, memory", "transport"),
+    _s("transport", "text", "http", "transport backend: http, tcp, memory", "transport"),
     _s("transport_read_timeout", "duration", None, "time a request gets to arrive in full "
        "once its first byte has (http, default 30s)", "transport",
        (("transport", ("read_timeout",)),)),
-    _s("transport_max_body", "size", None, "largest request or response body (http, "
+    _s("transport_max_body", "size", None, "largest request or response body (http, tcp, "
        "default 4M)", "transport", (("transport", ("max_body",)),)),
     _s("transport_idle_timeout", "duration", None, "time a connection may wait without a "
-       "request before the server closes it (http, default 90s)", "transport",
+       "request (http) or stream (tcp) before it is closed (default 90s)", "transport",
        (("transport", ("idle_timeout",)),)),
     _s("transport_max_connections", "count", None, "connections a listener keeps; past it "
        "the longest idle are closed (http, default 10000 or 3/4 of the fd limit)",
        "transport", (("transport", ("max_connections",)),)),
+    # -- transport: tcp
+    _s("transport_tls_cert", "text", None, "certificate file: a tcp listener serves TLS "
+       "(and a dialer presents it when asked)", "transport",
+       (("transport", ("tls_cert",)),)),
+    _s("transport_tls_key", "text", None, "the key of transport_tls_cert (tcp)", "transport",
+       (("transport", ("tls_key",)),)),
+    _s("transport_tls_ca", "text", None, "CA file: tcp dials over TLS and checks the "
+       "listener's certificate; a TLS listener asks dialers for one it signed", "transport",
+       (("transport", ("tls_ca",)),)),
     # -- pub/sub
     _s("broker", "text", "http", "broker backend: http, nats, rabbitmq, redis, mqtt, memory",
        "broker"),
