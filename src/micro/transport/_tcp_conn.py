@@ -621,7 +621,8 @@ class TcpConnection(asyncio.Protocol):
             ConnectError: the listener refused it or the connection failed.
         """
         if self.lost or not self.accepting:
-            raise ConnectError(f"dial {self.address}: connection closing", id=TRANSPORT_ID)
+            why = self.error or f"dial {self.address}: connection closing"
+            raise ConnectError(why, id=TRANSPORT_ID)
         self._last_id += 1
         stream = TcpStream(self, self._last_id)
         self.streams[stream.id] = stream

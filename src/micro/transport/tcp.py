@@ -227,7 +227,7 @@ class TcpTransport(Transport):
                     except ConnectError:
                         # the connection went away (or stopped taking streams) under us:
                         # a new one says whether the listener is still there
-                        if (conn.accepting and not conn.lost) or attempt == 2:
+                        if (conn.accepting and not conn.lost) or conn.error or attempt == 2:
                             raise
                         if self._conns.get(address) is conn:
                             del self._conns[address]
