@@ -143,23 +143,32 @@ def _micros(value: float | None) -> str:
 
 
 def ratios(outcome: Outcome) -> list[dict[str, Any]]:
-    """micro / anchor per mode: req/s ratio (>1: micro faster), p50 and p99 ratios (<1: lower)."""
+    """micro / anchor per mode: req/s ratio (>1: micro faster), p50 and p99 ratios (<1: lower).
+
+    Every measured micro target (``micro``, ``micro-tcp``) is set against every anchor, and
+    a micro target other than ``micro`` against ``micro`` as well.
+    """
     rows = []
-    anchors = [t for t in dict.fromkeys(m.target for m in outcome.results) if t != SUBJECT]
-    for anchor in anchors:
-        for mode in (SEQUENTIAL, CONCURRENT):
-            mine, theirs = outcome.find(SUBJECT, mode), outcome.find(anchor, mode)
-            if mine is None or theirs is None:
-                continue
-            rows.append(
-                {
-                    "anchor": anchor,
-                    "mode": mode,
-                    "rps_ratio": mine.rps / theirs.rps,
-                    "p50_ratio": mine.p50_ms / theirs.p50_ms,
-                    "p99_ratio": mine.p99_ms / theirs.p99_ms,
-                }
-            )
+    targets = list(dict.fromkeys(m.target for m in outcome.results))
+    subjects = [t for t in targets if t == SUBJECT or t.startswith(SUBJECT + "-")]
+    anchors = [t for t in targets if t not in subjects]
+    for subject in subjects:
+        against = anchors + ([SUBJECT] if subject != SUBJECT and SUBJECT in targets else [])
+        for anchor in against:
+            for mode in (SEQUENTIAL, CONCURRENT):
+                mine, theirs = outcome.find(subject, mode), outcome.find(anchor, mode)
+                if mine is None or theirs is None:
+                    continue
+                rows.append(
+                    {
+                        "subject": subject,
+                        "anchor": anchor,
+                        "mode": mode,
+                        "rps_ratio": mine.rps / theirs.rps,
+                        "p50_ratio": mine.p50_ms / theirs.p50_ms,
+                        "p99_ratio": mine.p99_ms / theirs.p99_ms,
+                    }
+                )
     return rows
 
 
@@ -170,7 +179,7 @@ def ratios_table(outcome: Outcome) -> str:
     header = [f"{SUBJECT} / anchor", "mode", "req/s x", "p50 x", "p99 x"]
     body = [
         [
-            f"{SUBJECT}/{r['anchor']}",
+            f"{r['subject']}/{r['anchor']}",
             r["mode"],
             f"{r['rps_ratio']:.2f}",
             f"{r['p50_ratio']:.2f}",

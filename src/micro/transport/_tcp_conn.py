@@ -225,7 +225,9 @@ class TcpStream(Socket):
         async with self._sending:
             conn = self._conn
             first = _MESSAGE_HEAD_SIZE + len(block)
-            if first > conn.peer_window or first > conn.chunk:
+            # at most half the peer's window: credit given back at half a window always
+            # lets the head through once the reader has caught up
+            if first > conn.peer_window // 2 or first > conn.chunk:
                 raise BadRequest(
                     f"headers of {len(block)} bytes do not fit the peer's window or frame",
                     id=TRANSPORT_ID,
@@ -544,6 +546,7 @@ class TcpConnection(asyncio.Protocol):
             if stream is None:
                 self._unknown(stream_id, OPEN)
                 return
+            stream._credit = self.peer_window  # the peer's HELLO came before its ACK
             opening = stream._opening
             if opening is not None and not opening.done():
                 opening.set_result(None)

@@ -182,8 +182,8 @@ class TcpTransport(Transport):
             raise ValueError(f"max_frame must be between {MIN_MAX_FRAME} and 2 GiB")
         if window < MIN_WINDOW or window > 2**31:
             raise ValueError(f"window must be between {MIN_WINDOW} and 2 GiB")
-        if max_header + 8 > min(max_frame, window):
-            raise ValueError("max_header must fit in a frame and a window")
+        if max_header + 8 > min(max_frame, window // 2):
+            raise ValueError("max_header must fit in a frame and in half a window")
         if max_streams < 1:
             raise ValueError("max_streams must be at least 1")
         if tls_key and not tls_cert:
