@@ -162,7 +162,12 @@ class TcpStream(Socket):
         conn = self._conn
         if self._partial is not None:
             raise ProtocolError(f"stream {self.id}: MESSAGE before the last body was complete")
-        block_len, body_len = decode_message_head(payload, conn.max_header)
+        block_len, body_len = decode_message_head(payload, 1 << 32)
+        if block_len > conn.max_header:
+            detail = f"headers of {block_len} bytes are over the limit of {conn.max_header}"
+            conn.write(encode_reset(self.id, BAD, detail))
+            self._gone(BadRequest if conn.client else ConnectionClosed, detail)
+            return
         if body_len > conn.max_body:
             detail = f"a body of {body_len} bytes is over the limit of {conn.max_body} bytes"
             conn.write(encode_reset(self.id, TOO_LARGE, detail))
@@ -202,9 +207,10 @@ class TcpStream(Socket):
             block = encode_header_block(message.header)
         except ValueError as exc:
             raise BadRequest(f"cannot send the headers: {exc}", id=TRANSPORT_ID) from None
-        if len(block) > conn.max_header:
+        if len(block) > conn.max_block:
             raise BadRequest(
-                f"headers of {len(block)} bytes are over the limit of {conn.max_header}",
+                f"headers of {len(block)} bytes are over the limit of {conn.max_block} "
+                "(the header limit, or half the peer's window or frame)",
                 id=TRANSPORT_ID,
             )
         body = message.body
@@ -224,14 +230,9 @@ class TcpStream(Socket):
             self._sending = asyncio.Lock()
         async with self._sending:
             conn = self._conn
+            # the head is at most half the peer's window (``max_block``): credit given back
+            # at half a window always lets it through once the reader has caught up
             first = _MESSAGE_HEAD_SIZE + len(block)
-            # at most half the peer's window: credit given back at half a window always
-            # lets the head through once the reader has caught up
-            if first > conn.peer_window // 2 or first > conn.chunk:
-                raise BadRequest(
-                    f"headers of {len(block)} bytes do not fit the peer's window or frame",
-                    id=TRANSPORT_ID,
-                )
             if not await self._wait_credit(first):
                 return
             total = len(body)
@@ -368,6 +369,8 @@ class TcpConnection(asyncio.Protocol):
         self.max_frame = max_frame
         self.peer_window = window  # until the peer's HELLO says otherwise
         self.chunk = min(CHUNK, max_frame)
+        self.max_block = 0
+        self._set_max_block()
         self.streams: dict[int, TcpStream] = {}
         self.local = ""
         self.remote = address
@@ -487,6 +490,11 @@ class TcpConnection(asyncio.Protocol):
         except ProtocolError as exc:
             self.fail(str(exc))
 
+    def _set_max_block(self) -> None:
+        """The largest header block sent: ours, half the peer's window, one frame."""
+        room = min(self.peer_window // 2, self.chunk) - _MESSAGE_HEAD_SIZE
+        self.max_block = min(self.max_header, room)
+
     # -- frames other than the per-message ones -------------------------------------------
 
     def _control(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -501,6 +509,7 @@ class TcpConnection(asyncio.Protocol):
             self._hello = True
             self.peer_window = window
             self.chunk = min(CHUNK, max_frame)
+            self._set_max_block()
             return
         if kind == OPEN:
             self._on_open(flags, stream_id)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
-from micro.errors import ConnectError, ConnectionClosed, PayloadTooLarge
+from micro.errors import BadRequest, ConnectError, ConnectionClosed, PayloadTooLarge
 from micro.transport import Message, Socket
 from micro.transport._tcp_wire import (
     GOAWAY,
@@ -381,3 +381,54 @@ def test_bad_options() -> None:
         TcpTransport(tls_key="k.pem")
     with pytest.raises(FileNotFoundError):
         TcpTransport(tls_cert="/nonexistent.pem")
+
+
+async def test_small_windows_still_carry_big_bodies_on_many_streams() -> None:
+    """Windows of the minimum size: credit flows back as bodies are read, nothing stalls."""
+    transport = TcpTransport(window=64 * 1024, max_frame=16 * 1024, max_header=8 * 1024)
+    try:
+        listener = await transport.listen("127.0.0.1:0", echo)
+        body = os.urandom(1024 * 1024 + 7)
+
+        async def one() -> None:
+            sock = await transport.dial(listener.address)
+            for _ in range(2):
+                await sock.send(Message({}, body))
+                assert (await sock.recv()).body == body
+            await sock.close()
+
+        await asyncio.gather(*(one() for _ in range(8)))
+    finally:
+        await transport.close()
+
+
+async def test_headers_larger_than_half_the_peers_window_are_refused() -> None:
+    server = TcpTransport(window=64 * 1024, max_header=16 * 1024)
+    client = TcpTransport()
+    try:
+        listener = await server.listen("127.0.0.1:0", echo)
+        sock = await client.dial(listener.address)
+        with pytest.raises(BadRequest, match="half the peer's window"):
+            await sock.send(Message({"Big": "v" * 40000}))
+        await sock.send(Message({"Small": "v" * 1000}))
+        assert (await sock.recv()).header["Small"] == "v" * 1000
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_headers_over_the_receivers_limit_reset_only_their_stream() -> None:
+    server = TcpTransport(max_header=1024)
+    client = TcpTransport()
+    try:
+        listener = await server.listen("127.0.0.1:0", echo)
+        big = await client.dial(listener.address)
+        other = await client.dial(listener.address)
+        await big.send(Message({"Big": "v" * 2000}))
+        with pytest.raises(BadRequest, match="over the limit of 1024"):
+            await big.recv()
+        await other.send(Message({}, b"fine"))
+        assert (await other.recv()).body == b"fine"
+    finally:
+        await client.close()
+        await server.close()
