@@ -18,6 +18,9 @@ arrived and returns whole frames as ``(kind, flags, stream_id, payload)`` tuples
 from __future__ import annotations
 
 import struct
+from itertools import chain
+
+_chain = chain.from_iterable
 
 __all__ = [
     "ACK",
@@ -176,11 +179,7 @@ def encode_header_block(header: dict[str, str]) -> bytes:
     """
     if not header:
         return b""
-    parts: list[str] = []
-    for name, value in header.items():
-        parts.append(name)
-        parts.append(value)
-    text = "\0".join(parts)
+    text = "\0".join(_chain(header.items()))
     if text.count("\0") != 2 * len(header) - 1:
         raise ValueError("a header name or value holds a NUL character")
     if "" in header:
@@ -202,12 +201,13 @@ def parse_header_block(block: bytes) -> dict[str, str]:
         raise ProtocolError(f"header block is not UTF-8 ({exc.reason})") from None
     if len(parts) % 2:
         raise ProtocolError("header block has a name without a value")
-    header: dict[str, str] = {}
-    for i in range(0, len(parts), 2):
-        name = parts[i]
-        if not name:
-            raise ProtocolError("header block has an empty name")
-        header.setdefault(name, parts[i + 1])
+    header = dict(zip(parts[::2], parts[1::2], strict=True))
+    if len(header) * 2 != len(parts):  # a repeated name: its first value wins
+        header = {}
+        for i in range(0, len(parts), 2):
+            header.setdefault(parts[i], parts[i + 1])
+    if "" in header:
+        raise ProtocolError("header block has an empty name")
     return header
 
 
