@@ -191,14 +191,14 @@ def parse_header_block(block: bytes) -> dict[str, str]:
     """The headers of a block (a repeated name keeps its first value).
 
     Raises:
-        ProtocolError: not UTF-8, an odd number of fields, or an empty name.
+        ProtocolError: an odd number of fields, or an empty name.
+
+    Bytes that are not UTF-8 come through as surrogates (``surrogateescape``), as in the
+    http transport, so the server can answer them with a proper error.
     """
     if not block:
         return {}
-    try:
-        parts = block.decode("utf-8").split("\0")
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(f"header block is not UTF-8 ({exc.reason})") from None
+    parts = block.decode("utf-8", "surrogateescape").split("\0")
     if len(parts) % 2:
         raise ProtocolError("header block has a name without a value")
     header = dict(zip(parts[::2], parts[1::2], strict=True))
