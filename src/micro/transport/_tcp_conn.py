@@ -18,6 +18,7 @@ import logging
 import socket as _socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from itertools import chain
 from typing import Any, cast
 
 from micro.errors import BadRequest, ConnectError, ConnectionClosed, MicroError, PayloadTooLarge
@@ -31,6 +32,7 @@ from micro.transport._tcp_wire import (
     HELLO,
     MESSAGE,
     MESSAGE_FRAME,
+    MESSAGE_HEAD,
     MESSAGE_HEAD_SIZE,
     OPEN,
     PING,
@@ -52,6 +54,9 @@ from micro.transport._tcp_wire import (
 )
 
 __all__ = ["TcpConnection", "TcpStream"]
+
+_unpack_message_head = MESSAGE_HEAD.unpack_from
+_chain = chain.from_iterable
 
 logger = logging.getLogger("micro.transport.tcp")
 
@@ -160,29 +165,47 @@ class TcpStream(Socket):
 
     def _on_message(self, payload: bytes) -> None:
         conn = self._conn
-        if self._partial is not None:
+        size = len(payload)
+        if size < _MESSAGE_HEAD_SIZE or self._partial is not None:
+            decode_message_head(payload, conn.max_header)  # raises: too short
             raise ProtocolError(f"stream {self.id}: MESSAGE before the last body was complete")
-        block_len, body_len = decode_message_head(payload, 1 << 32)
-        if block_len > conn.max_header:
-            detail = f"headers of {block_len} bytes are over the limit of {conn.max_header}"
-            conn.write(encode_reset(self.id, BAD, detail))
-            self._gone(BadRequest if conn.client else ConnectionClosed, detail)
-            return
-        if body_len > conn.max_body:
-            detail = f"a body of {body_len} bytes is over the limit of {conn.max_body} bytes"
-            conn.write(encode_reset(self.id, TOO_LARGE, detail))
-            self._gone(PayloadTooLarge if conn.client else ConnectionClosed, detail)
+        block_len, body_len = _unpack_message_head(payload)
+        if block_len > conn.max_header or body_len > conn.max_body:
+            self._refuse(block_len, body_len)
             return
         start = _MESSAGE_HEAD_SIZE + block_len
-        header = parse_header_block(payload[_MESSAGE_HEAD_SIZE:start]) if block_len else {}
-        have = len(payload) - start
-        if have == body_len:
-            self._deliver(Message(header, payload[start:] if have else b""), len(payload))
+        header: dict[str, str] = {}
+        if block_len:
+            block = payload[_MESSAGE_HEAD_SIZE:start]
+            parts = block.decode("utf-8", "surrogateescape").split("\0")
+            header = dict(zip(parts[::2], parts[1::2], strict=False))
+            if len(header) * 2 != len(parts) or "" in header:
+                header = parse_header_block(block)  # the rules, and their errors
+        if size - start == body_len:  # the whole message in one frame
+            self._inbox.append((Message(header, payload[start:]), size))
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
             return
+        decode_message_head(payload, conn.max_header)  # raises: sizes that do not add up
         self._partial = bytearray(payload[start:])
         self._partial_header = header
         self._need = body_len
-        self._consumed(len(payload))
+        self._consumed(size)
+
+    def _refuse(self, block_len: int, body_len: int) -> None:
+        """Reset a stream whose message is over a limit (only this stream)."""
+        conn = self._conn
+        if block_len > conn.max_header:
+            code = BAD
+            detail = f"headers of {block_len} bytes are over the limit of {conn.max_header}"
+            cls: type[MicroError] = BadRequest if conn.client else ConnectionClosed
+        else:
+            code = TOO_LARGE
+            detail = f"a body of {body_len} bytes is over the limit of {conn.max_body} bytes"
+            cls = PayloadTooLarge if conn.client else ConnectionClosed
+        conn.write(encode_reset(self.id, code, detail))
+        self._gone(cls, detail)
 
     def _on_data(self, payload: bytes) -> None:
         partial = self._partial
@@ -203,10 +226,16 @@ class TcpStream(Socket):
         if self._error is not None:
             raise ConnectionClosed(self._error[1], id=TRANSPORT_ID)
         conn = self._conn
-        try:
-            block = encode_header_block(message.header)
-        except ValueError as exc:
-            raise BadRequest(f"cannot send the headers: {exc}", id=TRANSPORT_ID) from None
+        header = message.header
+        block = b""
+        if header:  # encode_header_block, inlined
+            text = "\0".join(_chain(header.items()))
+            try:
+                if text.count("\0") != 2 * len(header) - 1 or "" in header:
+                    encode_header_block(header)  # raises, saying what is wrong
+                block = text.encode("utf-8", "surrogateescape")
+            except ValueError as exc:
+                raise BadRequest(f"cannot send the headers: {exc}", id=TRANSPORT_ID) from None
         if len(block) > conn.max_block:
             raise BadRequest(
                 f"headers of {len(block)} bytes are over the limit of {conn.max_block} "
