@@ -425,6 +425,11 @@ class TcpConnection(asyncio.Protocol):
         side = "client" if self.client else "server"
         return f"TcpConnection({side}, {self.remote!r}, streams={len(self.streams)})"
 
+    @property
+    def greeted(self) -> bool:
+        """The peer's HELLO arrived."""
+        return self._hello
+
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

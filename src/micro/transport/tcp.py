@@ -218,6 +218,7 @@ class TcpTransport(Transport):
                 (``dial_timeout`` when None). The detail names the address.
         """
         wait = self.dial_timeout if timeout is None else timeout
+        conn: TcpConnection | None = None
         try:
             async with asyncio.timeout(wait):
                 for attempt in range(3):
@@ -232,6 +233,12 @@ class TcpTransport(Transport):
                         if self._conns.get(address) is conn:
                             del self._conns[address]
         except TimeoutError as exc:
+            if conn is not None and not conn.greeted:
+                # the peer accepted but never said HELLO: not a micro tcp listener (or a
+                # stuck one); the next dial must not wait on this connection again
+                conn.abort()
+                if self._conns.get(address) is conn:
+                    del self._conns[address]
             raise ConnectError(
                 f"dial {address}: no stream within {wait:g}s", id=TRANSPORT_ID
             ) from exc

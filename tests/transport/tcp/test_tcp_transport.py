@@ -432,3 +432,28 @@ async def test_headers_over_the_receivers_limit_reset_only_their_stream() -> Non
     finally:
         await client.close()
         await server.close()
+
+
+async def test_a_listener_that_never_says_hello_times_the_dial_out_and_is_dropped() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read()  # reads, never answers
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    transport = TcpTransport()
+    try:
+        with pytest.raises(ConnectError, match=r"no stream within 0\.2s"):
+            await transport.dial(address, timeout=0.2)
+        assert transport.connection(address) is None
+        with pytest.raises(ConnectError, match=r"no stream within 0\.2s"):
+            await transport.dial(address, timeout=0.2)
+        assert len(accepted) == 2  # a fresh connection for the second dial
+    finally:
+        await transport.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
