@@ -13,8 +13,11 @@ import trustme
 from micro.errors import BadRequest, ConnectError, ConnectionClosed, PayloadTooLarge
 from micro.transport import Message, Socket
 from micro.transport._tcp_wire import (
+    CLOSE,
     GOAWAY,
     HEAD,
+    MESSAGE,
+    MESSAGE_FRAME,
     OPEN,
     FrameDecoder,
     decode_goaway,
@@ -276,11 +279,24 @@ async def test_random_bytes_never_crash_the_listener(
 ) -> None:
     rng = random.Random(1234)
     hello = encode_hello(1 << 20, 1 << 20)
-    for i in range(40):
+    session = (
+        hello
+        + encode_frame(OPEN, 0, 1)
+        + MESSAGE_FRAME.pack(19, MESSAGE, 0, 1, 3, 8)
+        + b"A\x00b"
+        + b"12345678"
+        + encode_frame(CLOSE, 0, 1)
+    )
+    for i in range(60):
         reader, writer = await _raw(listener.address)
         junk = rng.randbytes(rng.randrange(1, 2000))
-        if i % 2:  # a valid start, then garbage: exercises the frame kinds
+        if i % 3 == 1:  # a valid start, then garbage: exercises the frame kinds
             junk = hello + encode_frame(OPEN, 0, 1) + junk
+        elif i % 3 == 2:  # a valid session with a few bytes garbled
+            garbled = bytearray(session)
+            for _ in range(rng.randrange(1, 4)):
+                garbled[rng.randrange(len(garbled))] = rng.randrange(256)
+            junk = bytes(garbled)
         writer.write(junk)
         writer.write_eof()
         await _read_until_closed(reader)  # closed (with a GOAWAY or at EOF), never hangs
