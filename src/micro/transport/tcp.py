@@ -120,13 +120,18 @@ class TcpListener(Listener):
             conn.go_away("the listener closed")
 
     async def abort(self, grace: float = 1.0) -> None:
-        """Close every connection now; give the handlers ``grace`` seconds to end."""
+        """Close every connection now; give the handlers ``grace`` seconds to end, then
+        cancel those still running."""
         await self.close()
         for conn in list(self.connections):
             conn.abort()
         tasks = [task for task in self.tasks if not task.done()]
         if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=grace)
 
 
 class TcpTransport(Transport):

@@ -90,13 +90,13 @@ async def test_ten_megabyte_bodies_both_ways(
 async def test_a_stalled_stream_does_not_block_another(transport: TcpTransport) -> None:
     """A handler that never reads: its stream's window fills and its sender waits, while
     another stream on the same connection keeps going."""
-    stalled = asyncio.Event()
+    stalled, release = asyncio.Event(), asyncio.Event()
 
     async def handler(sock: Socket) -> None:
         first = await sock.recv()
         if first.header.get("Stall"):
             stalled.set()
-            await asyncio.sleep(3600)  # never reads again
+            await release.wait()  # reads no more until the test ends
         await sock.send(first)
         await echo(sock)
 
@@ -117,6 +117,7 @@ async def test_a_stalled_stream_does_not_block_another(transport: TcpTransport) 
     flood.cancel()
     with pytest.raises(asyncio.CancelledError):
         await flood
+    release.set()
 
 
 async def _send_forever(sock: Socket, chunk: bytes) -> None:
