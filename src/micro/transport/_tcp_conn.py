@@ -85,6 +85,7 @@ class TcpStream(Socket):
         "_opening",
         "_partial",
         "_partial_header",
+        "_partial_held",
         "_recv_left",
         "_sending",
         "_unacked",
@@ -110,6 +111,7 @@ class TcpStream(Socket):
         self._unacked = 0  # bytes consumed, not yet given back with WINDOW
         self._partial: bytearray | None = None
         self._partial_header: dict[str, str] = {}
+        self._partial_held = 0  # bytes of the partial message not yet given back
         self._need = 0
         self._sending: asyncio.Lock | None = None
         self._opening: asyncio.Future[None] | None = None
@@ -134,6 +136,10 @@ class TcpStream(Socket):
                 message, held = inbox.popleft()
                 if held:
                     self._consumed(held)
+                if self._partial_held and not inbox:
+                    # caught up: the message in progress may now take the whole window
+                    self._consumed(self._partial_held)
+                    self._partial_held = 0
                 return message
             if self._error is not None:
                 cls, detail = self._error
@@ -191,7 +197,16 @@ class TcpStream(Socket):
         self._partial = bytearray(payload[start:])
         self._partial_header = header
         self._need = body_len
-        self._consumed(size)
+        self._hold_partial(size)
+
+    def _hold_partial(self, n: int) -> None:
+        """Bytes of a message in progress: given back at once while the reader is caught
+        up (so a body larger than the window can arrive), else held like whole messages
+        (so a reader that stalls stops its sender)."""
+        if self._inbox:
+            self._partial_held += n
+        else:
+            self._consumed(n)
 
     def _refuse(self, block_len: int, body_len: int) -> None:
         """Reset a stream whose message is over a limit (only this stream)."""
@@ -216,9 +231,10 @@ class TcpStream(Socket):
             raise ProtocolError(f"stream {self.id}: more body than the MESSAGE declared")
         if len(partial) == self._need:
             self._partial = None
-            self._deliver(Message(self._partial_header, bytes(partial)), len(payload))
+            held, self._partial_held = len(payload) + self._partial_held, 0
+            self._deliver(Message(self._partial_header, bytes(partial)), held)
         else:
-            self._consumed(len(payload))
+            self._hold_partial(len(payload))
 
     # -- sending --------------------------------------------------------------------------
 

@@ -114,6 +114,9 @@ async def test_a_stalled_stream_does_not_block_another(transport: TcpTransport) 
         await fast.send(Message({}, body))
         assert (await asyncio.wait_for(fast.recv(), 5)).body == body
     assert slow._credit < len(chunk)  # the stalled stream used up its window
+    (server_conn,) = listener.connections
+    queued = sum(len(m.body) for m, _ in server_conn.streams[slow.id]._inbox)
+    assert queued <= transport.window + len(chunk)  # what the reader holds is bounded
     flood.cancel()
     with pytest.raises(asyncio.CancelledError):
         await flood
