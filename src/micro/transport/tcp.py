@@ -329,12 +329,14 @@ class TcpTransport(Transport):
         self._conns.clear()
         for conn in conns:
             conn.close()
-        for conn in conns:
-            try:
-                async with asyncio.timeout(1.0):
-                    await conn.wait_closed()
-            except TimeoutError:
-                conn.abort()
+        waits = [asyncio.ensure_future(conn.wait_closed()) for conn in conns]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=1.0)
+            for wait in late:
+                wait.cancel()
+            for conn in conns:
+                if not conn.lost:
+                    conn.abort()
 
 
 def _client_context(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:

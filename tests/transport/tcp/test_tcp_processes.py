@@ -41,7 +41,6 @@ async def _wait_serving(address: str, proc: asyncio.subprocess.Process) -> None:
         await transport.close()
 
 
-@pytest.mark.slow
 def test_greeter_example_and_micro_call_over_tcp() -> None:
     # the example registers as "greeter": a domain of its own keeps other greeters out
     name = "greeter"
