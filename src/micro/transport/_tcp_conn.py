@@ -260,7 +260,12 @@ class TcpStream(Socket):
             )
         body = message.body
         size = _MESSAGE_HEAD_SIZE + len(block) + len(body)
-        if size <= self._credit and size <= conn.chunk and self._sending is None:
+        sending = self._sending  # a large message of this stream still going out
+        if (
+            size <= self._credit
+            and size <= conn.chunk
+            and (sending is None or not sending.locked())
+        ):
             self._credit -= size
             conn.write(
                 MESSAGE_FRAME.pack(size, MESSAGE, 0, self.id, len(block), len(body)) + block + body

@@ -477,3 +477,23 @@ async def test_a_listener_that_never_says_hello_times_the_dial_out_and_is_droppe
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_small_messages_after_a_large_one_take_the_one_frame_path(
+    transport: TcpTransport, listener: TcpListener
+) -> None:
+    sock = await transport.dial(listener.address)
+    await sock.send(Message({}, b"z" * (2 * 1024 * 1024)))
+    assert len((await sock.recv()).body) == 2 * 1024 * 1024
+    writes: list[int] = []
+    conn = sock.connection
+    original = conn.write
+
+    def counting(data: bytes | memoryview) -> None:
+        writes.append(len(data))
+        original(data)
+
+    conn.write = counting  # type: ignore[method-assign]
+    await sock.send(Message({"A": "b"}, b"small"))
+    assert (await sock.recv()).body == b"small"
+    assert len(writes) == 1  # one frame, one write
