@@ -17,7 +17,7 @@ import asyncio
 import logging
 import socket as _socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from itertools import chain
 from typing import Any, cast
 
@@ -790,6 +790,3 @@ def _name(address: Any) -> str:
         host = str(address[0])
         return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
     return str(address or "")
-
-
-AsyncHandler = Callable[[TcpStream], Awaitable[None]]
