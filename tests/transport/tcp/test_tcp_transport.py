@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
+from micro import plugins
 from micro.errors import BadRequest, ConnectError, ConnectionClosed, PayloadTooLarge
+from micro.settings import load
 from micro.transport import Message, Socket
 from micro.transport._tcp_wire import (
     CLOSE,
@@ -497,3 +499,22 @@ async def test_small_messages_after_a_large_one_take_the_one_frame_path(
     await sock.send(Message({"A": "b"}, b"small"))
     assert (await sock.recv()).body == b"small"
     assert len(writes) == 1  # one frame, one write
+
+
+def test_settings_configure_the_tcp_transport(tls_files: dict[str, str]) -> None:
+    settings = load(
+        environ={
+            "MICRO_TRANSPORT": "tcp",
+            "MICRO_TRANSPORT_MAX_BODY": "8M",
+            "MICRO_TRANSPORT_IDLE_TIMEOUT": "30s",
+            "MICRO_TRANSPORT_TLS_CERT": tls_files["cert"],
+            "MICRO_TRANSPORT_TLS_KEY": tls_files["key"],
+            "MICRO_TRANSPORT_TLS_CA": tls_files["ca"],
+        }
+    )
+    made = plugins.create("transport", settings=settings)
+    assert isinstance(made, TcpTransport)
+    assert made.max_body == 8 * 1024 * 1024
+    assert made.idle_timeout == 30
+    assert made.tls is not None
+    assert made.server_tls is not None
