@@ -178,7 +178,7 @@ def ratios_table(outcome: Outcome) -> str:
     header = [f"{SUBJECT} / anchor", "mode", "req/s x", "p50 x", "p99 x"]
     body = [
         [
-            f"{SUBJECT}/{r['anchor']}",
+            f"{r['subject']}/{r['anchor']}",
             r["mode"],
             f"{r['rps_ratio']:.2f}",
             f"{r['p50_ratio']:.2f}",

@@ -71,6 +71,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "http": ("micro.transport.http:HttpTransport", ""),
         "nats": ("micro.transport.nats:NatsTransport", "nats"),
         "rabbitmq": ("micro.transport.rabbitmq:RabbitmqTransport", "rabbitmq"),
+        "tcp": ("micro.transport.tcp:TcpTransport", ""),
     },
     "broker": {
         "memory": ("micro.broker.memory:MemoryBroker", ""),

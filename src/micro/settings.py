@@ -282,21 +282,22 @@ SETTINGS: tuple[Setting, ...] = (
     _s("selector", "text", "registry", "selector backend (registry: cached, round robin)",
        "selector"),
     # -- transport
-    _s("transport", "text", "http", "transport backend: http, nats, rabbitmq, memory",
+    _s("transport", "text", "http", "transport backend: http, tcp, nats, rabbitmq, memory",
        "transport"),
     _s("transport_read_timeout", "duration", None, "time a request gets to arrive in full "
        "once its first byte has (http, default 30s)", "transport",
        (("transport", ("read_timeout",)),)),
-    _s("transport_max_body", "size", None, "largest request or response body (http, "
+    _s("transport_max_body", "size", None, "largest request or response body (http, tcp, "
        "nats, default 4M; rabbitmq, default 16M)", "transport",
        (("transport", ("max_body",)),)),
     _s("transport_idle_timeout", "duration", None, "time a connection may wait without a "
-       "request before the server closes it (http, rabbitmq, default 90s)", "transport",
+       "request (http, rabbitmq) or stream (tcp) before it is closed (default 90s)",
+       "transport",
        (("transport", ("idle_timeout",)),)),
     _s("transport_max_connections", "count", None, "connections a listener keeps; past it "
        "the longest idle are closed (http, default 10000 or 3/4 of the fd limit)",
        "transport", (("transport", ("max_connections",)),)),
-    # -- transport: nats
+    # -- transport: nats (the tls_* rows also tcp)
     _s("transport_address", "text", None, "the server(s) a broker-based transport uses, "
        "comma-separated: nats, NATS URLs (default nats://127.0.0.1:4222); rabbitmq, "
        "amqp:// or amqps:// URLs or host:port, the first that answers is used (default "
@@ -312,11 +313,13 @@ SETTINGS: tuple[Setting, ...] = (
        "transport)", "transport", (("transport", ("creds",)),)),
     _s("transport_nkey", "text", None, "NATS NKey seed file (nats transport)", "transport",
        (("transport", ("nkey",)),)),
-    _s("transport_tls_ca", "text", None, "CA file for the NATS servers' certificate (nats "
-       "transport)", "transport", (("transport", ("tls_ca",)),)),
-    _s("transport_tls_cert", "text", None, "client certificate file for NATS (nats "
-       "transport)", "transport", (("transport", ("tls_cert",)),)),
-    _s("transport_tls_key", "text", None, "client key file for NATS (nats transport)",
+    _s("transport_tls_ca", "text", None, "CA file: tcp dials over TLS and checks the "
+       "listener's certificate (a TLS listener asks dialers for one it signed); nats checks "
+       "the NATS servers' certificate", "transport", (("transport", ("tls_ca",)),)),
+    _s("transport_tls_cert", "text", None, "certificate file: a tcp listener serves TLS "
+       "(and a tcp dialer presents it when asked); nats: the client certificate",
+       "transport", (("transport", ("tls_cert",)),)),
+    _s("transport_tls_key", "text", None, "the key of transport_tls_cert (tcp, nats)",
        "transport", (("transport", ("tls_key",)),)),
     _s("transport_ping_interval", "duration", None, "time a nats transport connection "
        "waits for a message before it checks that its peer is still there (0: never; "

@@ -1,4 +1,4 @@
-"""The transport contract over every backend: memory and http (mucp over HTTP/1.1)."""
+"""The transport contract over every backend: memory, http (mucp over HTTP/1.1) and tcp."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from micro.testing.transport import CHECKS, check_transport
 from micro.transport import Message, Socket, Transport
 from micro.transport.http import HttpTransport
 from micro.transport.memory import MemoryTransport
+from micro.transport.tcp import TcpTransport
 
 SMALL_LIMIT = 256 * 1024
 
@@ -18,6 +19,8 @@ BACKENDS: dict[str, tuple[Callable[[], Transport], int]] = {
     "memory": (MemoryTransport, 4 * 1024 * 1024),
     "http": (HttpTransport, 4 * 1024 * 1024),
     "http-small-limit": (lambda: HttpTransport(max_body=SMALL_LIMIT), SMALL_LIMIT),
+    "tcp": (TcpTransport, 4 * 1024 * 1024),
+    "tcp-small-limit": (lambda: TcpTransport(max_body=SMALL_LIMIT), SMALL_LIMIT),
 }
 
 
@@ -52,3 +55,7 @@ async def test_contract_catches_a_transport_that_drops_headers() -> None:
 
 def test_http_contract_on_uvloop() -> None:
     uvloop.run(check_transport(HttpTransport))
+
+
+def test_tcp_contract_on_uvloop() -> None:
+    uvloop.run(check_transport(TcpTransport))

@@ -1,7 +1,7 @@
 """Each transport under the zero-set-up defaults otherwise (the mDNS registry): the quick
 start demo (the greeter example, its client and ``micro call``), and ``micro api`` in front
 of the greeter. A node's address on nats and rabbitmq is a name, not host:port: mDNS carries
-it in the node's TXT metadata."""
+it in the node's TXT metadata. (tcp speaks no HTTP: the demo calls with ``micro call``.)"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.servers import amqp_url, nats_url
 from tests.toolkit.cli.conftest import GREETER, MICRO, ROOT, base_env, free_port, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TRANSPORTS = ["http", "nats", "rabbitmq"]
+TRANSPORTS = ["http", "tcp", "nats", "rabbitmq"]
 
 
 def transport_env(transport: str) -> dict[str, str]:
