@@ -1,4 +1,4 @@
-"""End to end: RpcClient against the real RpcServer, over the memory and HTTP transports."""
+"""End to end: RpcClient against the real RpcServer, over every transport."""
 
 from __future__ import annotations
 
@@ -18,10 +18,8 @@ from micro.registry import Node
 from micro.registry.memory import MemoryRegistry
 from micro.selector.filters import filter_version
 from micro.server.rpc import RpcServer
-from micro.transport import Transport
-from micro.transport.http import HttpTransport
-from micro.transport.memory import MemoryTransport
 from tests.client.handlers import CountRequest, Greeter, HelloRequest, HelloResponse, Item
+from tests.transport.backends import ALL, make_transport
 
 
 class Stack:
@@ -31,10 +29,10 @@ class Stack:
         self.handler = handler
 
 
-@pytest.fixture(params=["memory", "http"])
+@pytest.fixture(params=ALL)
 async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     registry = MemoryRegistry()
-    transport: Transport = MemoryTransport() if request.param == "memory" else HttpTransport()
+    transport = make_transport(request.param)
     handler = Greeter()
     server = RpcServer(
         name="greeter",
@@ -46,12 +44,14 @@ async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     )
     server.handle(handler)
     await server.start()
-    client_transport = transport if request.param == "memory" else HttpTransport()
+    client_transport = transport if request.param == "memory" else make_transport(request.param)
     client = RpcClient(registry=registry, transport=client_transport, from_service="caller")
     async with client:
         yield Stack(server, client, handler)
     await server.stop(grace=1)
     await transport.close()
+    if client_transport is not transport:
+        await client_transport.close()
 
 
 async def test_typed_call_through_the_registry(stack: Stack) -> None:

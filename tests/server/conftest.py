@@ -11,9 +11,8 @@ import pytest
 from micro.registry.memory import MemoryRegistry
 from micro.server.rpc import RpcServer
 from micro.transport import Message, Socket, Transport
-from micro.transport.http import HttpTransport
-from micro.transport.memory import MemoryTransport
 from tests.server.handlers import Say
+from tests.transport.backends import ALL, make_transport
 
 SERVICE = "go.micro.srv.greeter"
 
@@ -74,9 +73,9 @@ class Peer:
         await self.sock.close()
 
 
-@pytest.fixture(params=["memory", "http"])
+@pytest.fixture(params=ALL)
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
-    made: Transport = MemoryTransport() if request.param == "memory" else HttpTransport()
+    made = make_transport(request.param)
     yield made
     await made.close()
 

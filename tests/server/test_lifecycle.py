@@ -123,7 +123,7 @@ async def test_context_manager(transport: Transport) -> None:
     async with RpcServer(
         name=SERVICE, address="127.0.0.1:0", transport=transport, registry=registry
     ) as server:
-        assert (await registry.get_service(SERVICE))[0].nodes[0].address == server.address
+        assert (await registry.get_service(SERVICE))[0].nodes[0].address == server.advertised
     with pytest.raises(ServiceNotFound):
         await registry.get_service(SERVICE)
 

@@ -43,6 +43,9 @@ async def registered(registry: Registry) -> Service:
     return service
 
 
+@pytest.mark.parametrize(  # a host:port address (nats and rabbitmq nodes have names)
+    "transport", ["memory", "http", "tcp"], indirect=True
+)
 async def test_node_and_metadata(
     make_server: MakeServer, registry: MemoryRegistry, transport: Transport
 ) -> None:

@@ -105,6 +105,9 @@ async def test_unsupported_content_type_is_400(peer: Peer) -> None:
         ("Content-Type", "application/json; charset=\udcc3", "'application/json; charset=\\xc3'"),
     ],
 )
+@pytest.mark.parametrize(  # raw header bytes: nats and rabbitmq carry text headers only
+    "transport", ["memory", "http", "tcp"], indirect=True
+)
 async def test_a_routing_header_that_is_not_utf8_is_400(
     peer: Peer, name: str, value: str, shown: str
 ) -> None:
