@@ -14,6 +14,4 @@ ALL = ["memory", "http", "tcp", "nats", "rabbitmq"]
 def make_transport(name: str) -> Transport:
     """A new transport ``name``; nats and rabbitmq on the test servers."""
     where = {"nats": nats_url, "rabbitmq": amqp_url}.get(name)
-    options = {"address": where()} if where else {}
-    made: Transport = plugins.create("transport", name, **options)
-    return made
+    return plugins.create("transport", name, address=where() if where else None)
