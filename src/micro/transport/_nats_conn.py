@@ -46,6 +46,12 @@ FOREIGN_IDLE = 60.0  # seconds an accepted go-plugins connection may wait for a 
 # own server sockets give up after the same minute; a Go dialer never says it closed)
 
 
+def _piece_size(nc: NatsClient) -> int:
+    """The largest NATS body a message is sent in, the rest of ``max_payload`` being room for
+    the subjects and headers."""
+    return max(nc.max_payload - _PIECE_ROOM, 1024)
+
+
 class Inboxes:
     """The subscription ``<prefix>.>`` routing to the sockets of one NATS connection."""
 
@@ -275,6 +281,18 @@ class NatsSocket(Socket):
                 id=_ERR_ID,
             )
         data = encode(message)
+        nc = self._inboxes.nc
+        if len(data) <= _piece_size(nc) and not self._send_lock.locked():
+            # the common case, one NATS message: no lock, since nats-py queues the message
+            # before it can yield, and no pieces
+            if not nc.is_connected:
+                raise ConnectionClosed("the NATS connection is down", id=_ERR_ID)
+            self._answered = False
+            try:
+                await nc.publish(self.target, data, reply=self.inbox, headers={CONTROL: DATA})
+            except Exception as exc:
+                raise ConnectionClosed(f"NATS publish failed: {exc!r}", id=_ERR_ID) from exc
+            return
         async with self._send_lock:
             self._answered = False
             await self._publish(data, DATA)
@@ -283,7 +301,7 @@ class NatsSocket(Socket):
         nc = self._inboxes.nc
         if not nc.is_connected:
             raise ConnectionClosed("the NATS connection is down", id=_ERR_ID)
-        pieces = split(data, max(nc.max_payload - _PIECE_ROOM, 1024))
+        pieces = split(data, _piece_size(nc))
         try:
             for i, piece in enumerate(pieces):
                 headers = {CONTROL: kind}
