@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from nats.aio.client import Client as NatsClient
@@ -38,10 +39,17 @@ __all__ = ["FOREIGN_IDLE", "IDLE_PING", "Inboxes", "NatsSocket"]
 log = logging.getLogger("micro.transport.nats")
 
 _ERR_ID = "go.micro.transport"
+_TIMER_SLACK = 0.001  # seconds: a loop may run a timer this much early
 _PIECE_ROOM = 4096  # room left in max_payload for the subjects and NATS headers of a piece
 IDLE_PING = 30.0  # seconds between pings on a node's connection that serves no call
 FOREIGN_IDLE = 60.0  # seconds an accepted go-plugins connection may wait for a message (its
 # own server sockets give up after the same minute; a Go dialer never says it closed)
+
+
+def _piece_size(nc: NatsClient) -> int:
+    """The largest NATS body a message is sent in, the rest of ``max_payload`` being room for
+    the subjects and headers."""
+    return max(nc.max_payload - _PIECE_ROOM, 1024)
 
 
 class Inboxes:
@@ -105,7 +113,13 @@ class NatsSocket(Socket):
         self._max_body = max_body
         self._limit = encoded_limit(max_body)
         self._ping_interval = ping_interval
-        self._queue: asyncio.Queue[Message | MicroError] = asyncio.Queue()
+        # what recv hands out, and the recv calls waiting for it (a deque and futures: an
+        # asyncio.Queue costs more per message, and this is the hot path)
+        self._items: deque[Message | MicroError] = deque()
+        self._waiters: list[asyncio.Future[None]] = []
+        # one ping timer per socket, re-armed only when it fires (not once per recv)
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # when the current recv has waited long enough to ping
         self._parts: list[bytes] = []
         self._parts_size = 0
         self._closed = False
@@ -153,7 +167,7 @@ class NatsSocket(Socket):
             return
         if kind == CLOSE:
             self._peer_closed = True
-            self._queue.put_nowait(ConnectionClosed("connection closed by peer", id=_ERR_ID))
+            self._put(ConnectionClosed("connection closed by peer", id=_ERR_ID))
             return
         if kind is not None:
             self.ours = True
@@ -176,7 +190,7 @@ class NatsSocket(Socket):
             self._too_large(len(message.body))
             return
         self._answered = True
-        self._queue.put_nowait(message)
+        self._put(message)
 
     def _take_part(self, part: str, data: bytes) -> bytes | None:
         index_text, _, count_text = part.partition("/")
@@ -217,7 +231,7 @@ class NatsSocket(Socket):
             await self._publish(encode(Message({"Micro-Error": error.to_json()})), DATA)
         except Exception as exc:  # best effort: the close follows anyway
             log.debug("nats transport: cannot answer %s: %r", self.remote, exc)
-        self._queue.put_nowait(ConnectionClosed(error.detail, id=_ERR_ID))  # to the handler
+        self._put(ConnectionClosed(error.detail, id=_ERR_ID))  # to the handler
         await self.close()
 
     def _gone_error(self, *, probe: bool) -> MicroError:
@@ -227,12 +241,31 @@ class NatsSocket(Socket):
         who = "listener" if self.dialed else "caller"
         return ConnectionClosed(f"the {who} at {self.remote} went away", id=_ERR_ID)
 
+    def _put(self, item: Message | MicroError) -> None:
+        self._items.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._waiters:
+            return  # no recv waits: the next one arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() + _TIMER_SLACK >= self._deadline:
+            self._wake()  # the waiting recv finds nothing and pings
+        else:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+
     def fail(self, error: MicroError) -> None:
         """End the connection with ``error``: the next ``recv`` raises it."""
         if self._peer_closed or self._closed:
             return
         self._peer_closed = True
-        self._queue.put_nowait(error)
+        self._put(error)
         if not self.opened.is_set():
             self.refused = True
             self.opened.set()
@@ -248,6 +281,18 @@ class NatsSocket(Socket):
                 id=_ERR_ID,
             )
         data = encode(message)
+        nc = self._inboxes.nc
+        if len(data) <= _piece_size(nc) and not self._send_lock.locked():
+            # the common case, one NATS message: no lock, since nats-py queues the message
+            # before it can yield, and no pieces
+            if not nc.is_connected:
+                raise ConnectionClosed("the NATS connection is down", id=_ERR_ID)
+            self._answered = False
+            try:
+                await nc.publish(self.target, data, reply=self.inbox, headers={CONTROL: DATA})
+            except Exception as exc:
+                raise ConnectionClosed(f"NATS publish failed: {exc!r}", id=_ERR_ID) from exc
+            return
         async with self._send_lock:
             self._answered = False
             await self._publish(data, DATA)
@@ -256,7 +301,7 @@ class NatsSocket(Socket):
         nc = self._inboxes.nc
         if not nc.is_connected:
             raise ConnectionClosed("the NATS connection is down", id=_ERR_ID)
-        pieces = split(data, max(nc.max_payload - _PIECE_ROOM, 1024))
+        pieces = split(data, _piece_size(nc))
         try:
             for i, piece in enumerate(pieces):
                 headers = {CONTROL: kind}
@@ -269,27 +314,48 @@ class NatsSocket(Socket):
     async def recv(self) -> Message:
         if self._closed:
             raise ConnectionClosed("connection closed", id=_ERR_ID)
+        items = self._items
         while True:
-            if self.ours:
-                interval = self._ping_interval if self._ping_interval > 0 else None
-                if interval is not None and not (self.dialed or self.busy):
-                    # a node's idle kept-alive connection: check its caller now and then
-                    interval = max(interval, IDLE_PING)
-            else:  # a go-plugins peer: no pings, no close; its own sockets give up idle
-                interval = None if self.dialed else FOREIGN_IDLE
-            try:
-                async with asyncio.timeout(interval):
-                    item = await self._queue.get()
-            except TimeoutError:
+            if items:
+                item = items[0]
+                if isinstance(item, MicroError):
+                    raise item  # left in place: every later recv ends the same way
+                items.popleft()
+                return item
+            if not await self._wait():
                 if self.ours:
                     await self._ping()
                 elif not self.busy:
                     self.fail(ConnectionClosed("idle go-plugins connection", id=_ERR_ID))
-                continue
-            if isinstance(item, MicroError):
-                self._queue.put_nowait(item)  # every later recv ends the same way
-                raise item
-            return item
+
+    async def _wait(self) -> bool:
+        """Wait for an item; ``False`` when none came within the ping interval."""
+        if self.ours:
+            interval = self._ping_interval if self._ping_interval > 0 else None
+            if interval is not None and not (self.dialed or self.busy):
+                # a node's idle kept-alive connection: check its caller now and then
+                interval = max(interval, IDLE_PING)
+        else:  # a go-plugins peer: no pings, no close; its own sockets give up idle
+            interval = None if self.dialed else FOREIGN_IDLE
+        loop = asyncio.get_running_loop()
+        deadline = 0.0
+        if interval is not None:
+            deadline = loop.time() + interval
+            if not self._waiters or deadline < self._deadline:
+                self._deadline = deadline
+            timer = self._timer
+            if timer is None:
+                self._timer = loop.call_at(self._deadline, self._on_timer)
+            elif timer.when() > self._deadline:  # a shorter interval than the armed one
+                timer.cancel()
+                self._timer = loop.call_at(self._deadline, self._on_timer)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+        return bool(self._items) or interval is None or loop.time() + _TIMER_SLACK < deadline
 
     async def _ping(self) -> None:
         nc = self._inboxes.nc
@@ -309,7 +375,10 @@ class NatsSocket(Socket):
         tell = self.ours and not self._peer_closed
         self._closed = True
         self._inboxes.sockets.pop(self._token, None)
-        self._queue.put_nowait(ConnectionClosed("connection closed", id=_ERR_ID))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._put(ConnectionClosed("connection closed", id=_ERR_ID))
         if tell and self._inboxes.nc.is_connected:
             try:
                 await self._inboxes.nc.publish(

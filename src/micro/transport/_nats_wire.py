@@ -14,6 +14,8 @@ import binascii
 import json
 from typing import Any
 
+import msgspec
+
 from micro.errors import BadRequest
 from micro.transport import Message
 
@@ -46,12 +48,20 @@ CLOSE = "close"  # either side: the connection is closed
 HEADER_ROOM = 64 * 1024  # what a message's headers may add to its encoded body
 
 
+class _Wire(msgspec.Struct, forbid_unknown_fields=True):
+    """The layout exactly as go-plugins writes it; anything else takes :func:`_decode_loose`."""
+
+    Header: dict[str, str] | None
+    Body: bytes | None  # msgspec reads and writes bytes as standard, padded base64
+
+
+_encode_wire = msgspec.json.Encoder().encode
+_decode_wire = msgspec.json.Decoder(_Wire).decode
+
+
 def encode(message: Message) -> bytes:
     """go-plugins' JSON layout: ``Header`` (string map) and ``Body`` (standard base64)."""
-    body = base64.b64encode(message.body).decode("ascii")
-    return json.dumps(
-        {"Header": message.header, "Body": body}, ensure_ascii=False, separators=(",", ":")
-    ).encode()
+    return _encode_wire(_Wire(message.header, message.body))
 
 
 def decode(data: bytes) -> Message:
@@ -60,6 +70,15 @@ def decode(data: bytes) -> Message:
     Raises:
         BadRequest: not go-plugins' JSON layout.
     """
+    try:
+        wire = _decode_wire(data)
+    except msgspec.DecodeError:  # other key case, non-string values, bad base64...
+        return _decode_loose(data)
+    return Message(wire.Header if wire.Header is not None else {}, wire.Body or b"")
+
+
+def _decode_loose(data: bytes) -> Message:
+    """What a Go peer may also send (keys in any case, as Go's decoder reads them)."""
     try:
         raw: Any = json.loads(data)
         if not isinstance(raw, dict):

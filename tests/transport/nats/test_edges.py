@@ -124,3 +124,26 @@ async def test_a_node_finds_its_caller_gone() -> None:
     finally:
         await server.close()
         await caller.close()
+
+
+async def test_two_waiting_recvs_each_take_one_message() -> None:
+    async def handler(sock: Socket) -> None:
+        first = await sock.recv()
+        await sock.send(Message({"N": "1"}, first.body))
+        await sock.send(Message({"N": "2"}, first.body))
+        await sock.recv()  # until the caller closes
+
+    transport = NatsTransport(address=nats_url())
+    try:
+        listener = await transport.listen(":0", handler)
+        sock = await transport.dial(listener.address)
+        waiting = [asyncio.ensure_future(sock.recv()) for _ in range(2)]
+        await asyncio.sleep(0)  # both wait before anything arrives
+        await sock.send(Message({}, b"go"))
+        got = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        assert sorted(m.header["N"] for m in got) == ["1", "2"]
+        await sock.close()
+        with pytest.raises(ConnectionClosed):
+            await sock.recv()
+    finally:
+        await transport.close()

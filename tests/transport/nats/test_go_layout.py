@@ -5,6 +5,7 @@ NATS headers)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 
@@ -14,7 +15,7 @@ from nats.aio.msg import Msg
 
 from micro.errors import BadRequest
 from micro.transport import Message, Socket
-from micro.transport._nats_wire import decode, encode
+from micro.transport._nats_wire import _decode_loose, decode, encode
 from micro.transport.nats import NatsTransport
 from tests.servers import address, nats_url
 
@@ -27,6 +28,47 @@ def test_the_body_is_go_plugins_json() -> None:
     assert decode(b'{"header":{"A":"b"},"body":null}') == Message({"A": "b"}, b"")
     with pytest.raises(BadRequest, match="Header, Body"):
         decode(b"[1]")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"Header":{"Micro-Id":"1"},"Body":"AAE="}',
+        b'{"Header":null,"Body":null}',
+        b'{"Header":{},"Body":""}',
+        rb'{"Header":{"A":"\u00e9\u4e2d"},"Body":"aGk="}',
+        b'{"header":{"A":"b"},"BODY":"aGk="}',  # Go matches keys in any case
+        b'{"Header":{"A":1},"Body":""}',  # a value that is not a string
+        b'{"Header":{},"Body":"","Extra":true}',
+        b'{"Body":"aGk="}',
+        b'{"Header":{}}',
+        b'{"Header":{},"Body":"AAE"}',  # no padding
+        b'{"Header":{},"Body":"-_8="}',  # the URL alphabet
+        b'{"Header":[],"Body":""}',
+        b'{"Header":{},"Body":1}',
+        b'{"Header":{},"Body":"\xff"}',
+        b"\xff\xfe",
+        b"",
+        b"null",
+    ],
+)
+def test_the_fast_decoder_takes_what_the_json_path_takes(data: bytes) -> None:
+    """msgspec reads go-plugins' exact layout; everything else goes the old way, unchanged."""
+    try:
+        expected: Message | str = _decode_loose(data)
+    except BadRequest as exc:
+        expected = exc.detail
+    try:
+        got: Message | str = decode(data)
+    except BadRequest as exc:
+        got = exc.detail
+    assert got == expected
+
+
+def test_encoding_round_trips_any_bytes() -> None:
+    message = Message({"Micro-Id": "7", "X": "é"}, bytes(range(256)) * 3)
+    assert decode(encode(message)) == message
+    assert json.loads(encode(message))["Body"] == base64.b64encode(message.body).decode()
 
 
 @pytest.mark.integration
