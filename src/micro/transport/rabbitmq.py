@@ -47,7 +47,7 @@ from aio_pika.exceptions import AMQPException
 from micro.broker import _rabbitmq_wire as broker_wire
 from micro.errors import BrokerError, ConnectError, ConnectionClosed
 from micro.transport import Handler, Message, Transport
-from micro.transport import _rabbitmq_publish as publishing
+from micro.transport import _rabbitmq_amqp as publishing
 from micro.transport import _rabbitmq_wire as wire
 from micro.transport._rabbitmq_listener import RabbitmqListener
 from micro.transport._rabbitmq_socket import RabbitmqClientSocket, RabbitmqServerSocket
@@ -188,8 +188,8 @@ class RabbitmqTransport(Transport):
                     self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
                 )
             # else it exists with other flags (go-plugins declares it not durable): use it
-            queue = await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True)
-            await queue.consume(self._on_reply, no_ack=True)
+            await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True)
+            await publishing.consume(channel, self.reply_queue, self._on_reply)
         except _DRIVER_ERRORS as exc:
             raise ConnectError(f"rabbitmq: cannot set up the transport: {exc!r}", id=_ID) from exc
         connection.close_callbacks.add(self._on_lost)
@@ -208,7 +208,19 @@ class RabbitmqTransport(Transport):
         for listener in list(self._listeners):
             listener.drop_all("link to RabbitMQ lost")
 
-    def _on_back(self, *_: Any) -> None:
+    async def _on_back(self, *_: Any) -> None:
+        """aio-pika has reconnected and restored the channels and queues: consume again (the
+        consumers are aiormq's, which aio-pika does not restore), then the link is up."""
+        channel = self._channel
+        if channel is None:
+            return
+        try:
+            await publishing.consume(channel, self.reply_queue, self._on_reply)
+            for listener in list(self._listeners):
+                await listener.resume()
+        except (*_DRIVER_ERRORS, RuntimeError) as exc:  # lost again: the next reconnect retries
+            log.warning("rabbitmq transport: cannot consume again after reconnecting: %r", exc)
+            return
         self._up = True
         log.info("rabbitmq transport: link to %s back", wire.safe_url(self._url))
 
@@ -328,13 +340,14 @@ class RabbitmqTransport(Transport):
         except (*_DRIVER_ERRORS, RuntimeError, publishing.NoChannel) as exc:
             raise ConnectionClosed(f"rabbitmq: link to RabbitMQ lost ({exc!r})", id=_ID) from exc
 
-    async def _on_reply(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def _on_reply(self, incoming: aiormq.abc.DeliveredMessage) -> None:
         # no await before deliver(): consumer tasks start in delivery order and keep it
-        sock = self._dialed.get(incoming.correlation_id or "")
+        props = incoming.header.properties
+        sock = self._dialed.get(props.correlation_id or "")
         if sock is None:
             return  # for a socket closed since (or a stray answer to an open)
         try:
-            header = wire.from_amqp(incoming.headers, incoming.content_type, incoming.message_id)
+            header = wire.from_amqp(props.headers, props.content_type, props.message_id)
         except ValueError:
             sock.drop("an undecodable response header (not UTF-8)", notify=[])
             return

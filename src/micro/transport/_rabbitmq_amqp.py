@@ -1,4 +1,4 @@
-"""Batched, confirmed publishing for the RabbitMQ transport.
+"""The RabbitMQ transport's use of aiormq: batched, confirmed publishing; plain consumers.
 
 Every publish of the transport is mandatory and confirmed (a returned message is how a
 dead node or client is noticed at once). aio-pika publishes one message per write to the
@@ -18,10 +18,12 @@ and lost links.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from random import getrandbits
 from typing import Any
 from uuid import UUID
 
+import aio_pika.abc
 import aiormq.abc
 import aiormq.channel
 import pamqp.frame
@@ -184,3 +186,20 @@ def _expire(futures: list[asyncio.Future[Any]]) -> None:
     for future in futures:
         if not future.done():
             future.set_exception(TimeoutError())
+
+
+async def consume(
+    channel: aio_pika.abc.AbstractChannel,
+    queue: str,
+    callback: Callable[[aiormq.abc.DeliveredMessage], Coroutine[Any, Any, None]],
+    tag: str | None = None,
+) -> str:
+    """Consume ``queue`` (no acks) on the aiormq channel under ``channel``; the consumer tag.
+
+    aiormq runs ``callback`` in a task per message, in delivery order. aio-pika's own
+    ``Queue.consume`` would add an ``IncomingMessage`` and a second task per message; the
+    price is that aio-pika does not restore this consumer on reconnect: the transport does.
+    """
+    underlay = await channel.get_underlay_channel()
+    ok = await underlay.basic_consume(queue, callback, no_ack=True, consumer_tag=tag)
+    return str(ok.consumer_tag)
