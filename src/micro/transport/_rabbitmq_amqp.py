@@ -9,7 +9,8 @@ one write for all of them. Each still gets its own delivery tag and its own conf
 return, or nack) from aiormq's channel, which settles the futures registered here in its
 ``confirmations`` table as it settles its own ``basic_publish``'s. These are plain futures
 (not in aiormq's future store, which costs two set entries and three callbacks each): a
-closing channel fails the ones still waiting through a callback of its own. The marshalled
+closing channel fails the ones still waiting through a callback of its own. They are not
+the futures callers await (a caller's cancellation must not reach aiormq's table). The marshalled
 ``Basic.Publish`` frame is kept per (exchange, routing key, mandatory).
 
 This uses aiormq's channel the way ``Channel.basic_publish`` does (delivery tags, the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from functools import partial
 from random import getrandbits
 from typing import Any
 from uuid import UUID
@@ -30,6 +32,7 @@ import aio_pika.abc
 import aiormq.abc
 import aiormq.channel
 import pamqp.frame
+from aiormq.channel import Returning
 from pamqp import commands as spec
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
@@ -128,10 +131,16 @@ class Publisher:
             ids.clear()
             ids.update(kept)
         frames = self._frames
+        loop = self._loop
         for exchange, key, body, props, mandatory, future in batch:
             channel.delivery_tag += 1
             tag = channel.delivery_tag
-            confirmations[tag] = future  # aiormq settles it: ack, nack, return
+            # aiormq settles this one (ack, nack, return); never the caller's future, which a
+            # cancelled caller cancels: aiormq sets a return's error without checking, and
+            # an InvalidStateError there would close the channel
+            confirmation = loop.create_future()
+            confirmation.add_done_callback(partial(_settle, future))
+            confirmations[tag] = confirmation
             ids[str(props.message_id)] = tag  # how aiormq finds a returned message's tag
             method = frames.get((exchange, key, mandatory))
             if method is None:
@@ -164,9 +173,24 @@ class Publisher:
             self._loop.call_soon(self._flush)
 
 
+def _settle(future: asyncio.Future[Any], confirmation: asyncio.Future[Any]) -> None:
+    """Pass aiormq's outcome on to the publisher's future, unless that one is done already
+    (cancelled by its caller, or timed out)."""
+    if future.done():
+        return
+    if confirmation.cancelled():
+        future.set_exception(NoChannel("the publishing channel closed"))
+    elif (error := confirmation.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(None)
+
+
 def _fail_in_flight(channel: aiormq.channel.Channel) -> None:
     """The channel closed: every publish on it still waiting for its confirm fails now."""
     for confirmation in list(channel.confirmations.values()):
+        if isinstance(confirmation, Returning):  # aiormq's marker of a returned message
+            continue
         if isinstance(confirmation, asyncio.Future) and not confirmation.done():
             confirmation.set_exception(NoChannel("the publishing channel closed"))
 
