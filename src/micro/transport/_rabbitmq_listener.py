@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING
 
 import aio_pika.abc
+import aiormq.abc
 import aiormq.exceptions
 from aio_pika.exceptions import AMQPException
 
 from micro.errors import ConnectError, ConnectionClosed
 from micro.transport import Handler, Listener, Message
 from micro.transport import _rabbitmq_wire as wire
+from micro.transport._rabbitmq_amqp import consume
 from micro.transport._rabbitmq_socket import RabbitmqServerSocket
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ class RabbitmqListener(Listener):
                 self._name, exclusive=True, auto_delete=True
             )
             await self._queue.bind(self._transport.exchange, routing_key=self._name)
-            self._tag = await self._queue.consume(self._on_message, no_ack=True)
+            self._tag = await consume(self._channel, self._name, self._on_message)
         except aiormq.exceptions.ChannelLockedResource as exc:
             await self._close_channel()
             raise ConnectError(
@@ -81,9 +83,19 @@ class RabbitmqListener(Listener):
             await self._close_channel()
             raise ConnectError(f"listen {self._name}: {exc!r}", id=wire.TRANSPORT_ID) from exc
 
-    async def _on_message(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def resume(self) -> None:
+        """Consume again after a reconnect (aio-pika restored the queue and its binding).
+
+        Raises:
+            the driver's errors: the link was lost again.
+        """
+        if self._channel is not None and not self._closing:
+            self._tag = await consume(self._channel, self._name, self._on_message, self._tag)
+
+    async def _on_message(self, incoming: aiormq.abc.DeliveredMessage) -> None:
         # no await before deliver(): consumer tasks start in delivery order and keep it
-        reply_to, id = incoming.reply_to, incoming.correlation_id
+        props = incoming.header.properties
+        reply_to, id = props.reply_to, props.correlation_id
         if not reply_to or not id:
             log.warning(
                 "rabbitmq transport: %s: a message without reply_to or correlation_id dropped",
@@ -91,7 +103,7 @@ class RabbitmqListener(Listener):
             )
             return
         try:
-            header = wire.from_amqp(incoming.headers, incoming.content_type, incoming.message_id)
+            header = wire.from_amqp(props.headers, props.content_type, props.message_id)
         except ValueError:
             log.warning(
                 "rabbitmq transport: %s: a message with a header that is not UTF-8 dropped",
@@ -192,8 +204,8 @@ class RabbitmqListener(Listener):
         self._transport.forget_listener(self)
         queue = self._queue
         if queue is not None:
-            if self._tag is not None:  # first, so that RabbitMQ has no consumer to cancel
-                await self._quietly(queue.cancel(self._tag))
+            if self._tag is not None and self._channel is not None:  # first: no consumer
+                await self._quietly(_cancel(self._channel, self._tag))  # for RabbitMQ to cancel
             await self._quietly(queue.delete(if_unused=False, if_empty=False))
         await self._close_channel()
 
@@ -212,3 +224,8 @@ class RabbitmqListener(Listener):
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._transport.publish_timeout):
                 await command
+
+
+async def _cancel(channel: aio_pika.abc.AbstractChannel, tag: str) -> None:
+    underlay = await channel.get_underlay_channel()
+    await underlay.basic_cancel(tag)

@@ -47,6 +47,7 @@ from aio_pika.exceptions import AMQPException
 from micro.broker import _rabbitmq_wire as broker_wire
 from micro.errors import BrokerError, ConnectError, ConnectionClosed
 from micro.transport import Handler, Message, Transport
+from micro.transport import _rabbitmq_amqp as publishing
 from micro.transport import _rabbitmq_wire as wire
 from micro.transport._rabbitmq_listener import RabbitmqListener
 from micro.transport._rabbitmq_socket import RabbitmqClientSocket, RabbitmqServerSocket
@@ -117,7 +118,7 @@ class RabbitmqTransport(Transport):
         self._url = self._urls[0]
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
-        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._publisher: publishing.Publisher | None = None
         self._up = False
         self._lock = asyncio.Lock()
         self._dialed: dict[str, RabbitmqClientSocket] = {}
@@ -182,18 +183,18 @@ class RabbitmqTransport(Transport):
         """The publishing channel (confirms, returns raise), the exchange, the reply queue."""
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            if await _declare_exchange(connection, self.exchange):
-                self._exchange = await channel.declare_exchange(
+            if await _declare_exchange(connection, self.exchange):  # restored on reconnect
+                await channel.declare_exchange(
                     self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
                 )
-            else:  # it exists with other flags (go-plugins declares it not durable): use it
-                self._exchange = await channel.get_exchange(self.exchange, ensure=False)
-            queue = await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True)
-            await queue.consume(self._on_reply, no_ack=True)
+            # else it exists with other flags (go-plugins declares it not durable): use it
+            await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True)
+            await publishing.consume(channel, self.reply_queue, self._on_reply)
         except _DRIVER_ERRORS as exc:
             raise ConnectError(f"rabbitmq: cannot set up the transport: {exc!r}", id=_ID) from exc
         connection.close_callbacks.add(self._on_lost)
         connection.reconnect_callbacks.add(self._on_back)
+        self._publisher = publishing.Publisher(channel, self.publish_timeout)
         self._connection, self._channel, self._up = connection, channel, True
 
     def _on_lost(self, *_: Any) -> None:
@@ -207,7 +208,19 @@ class RabbitmqTransport(Transport):
         for listener in list(self._listeners):
             listener.drop_all("link to RabbitMQ lost")
 
-    def _on_back(self, *_: Any) -> None:
+    async def _on_back(self, *_: Any) -> None:
+        """aio-pika has reconnected and restored the channels and queues: consume again (the
+        consumers are aiormq's, which aio-pika does not restore), then the link is up."""
+        channel = self._channel
+        if channel is None:
+            return
+        try:
+            await publishing.consume(channel, self.reply_queue, self._on_reply)
+            for listener in list(self._listeners):
+                await listener.resume()
+        except (*_DRIVER_ERRORS, RuntimeError) as exc:  # lost again: the next reconnect retries
+            log.warning("rabbitmq transport: cannot consume again after reconnecting: %r", exc)
+            return
         self._up = True
         log.info("rabbitmq transport: link to %s back", wire.safe_url(self._url))
 
@@ -230,13 +243,10 @@ class RabbitmqTransport(Transport):
                 self._start_watching()
                 sock = RabbitmqClientSocket(self, address, uuid.uuid4().hex)
                 self._dialed[sock.id] = sock
-                opening = aio_pika.Message(
-                    b"",
-                    headers={wire.CONTROL: wire.OPEN},
-                    correlation_id=sock.id + wire.OPEN_SUFFIX,
-                    reply_to=self.reply_queue,
+                opening = publishing.properties(
+                    {wire.CONTROL: wire.OPEN}, sock.id + wire.OPEN_SUFFIX, self.reply_queue
                 )
-                await self._publish(self._exchange, address, opening)
+                await self._publish(self.exchange, address, b"", opening)
         except (ConnectError, TimeoutError) as exc:
             if sock is not None:
                 self._dialed.pop(sock.id, None)
@@ -277,6 +287,7 @@ class RabbitmqTransport(Transport):
         for task in set(self._tasks):
             task.cancel()
         connection, self._connection, self._channel, self._up = self._connection, None, None, False
+        self._publisher = None
         if connection is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.publish_timeout):
@@ -286,41 +297,36 @@ class RabbitmqTransport(Transport):
 
     async def publish_request(self, sock: RabbitmqClientSocket, message: Message) -> None:
         """Publish a dialed socket's message to its listener's queue."""
-        outgoing = aio_pika.Message(
-            message.body,
-            correlation_id=sock.id,
-            reply_to=self.reply_queue,
-            **wire.to_amqp(message.header),
-        )
-        await self._publish(None, sock.address, outgoing)
+        props = publishing.properties(dict(message.header), sock.id, self.reply_queue)
+        await self._publish("", sock.address, message.body, props)
 
     async def publish_reply(self, reply_to: str, id: str, message: Message) -> None:
         """Publish an accepted socket's message to its client's reply queue."""
-        outgoing = aio_pika.Message(message.body, correlation_id=id, **wire.to_amqp(message.header))
+        props = publishing.properties(dict(message.header), id, None)
         # RabbitMQ returns every mandatory message to a direct reply-to address
         mandatory = not reply_to.startswith(wire.DIRECT_REPLY_TO)
-        await self._publish(None, reply_to, outgoing, mandatory=mandatory)
+        await self._publish("", reply_to, message.body, props, mandatory=mandatory)
 
     async def _publish(
         self,
-        exchange: aio_pika.abc.AbstractExchange | None,
+        exchange: str,
         key: str,
-        outgoing: aio_pika.Message,
+        body: bytes,
+        props: publishing.Properties,
         *,
         mandatory: bool = True,
     ) -> None:
-        """Publish and wait for the confirm.
+        """Publish (in this loop turn's batch) and wait for the confirm.
 
         Raises:
             ConnectionClosed: no queue ``key`` (returned), nacked, no confirm in time, or
                 no link.
         """
-        channel = self._channel
-        if channel is None or not self._up:
+        publisher = self._publisher
+        if publisher is None or not self._up:
             raise ConnectionClosed("rabbitmq: no link to RabbitMQ", id=_ID)
-        target = exchange if exchange is not None else channel.default_exchange
         try:
-            await target.publish(outgoing, key, mandatory=mandatory, timeout=self.publish_timeout)
+            await publisher.publish(exchange, key, body, props, mandatory)
         except aiormq.exceptions.PublishError as exc:
             raise ConnectionClosed(
                 f"rabbitmq: no queue {key} (its node stopped or died)", id=_ID
@@ -331,16 +337,17 @@ class RabbitmqTransport(Transport):
             ) from exc
         except TimeoutError as exc:
             raise ConnectionClosed(f"rabbitmq: no confirm for a message to {key}", id=_ID) from exc
-        except (*_DRIVER_ERRORS, RuntimeError) as exc:
+        except (*_DRIVER_ERRORS, RuntimeError, publishing.NoChannel) as exc:
             raise ConnectionClosed(f"rabbitmq: link to RabbitMQ lost ({exc!r})", id=_ID) from exc
 
-    async def _on_reply(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def _on_reply(self, incoming: aiormq.abc.DeliveredMessage) -> None:
         # no await before deliver(): consumer tasks start in delivery order and keep it
-        sock = self._dialed.get(incoming.correlation_id or "")
+        props = incoming.header.properties
+        sock = self._dialed.get(props.correlation_id or "")
         if sock is None:
             return  # for a socket closed since (or a stray answer to an open)
         try:
-            header = wire.from_amqp(incoming.headers, incoming.content_type, incoming.message_id)
+            header = wire.from_amqp(props.headers, props.content_type, props.message_id)
         except ValueError:
             sock.drop("an undecodable response header (not UTF-8)", notify=[])
             return
