@@ -161,6 +161,7 @@ def ratios(outcome: Outcome) -> list[dict[str, Any]]:
                 continue
             rows.append(
                 {
+                    "subject": SUBJECT,
                     "anchor": anchor,
                     "mode": mode,
                     "rps_ratio": mine.rps / theirs.rps,

@@ -187,3 +187,14 @@ def test_micro_on_another_transport_is_no_anchor_of_micro() -> None:
     results = [measured(t, SEQUENTIAL, 1000.0) for t in ("raw", "micro", "micro-tcp")]
     rows = report.ratios(report.Outcome(results=results))
     assert [r["anchor"] for r in rows] == ["raw"]
+
+
+def test_the_ratios_table_names_each_pair() -> None:
+    results = [
+        measured("raw", SEQUENTIAL, 2000.0),
+        measured("micro", SEQUENTIAL, 1000.0),
+        measured("micro-tcp", SEQUENTIAL, 1500.0),
+    ]
+    table = report.ratios_table(report.Outcome(results=results))
+    (row,) = [line for line in table.splitlines() if line.startswith("micro/raw")]
+    assert row.split()[1:3] == [SEQUENTIAL, "0.50"]
