@@ -17,22 +17,10 @@ from typing import Any
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
-from pydantic import BaseModel
 
-from benchmarks.harness import REQUEST, Client
+from benchmarks.harness import Client
+from benchmarks.targets._faststream import BODY, CALL_TIMEOUT_S, HelloReply, HelloRequest
 from benchmarks.targets.nats_reqrep import SUBJECT_ENV, URL_ENV, NatsTarget
-
-CALL_TIMEOUT_S = 10.0
-#: The request as every target sends it, a dict (FastStream encodes it as JSON).
-BODY: Any = REQUEST
-
-
-class HelloRequest(BaseModel):
-    name: str
-
-
-class HelloReply(BaseModel):
-    msg: str
 
 
 def make_app(url: str, subject: str) -> FastStream:

@@ -21,24 +21,13 @@ from typing import Any
 
 from faststream import FastStream
 from faststream.rabbit import RabbitBroker, RabbitQueue
-from pydantic import BaseModel
 
-from benchmarks.harness import REQUEST, Client, Options, ServerProcess, Target
+from benchmarks.harness import Client, Options, ServerProcess, Target
 from benchmarks.targets._brokers import rabbitmq_version, unreachable
+from benchmarks.targets._faststream import BODY, CALL_TIMEOUT_S, HelloReply, HelloRequest
 
 URL_ENV = "BENCH_AMQP_URL"
 QUEUE_ENV = "BENCH_AMQP_QUEUE"
-CALL_TIMEOUT_S = 10.0
-#: The request as every target sends it, a dict (FastStream encodes it as JSON).
-BODY: Any = REQUEST
-
-
-class HelloRequest(BaseModel):
-    name: str
-
-
-class HelloReply(BaseModel):
-    msg: str
 
 
 def make_app(url: str, queue: str) -> FastStream:

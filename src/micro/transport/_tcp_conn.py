@@ -514,7 +514,7 @@ class TcpConnection(asyncio.Protocol):
             frames = self.decoder.feed(data)
             streams = self.streams
             for kind, flags, stream_id, payload in frames:
-                if kind == MESSAGE:
+                if kind in (MESSAGE, DATA):
                     stream = streams.get(stream_id)
                     if stream is None:
                         self._unknown(stream_id, kind)
@@ -522,16 +522,10 @@ class TcpConnection(asyncio.Protocol):
                     stream._recv_left -= len(payload)
                     if stream._recv_left < 0:
                         raise ProtocolError(f"stream {stream_id}: the peer overran its window")
-                    stream._on_message(payload)
-                elif kind == DATA:
-                    stream = streams.get(stream_id)
-                    if stream is None:
-                        self._unknown(stream_id, kind)
-                        continue
-                    stream._recv_left -= len(payload)
-                    if stream._recv_left < 0:
-                        raise ProtocolError(f"stream {stream_id}: the peer overran its window")
-                    stream._on_data(payload)
+                    if kind == MESSAGE:
+                        stream._on_message(payload)
+                    else:
+                        stream._on_data(payload)
                 elif kind == WINDOW:
                     stream = streams.get(stream_id)
                     if stream is None:
