@@ -53,7 +53,7 @@ from micro.transport._tcp_wire import (
     parse_header_block,
 )
 
-__all__ = ["TcpConnection", "TcpStream"]
+__all__ = ["StreamHandler", "TcpConnection", "TcpStream"]
 
 _unpack_message_head = MESSAGE_HEAD.unpack_from
 _chain = chain.from_iterable

@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 
 from micro.errors import ConnectError, ConnectionClosed
 from micro.transport import DEFAULT_MAX_BODY, Handler, Listener, Transport
 from micro.transport._http_wire import split_address
-from micro.transport._tcp_conn import TRANSPORT_ID, TcpConnection, TcpStream
+from micro.transport._tcp_conn import TRANSPORT_ID, StreamHandler, TcpConnection, TcpStream
 from micro.transport._tcp_wire import (
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_HEADER,
@@ -66,16 +67,9 @@ class TcpListener(Listener):
         return self._address
 
     def _make(self) -> TcpConnection:
-        t = self._transport
-        conn = TcpConnection(
+        conn = self._transport.new_connection(
             client=False,
             address=self._address,
-            max_body=t.max_body,
-            max_header=t.max_header,
-            max_frame=t.max_frame,
-            window=t.window,
-            max_streams=t.max_streams,
-            idle_timeout=t.idle_timeout,
             on_stream=self._serve,
             on_lost=self.connections.discard,
         )
@@ -268,6 +262,28 @@ class TcpTransport(Transport):
             if not conn.lost:
                 self._conns[address] = conn
 
+    def new_connection(
+        self,
+        *,
+        client: bool,
+        address: str,
+        on_lost: Callable[[TcpConnection], None],
+        on_stream: StreamHandler | None = None,
+    ) -> TcpConnection:
+        """A connection protocol with this transport's limits (a dialed or accepted one)."""
+        return TcpConnection(
+            client=client,
+            address=address,
+            max_body=self.max_body,
+            max_header=self.max_header,
+            max_frame=self.max_frame,
+            window=self.window,
+            max_streams=self.max_streams,
+            idle_timeout=self.idle_timeout,
+            on_stream=on_stream,
+            on_lost=on_lost,
+        )
+
     async def _connect(self, address: str) -> TcpConnection:
         host, port = split_address(address, default_host="127.0.0.1")
         loop = asyncio.get_running_loop()
@@ -278,17 +294,7 @@ class TcpTransport(Transport):
                 del self._conns[address]
 
         def make() -> TcpConnection:
-            return TcpConnection(
-                client=True,
-                address=address,
-                max_body=self.max_body,
-                max_header=self.max_header,
-                max_frame=self.max_frame,
-                window=self.window,
-                max_streams=self.max_streams,
-                idle_timeout=self.idle_timeout,
-                on_lost=lost,
-            )
+            return self.new_connection(client=True, address=address, on_lost=lost)
 
         try:
             _, conn = await loop.create_connection(make, host, port, ssl=self.tls)
