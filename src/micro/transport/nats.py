@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import Any
 
 import nats.errors
@@ -35,6 +34,7 @@ from micro.errors import ConnectError, ConnectionClosed
 from micro.transport import DEFAULT_MAX_BODY, Handler, Listener, Socket, Transport
 from micro.transport._nats_conn import Inboxes, NatsSocket
 from micro.transport._nats_wire import ACK, CLOSE, CONTROL, INBOX, OPEN, PART, PING
+from micro.transport._tls import client_context
 
 __all__ = ["DEFAULT_ADDRESS", "NatsTransport"]
 
@@ -51,15 +51,6 @@ def _servers(address: str) -> list[str]:
     if not servers:
         raise ValueError(f"no NATS server in address {address!r}")
     return [s if "://" in s else f"nats://{s}" for s in servers]
-
-
-def _tls(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    if not (ca or cert):
-        return None
-    context = ssl.create_default_context(cafile=ca)
-    if cert:
-        context.load_cert_chain(cert, key)
-    return context
 
 
 def _subject(address: str) -> str:
@@ -218,7 +209,7 @@ class NatsTransport(Transport):
             "token": token,
             "user_credentials": creds,
             "nkeys_seed": nkey,
-            "tls": _tls(tls_ca, tls_cert, tls_key),
+            "tls": client_context(tls_cert, tls_key, tls_ca),
         }
         self._client_name = name
         self._inboxes: Inboxes | None = None

@@ -40,6 +40,7 @@ from micro.transport._tcp_wire import (
     MIN_MAX_FRAME,
     MIN_WINDOW,
 )
+from micro.transport._tls import client_context, server_context
 
 __all__ = ["TcpConnection", "TcpListener", "TcpStream", "TcpTransport"]
 
@@ -195,9 +196,9 @@ class TcpTransport(Transport):
         self.dial_timeout = dial_timeout
         self.idle_timeout = idle_timeout or None
         self.backlog = backlog
-        self.tls = tls if tls is not None else _client_context(tls_cert, tls_key, tls_ca)
+        self.tls = tls if tls is not None else client_context(tls_cert, tls_key, tls_ca)
         self.server_tls = (
-            server_tls if server_tls is not None else _server_context(tls_cert, tls_key, tls_ca)
+            server_tls if server_tls is not None else server_context(tls_cert, tls_key, tls_ca)
         )
         self._conns: dict[str, TcpConnection] = {}
         self._connecting: dict[str, asyncio.Future[TcpConnection]] = {}
@@ -343,23 +344,3 @@ class TcpTransport(Transport):
             for conn in conns:
                 if not conn.lost:
                     conn.abort()
-
-
-def _client_context(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:
-    if not ca and not cert:
-        return None
-    context = ssl.create_default_context(cafile=ca or None)
-    if cert:
-        context.load_cert_chain(cert, key or None)
-    return context
-
-
-def _server_context(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:
-    if not cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key or None)
-    if ca:
-        context.load_verify_locations(cafile=ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
