@@ -28,7 +28,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from micro._nats import settle
+from micro._nats import Lease, Options, connect, parse_servers, settle
 from micro.broker import Broker, BrokerError, Handler, Message, Subscription
 from micro.broker._common import AtMostOnceEvent, check_retries, deliver_at_most_once
 from micro.broker._nats_js import JetStreamOptions, JetStreamSubscription, ensure_stream, failing
@@ -38,18 +38,6 @@ __all__ = ["NatsBroker", "NatsEvent"]
 log = logging.getLogger("micro.broker.nats")
 
 DEFAULT_ADDRESS = "nats://127.0.0.1:4222"
-
-
-def parse_servers(address: str) -> list[str]:
-    """``"a:4222,nats://b:4222"`` -> NATS server URLs (``nats://`` added where missing)."""
-    servers = []
-    for part in address.split(","):
-        part = part.strip()
-        if part:
-            servers.append(part if "://" in part else f"nats://{part}")
-    if not servers:
-        raise BrokerError(f"no NATS server in address {address!r}", id="go.micro.broker")
-    return servers
 
 
 class NatsEvent(AtMostOnceEvent):
@@ -121,7 +109,10 @@ class NatsBroker(Broker):
         name: str = "micro",
     ) -> None:
         check_retries(max_deliver, backoff)
-        self._servers = parse_servers(address)
+        try:
+            self._servers = parse_servers(address)
+        except ValueError as exc:
+            raise BrokerError(str(exc), id="go.micro.broker") from None
         self._jetstream = jetstream
         self.capabilities = frozenset(
             {"redelivers", "durable", "ordered", "dead_letter"} if jetstream else {"ordered"}
@@ -134,8 +125,10 @@ class NatsBroker(Broker):
             max_ack_pending=max_ack_pending,
             publish_timeout=publish_timeout,
         )
-        self._connect_timeout = connect_timeout
-        self._client_name = name
+        self._connect_options = Options(
+            servers=tuple(self._servers), name=name, connect_timeout=connect_timeout
+        )
+        self._lease: Lease | None = None
         self._nc: NatsClient | None = None
         self._js: nats.js.JetStreamContext | None = None
         self._subs: set[CoreSubscription | JetStreamSubscription] = set()
@@ -156,39 +149,16 @@ class NatsBroker(Broker):
             if self._nc is not None and not self._nc.is_closed:
                 return
             self._closing = False
-            nc = NatsClient()
-            try:
-                with failing(f"cannot connect to NATS at {self.address}"):
-                    await self._dial(nc)
-            except BaseException:  # whatever ended the connect, leave no half-open client
-                await _close_quietly(nc)
-                raise
-            self._nc = nc
-            self._js = nc.jetstream(timeout=self._options.publish_timeout)
+            with failing(f"cannot connect to NATS at {self.address}"):
+                lease = await connect(self._connect_options, self)
+            self._lease, self._nc = lease, lease.nc
+            self._js = lease.nc.jetstream(timeout=self._options.publish_timeout)
 
-    async def _dial(self, nc: NatsClient) -> None:
-        # nats-py retries the first connect forever with unlimited reconnects: bound it
-        async with asyncio.timeout(self._connect_timeout * len(self._servers) + 1.0):
-            await nc.connect(
-                servers=self._servers,
-                name=self._client_name,
-                connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]
-                drain_timeout=5,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnect,
-                reconnected_cb=self._on_reconnect,
-            )
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.warning("NATS %s: %r", self.address, exc)
-
-    async def _on_disconnect(self) -> None:
+    async def on_disconnect(self) -> None:
         if not self._closing:
             log.warning("NATS %s: disconnected, reconnecting", self.address)
 
-    async def _on_reconnect(self) -> None:
+    async def on_reconnect(self) -> None:
         log.info("NATS %s: reconnected", self.address)
 
     async def disconnect(self) -> None:
@@ -197,13 +167,14 @@ class NatsBroker(Broker):
             await sub.unsubscribe()
         self._subs.clear()
         nc, self._nc, self._js = self._nc, None, None
-        if nc is None or nc.is_closed:
-            return
-        try:
-            await nc.drain()
-        except Exception as exc:  # never raises
-            log.debug("NATS drain failed: %r", exc)
-            await _close_quietly(nc)
+        lease, self._lease = self._lease, None
+        if nc is not None and nc.is_connected:
+            try:  # what this broker published is at the server before it lets go
+                await settle(nc)
+            except Exception as exc:  # never raises
+                log.debug("NATS flush failed: %r", exc)
+        if lease is not None:
+            await lease.release()
 
     def _client(self) -> tuple[NatsClient, nats.js.JetStreamContext]:
         if self._nc is None or self._js is None or self._nc.is_closed:
@@ -247,10 +218,3 @@ class NatsBroker(Broker):
                 await sub.start(nc)
         self._subs.add(sub)
         return sub
-
-
-async def _close_quietly(nc: NatsClient) -> None:
-    try:
-        await nc.close()
-    except Exception as exc:  # close never raises
-        log.debug("NATS close failed: %r", exc)

@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from micro._nats import settle
+from micro._nats import Lease, Options, connect, parse_servers, settle
 from micro.errors import RegistryError, ServiceNotFound, translate
 from micro.registry import Node, Registry, Result, Service, group_by_version
 from micro.registry._nats_table import NodeTable
@@ -108,13 +107,20 @@ class NatsRegistry(Registry):
         tls: ssl.SSLContext | None = None,
         reconnect_wait: float = 1.0,
     ) -> None:
-        address = address or DEFAULT_ADDRESS
-        parts = address.split(",") if isinstance(address, str) else list(address)
-        self.servers = [_url(a.strip()) for a in parts if a.strip()]
+        self.servers = parse_servers(address or DEFAULT_ADDRESS)
         self.prefix = validate_prefix(prefix or DEFAULT_PREFIX)
         self.timeout, self.gather = timeout, gather
-        self._auth = {"user": user, "password": password, "token": token, "tls": tls}
-        self._reconnect_wait = reconnect_wait
+        self._options = Options(
+            servers=tuple(self.servers),
+            user=user,
+            password=password,
+            token=token,
+            tls=tls,
+            name="micro-registry",
+            connect_timeout=2.0,
+            reconnect_wait=reconnect_wait,
+        )
+        self._lease: Lease | None = None
         self._nc: NatsClient | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -151,13 +157,18 @@ class NatsRegistry(Registry):
                 if entry.timer is not None:
                     entry.timer.cancel()
         self._local.clear()
+        subs = [*self._query_subs.values(), self._list_sub]
         self._query_subs.clear()
         self._list_sub = None
         for task in list(self._tasks):
             task.cancel()
-        if nc is not None:
-            with contextlib.suppress(NatsError, OSError, TimeoutError):
-                await nc.close()
+        for sub in subs:  # the connection may stay open for the transport or the broker
+            if sub is not None:
+                with contextlib.suppress(NatsError, OSError, TimeoutError):
+                    await sub.unsubscribe()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()
 
     async def _connection(self) -> NatsClient:
         if self._nc is not None and not self._nc.is_closed:
@@ -170,20 +181,8 @@ class NatsRegistry(Registry):
 
     async def _connect(self) -> NatsClient:
         with _failing(f"cannot connect to {self.servers}"):
-            nc = await nats.connect(
-                servers=self.servers,
-                name="micro-registry",
-                connect_timeout=2,
-                allow_reconnect=True,
-                max_reconnect_attempts=1,  # two tries per server, then fail at start
-                reconnect_time_wait=self._reconnect_wait,  # type: ignore[arg-type,unused-ignore]
-                error_cb=_on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                **{k: v for k, v in self._auth.items() if v is not None},
-            )
-        nc.options["max_reconnect_attempts"] = -1  # once up, ride out any outage
-        return nc
+            self._lease = await connect(self._options, self)
+        return self._lease.nc
 
     async def _ready(self) -> NatsClient:
         nc = await self._connection()
@@ -191,11 +190,11 @@ class NatsRegistry(Registry):
             raise RegistryError(f"nats registry: not connected to {self.servers}", id=_ID)
         return nc
 
-    async def _on_disconnected(self) -> None:
+    async def on_disconnect(self) -> None:
         if not self._closed:
             log.warning("nats registry: disconnected from %s; reconnecting", self.servers)
 
-    async def _on_reconnected(self) -> None:
+    async def on_reconnect(self) -> None:
         """Re-announce our nodes: watchers may have expired them during the outage."""
         log.info("nats registry: reconnected")
         nc = self._nc
@@ -408,11 +407,3 @@ async def _fold(
                 table.seed(ann, loop.time())
         elif (result := table.apply(item, loop.time())) is not None:
             yield result
-
-
-async def _on_error(exc: Exception) -> None:
-    log.warning("nats registry: %s", exc)
-
-
-def _url(address: str) -> str:
-    return address if "://" in address else f"nats://{address}"

@@ -65,6 +65,17 @@ class Inboxes:
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self.prefix + ".>", cb=self._on_msg)
 
+    async def stop(self) -> None:
+        """Unsubscribe (never raises: the connection may be gone); the connection may be
+        shared with other users, so it stays open."""
+        sub, self._sub = self._sub, None
+        if sub is None:
+            return
+        try:
+            await sub.unsubscribe()
+        except Exception as exc:
+            log.debug("nats transport: unsubscribe %s: %r", self.prefix, exc)
+
     def new(self) -> tuple[str, str]:
         """A fresh ``(token, inbox subject)``."""
         token = str(next(self._ids))

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import nats.errors
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from micro._nats import settle
+from micro._nats import Lease, Options, connect, parse_servers, settle
 from micro.errors import ConnectError, ConnectionClosed
 from micro.transport import DEFAULT_MAX_BODY, Handler, Listener, Socket, Transport
 from micro.transport._nats_conn import Inboxes, NatsSocket
@@ -44,13 +42,6 @@ DEFAULT_ADDRESS = "nats://127.0.0.1:4222"
 DEFAULT_PING_INTERVAL = 2.0
 ACK_WAIT = 1.0  # seconds a dial waits for a listener's ack once "no responders" is ruled out
 _ERR_ID = "go.micro.transport"
-
-
-def _servers(address: str) -> list[str]:
-    servers = [p.strip() for p in address.split(",") if p.strip()]
-    if not servers:
-        raise ValueError(f"no NATS server in address {address!r}")
-    return [s if "://" in s else f"nats://{s}" for s in servers]
 
 
 def _subject(address: str) -> str:
@@ -199,22 +190,24 @@ class NatsTransport(Transport):
             raise ValueError("max_body must be positive")
         if ping_interval < 0:
             raise ValueError("ping_interval must not be negative")
-        self.servers = _servers(address)
+        self.servers = parse_servers(address)
         self.max_body = max_body
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
-        self._auth: dict[str, Any] = {
-            "user": username,
-            "password": password,
-            "token": token,
-            "user_credentials": creds,
-            "nkeys_seed": nkey,
-            "tls": client_context(tls_cert, tls_key, tls_ca),
-        }
-        self._client_name = name
+        self._options = Options(
+            servers=tuple(self.servers),
+            user=username,
+            password=password,
+            token=token,
+            creds=creds,
+            nkey=nkey,
+            tls=client_context(tls_cert, tls_key, tls_ca),
+            tls_files=(tls_cert, tls_key, tls_ca),
+            name=name,
+            connect_timeout=connect_timeout,
+        )
+        self._lease: Lease | None = None
         self._inboxes: Inboxes | None = None
-        self._first_errors: list[Exception] | None = None
-        self._first_failed = asyncio.Event()
         self._lock = asyncio.Lock()
         self._closing = False
         self.listeners: set[_NatsListener] = set()
@@ -231,78 +224,32 @@ class NatsTransport(Transport):
             if self._inboxes is not None and not self._inboxes.nc.is_closed:
                 return self._inboxes
             self._closing = False
-            nc = NatsClient()
             try:
-                await self._connect(nc)
-                inboxes = Inboxes(nc)
+                lease = await connect(self._options, self)
+            except Exception as exc:
+                raise ConnectError(
+                    f"cannot connect to NATS at {self.address}: {exc!r}", id=_ERR_ID
+                ) from exc
+            inboxes = Inboxes(lease.nc)
+            try:
                 await inboxes.start()
             except BaseException as exc:
-                try:
-                    await nc.close()
-                except Exception:  # already broken
-                    pass
+                await lease.release()
                 if isinstance(exc, Exception):
                     raise ConnectError(
-                        f"cannot connect to NATS at {self.address}: {exc!r}", id=_ERR_ID
+                        f"cannot subscribe on NATS at {self.address}: {exc!r}", id=_ERR_ID
                     ) from exc
                 raise
-            self._inboxes = inboxes
+            self._lease, self._inboxes = lease, inboxes
             return inboxes
 
-    async def _connect(self, nc: NatsClient) -> None:
-        """Connect, giving up once every server has failed once (nats-py would go on trying
-        the first connect forever with unlimited reconnects, which later drops need)."""
-        self._first_errors = []
-        options = {k: v for k, v in self._auth.items() if v is not None}
-        connect = asyncio.ensure_future(
-            nc.connect(
-                servers=self.servers,
-                name=self._client_name,
-                connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnect,
-                reconnected_cb=self._on_reconnect,
-                **options,
-            )
-        )
-        self._first_failed.clear()
-        failed = asyncio.ensure_future(self._first_failed.wait())
-        try:
-            await asyncio.wait(
-                {connect, failed},
-                timeout=self.connect_timeout * len(self.servers) + 1.0,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            failed.cancel()
-            if not connect.done():
-                connect.cancel()
-                await asyncio.gather(connect, return_exceptions=True)
-        errors: list[Exception] = self._first_errors or []
-        self._first_errors = None
-        if connect.cancelled():
-            last = errors[-1] if errors else TimeoutError("no answer")
-            raise ConnectionError(f"every server failed: {last!r}")
-        connect.result()
-
-    async def _on_error(self, exc: Exception) -> None:
-        if self._first_errors is not None:  # the first connect: one round over the servers
-            self._first_errors.append(exc)
-            if len(self._first_errors) >= len(self.servers):
-                self._first_failed.set()
-            return
-        log.warning("NATS %s: %r", self.address, exc)
-
-    async def _on_disconnect(self) -> None:
+    async def on_disconnect(self) -> None:
         if self._inboxes is not None:
             self._inboxes.fail_all(ConnectionClosed("the NATS connection was lost", id=_ERR_ID))
         if not self._closing:
             log.warning("NATS %s: disconnected, reconnecting", self.address)
 
-    async def _on_reconnect(self) -> None:
+    async def on_reconnect(self) -> None:
         log.info("NATS %s: reconnected", self.address)
 
     async def dial(self, address: str, *, timeout: float = 5.0) -> Socket:
@@ -377,7 +324,7 @@ class NatsTransport(Transport):
             return
         for sock in list(inboxes.sockets.values()):
             await sock.close()
-        try:
-            await inboxes.nc.close()
-        except Exception as exc:  # never raises
-            log.debug("NATS close failed: %r", exc)
+        await inboxes.stop()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()

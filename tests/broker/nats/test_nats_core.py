@@ -9,8 +9,9 @@ import nats
 import pytest
 
 from micro import plugins
+from micro._nats import parse_servers
 from micro.broker import BrokerError, Event, Message
-from micro.broker.nats import NatsBroker, parse_servers
+from micro.broker.nats import NatsBroker
 from micro.testing import eventually
 from tests.broker.helpers import Inbox, free_port
 from tests.servers import nats_url
@@ -109,8 +110,10 @@ async def test_unreachable_server_and_unconnected_use_raise_broker_error() -> No
 
 def test_address_parsing_and_plugin_table() -> None:
     assert parse_servers("a:1, nats://b:2") == ["nats://a:1", "nats://b:2"]
-    with pytest.raises(BrokerError):
+    with pytest.raises(ValueError, match="no NATS server"):
         parse_servers(" , ")
+    with pytest.raises(BrokerError, match="no NATS server"):
+        NatsBroker(address=" , ")
     broker = plugins.create("broker", "nats", address="127.0.0.1:4222")
     assert isinstance(broker, NatsBroker)
     assert broker.address == "nats://127.0.0.1:4222"

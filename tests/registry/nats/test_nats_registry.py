@@ -182,7 +182,7 @@ def test_options_from_arguments_and_env(monkeypatch: pytest.MonkeyPatch) -> None
     registry = plugins.create("registry", "nats", settings=load())
     assert isinstance(registry, NatsRegistry)
     assert registry.servers == ["nats://10.0.0.1:4222", "nats://u:p@h:1"]
-    assert (registry._auth["user"], registry._auth["password"]) == ("alice", "s3cret")
+    assert (registry._options.user, registry._options.password) == ("alice", "s3cret")
     assert registry.prefix == "team.a"
     assert NatsRegistry(address=["127.0.0.1:1"], prefix="x").servers == ["nats://127.0.0.1:1"]
     with pytest.raises(ValueError, match="prefix"):

@@ -112,10 +112,12 @@ async def test_a_node_finds_its_caller_gone() -> None:
             ended.set_result(exc)
 
     server = NatsTransport(address=nats_url(), ping_interval=0.3)
-    caller = NatsTransport(address=nats_url())
+    # other credentials, so a connection of its own (the shared test server takes any)
+    caller = NatsTransport(address=nats_url(), username="caller", password="-")
     try:
         listener = await server.listen(":0", handler)
         sock = await caller.dial(listener.address)
+        assert caller._inboxes.nc is not server._inboxes.nc  # type: ignore[union-attr]
         await sock.send(Message({}, b"open a stream"))
         await caller._inboxes.nc.close()  # type: ignore[union-attr]  # dies: no close sent
         error = await asyncio.wait_for(ended, 5)
