@@ -17,15 +17,13 @@ def advertise_address(bound: str, advertise: str = "", pinned: Sequence[str] = (
 
     ``advertise`` wins (its port may be omitted: the bound port is used). An unspecified
     bound host becomes the first ``pinned`` address (the mDNS interfaces setting), else the
-    host's private IPv4 address. A listener address that is a name, not ``host:port``, is
-    advertised as it is unless ``advertise`` is given: a ``scheme://name`` address (the nats
-    transport's ``nats://<subject>``) as ``name``, a ``str`` with a true ``is_name``
-    attribute (a rabbitmq queue) whole.
+    host's private IPv4 address. A listener address that is a name, not ``host:port``, comes
+    as ``scheme://name`` (the nats transport's ``nats://<subject>``, the rabbitmq
+    transport's ``rabbitmq://<queue>``) and is advertised as ``name`` unless ``advertise``
+    is given: what go-plugins registers, and what those transports dial.
     """
     if "://" in bound:
         return advertise or bound.partition("://")[2]
-    if getattr(bound, "is_name", False):
-        return advertise or str(bound)
     host, port = split_host_port(bound)
     if advertise:
         try:

@@ -43,7 +43,7 @@ class RabbitmqListener(Listener):
 
     def __init__(self, transport: RabbitmqTransport, name: str, handler: Handler) -> None:
         self._transport = transport
-        self._name = wire.QueueName(name)
+        self._name = name
         self._handler = handler
         self.sockets: dict[Key, RabbitmqServerSocket] = {}
         self._ended: OrderedDict[Key, None] = OrderedDict()
@@ -57,8 +57,9 @@ class RabbitmqListener(Listener):
 
     @property
     def address(self) -> str:
-        """The queue name: what clients dial and the registry holds."""
-        return self._name
+        """``rabbitmq://<queue>``; the server registers the bare queue name, which clients
+        dial (as go-plugins does)."""
+        return wire.SCHEME + self._name
 
     async def start(self, connection: aio_pika.abc.AbstractRobustConnection) -> None:
         """Declare, bind and consume the queue.

@@ -24,11 +24,14 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _PORT_ZERO = re.compile(r"^(\[[^\]]*\]|[^:]*):0$")
 
 
-class QueueName(str):
-    """A listener address: the queue's name, advertised as it is (not ``host:port``)."""
+SCHEME = "rabbitmq://"
+"""A listener's address is ``rabbitmq://<queue>``; the server advertises the bare queue name
+(as go-plugins registers it), and ``dial`` takes either."""
 
-    __slots__ = ()
-    is_name = True
+
+def strip_scheme(address: str) -> str:
+    """``rabbitmq://name`` -> ``name``; anything else as it is."""
+    return address[len(SCHEME) :] if address.startswith(SCHEME) else address
 
 
 def urls(address: str | Sequence[str]) -> list[str]:
@@ -58,7 +61,7 @@ def queue_name(address: str) -> str:
     Raises:
         ConnectError: ``address`` is not a queue name a client may declare.
     """
-    address = address.strip()
+    address = strip_scheme(address.strip())
     if not address or _PORT_ZERO.match(address):
         return str(uuid.uuid4())
     if address.startswith("amq."):
@@ -69,11 +72,12 @@ def queue_name(address: str) -> str:
 
 
 def check_address(address: str) -> str:
-    """``address`` if it can be a queue name (what ``dial`` publishes to).
+    """The queue name ``address`` (bare or ``rabbitmq://``) dials: what ``dial`` publishes to.
 
     Raises:
         ConnectError: it is empty or over 255 bytes.
     """
+    address = strip_scheme(address)
     if not address or len(address.encode()) > broker_wire.MAX_NAME:
         raise ConnectError(f"dial {address[:40]!r}: not a queue name", id=TRANSPORT_ID)
     return address

@@ -234,19 +234,19 @@ class RabbitmqTransport(Transport):
                 listener closed), or no confirm within ``timeout`` seconds. The detail
                 names the address.
         """
-        wire.check_address(address)
+        queue = wire.check_address(address)
         wait = self.dial_timeout if timeout is None else timeout
         sock: RabbitmqClientSocket | None = None
         try:
             async with asyncio.timeout(wait):
                 await self._link()
                 self._start_watching()
-                sock = RabbitmqClientSocket(self, address, uuid.uuid4().hex)
+                sock = RabbitmqClientSocket(self, queue, uuid.uuid4().hex)
                 self._dialed[sock.id] = sock
                 opening = publishing.properties(
                     {wire.CONTROL: wire.OPEN}, sock.id + wire.OPEN_SUFFIX, self.reply_queue
                 )
-                await self._publish(self.exchange, address, b"", opening)
+                await self._publish(self.exchange, queue, b"", opening)
         except (ConnectError, TimeoutError) as exc:
             if sock is not None:
                 self._dialed.pop(sock.id, None)

@@ -62,7 +62,9 @@ async def test_a_go_plugins_client_calls_a_micro_server(
     request = aio_pika.Message(
         b'{"name": "Go"}', headers=headers, correlation_id=correlation, reply_to=DIRECT_REPLY_TO
     )
-    await micro_exchange.publish(request, routing_key=server.address)  # not mandatory, as Go
+    await micro_exchange.publish(
+        request, routing_key=server.address.removeprefix("rabbitmq://")
+    )  # not mandatory, as Go
     answer = await asyncio.wait_for(replies.get(), 10)
     assert answer.correlation_id == correlation
     assert json.loads(answer.body) == {"msg": "Hello Go"}

@@ -10,6 +10,7 @@ import pytest
 
 from micro.errors import ConnectionClosed, PayloadTooLarge
 from micro.transport import Message, Socket
+from micro.transport import _rabbitmq_wire as wire
 from micro.transport.rabbitmq import RabbitmqClientSocket
 from tests.transport.rabbitmq.conftest import MakeTransport
 
@@ -84,7 +85,7 @@ async def test_a_message_for_a_connection_the_listener_ended_is_refused_unread(
     assert sock.answered
     # the same connection id again, as a pooled socket would be reused in a race with the
     # close: the listener answers that it did not read it, so the client may send it elsewhere
-    late = RabbitmqClientSocket(client, listener.address, sock.id)
+    late = RabbitmqClientSocket(client, wire.check_address(listener.address), sock.id)
     client._dialed[late.id] = late
     await late.send(Message({}, b"two"))
     with pytest.raises(ConnectionClosed, match="before it read"):

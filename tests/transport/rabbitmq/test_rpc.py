@@ -65,7 +65,8 @@ async def test_unary_calls_and_the_node_in_the_registry(
     server = await make_server(Greeter())
     [service] = await registry.get_service("rmq.test")
     [node] = service.nodes
-    assert node.address == server.address  # the queue name, advertised as it is
+    assert server.address.startswith("rabbitmq://")  # the listener: rabbitmq://<queue>
+    assert node.address == server.address.removeprefix("rabbitmq://")  # the bare queue
     assert ":" not in node.address
     assert node.metadata["transport"] == "rabbitmq"
     for name in ("Ann", "Bob", "Cy"):

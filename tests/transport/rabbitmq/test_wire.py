@@ -56,9 +56,11 @@ def test_bad_options_are_value_errors() -> None:
 
 
 def test_a_queue_name_is_advertised_as_it_is() -> None:
-    name = wire.QueueName("5f0c-queue")
+    name = "rabbitmq://5f0c-queue"  # a listener's address
     assert advertise_address(name) == "5f0c-queue"
     assert advertise_address(name, "other-name") == "other-name"
+    assert wire.check_address(name) == wire.check_address("5f0c-queue") == "5f0c-queue"
+    assert wire.queue_name(name) == "5f0c-queue"
     with pytest.raises(ValueError, match="no port"):
         advertise_address("nowhere")  # a plain string without a port is still an error
 
