@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,21 @@ def test_the_ratios_table_names_each_pair() -> None:
     table = report.ratios_table(report.Outcome(results=results))
     (row,) = [line for line in table.splitlines() if line.startswith("micro/raw")]
     assert row.split()[1:3] == [SEQUENTIAL, "0.50"]
+
+
+def test_the_profile_splits_a_calls_cpu_by_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import profile
+
+    profile.main(["--transport", "tcp", "--calls", "300", "--concurrency", "8", "--top", "5"])
+    out = capsys.readouterr().out
+    assert out.startswith("300 calls in ")
+    rows = {
+        m[1]: float(m[3])
+        for m in re.finditer(r"^(\S.*?)\s+([\d.]+)\s+([\d.]+)%$", out, re.MULTILINE)
+    }
+    # both sides of the call were profiled, each in its own layer
+    assert {"micro client", "micro server", "micro transport"} <= set(rows)
+    assert all(rows[name] > 0 for name in ("micro client", "micro server", "micro transport"))
+    assert sum(rows.values()) == pytest.approx(100, abs=1)
+    functions = out.split("function (own time)")[1].strip().splitlines()[1:]
+    assert len(functions) == 5
