@@ -618,6 +618,15 @@ class RpcClient(Client):
             self._headers[key] = found
         return found
 
+    def resilience_stats(self) -> dict[str, int]:
+        """What this client's resilience refused or saved, and the nodes its selector skips
+        now (the client-side fields of ``Debug.Stats``; see ``docs/resilience.md``)."""
+        out = self.resilience.stats() if self.resilience is not None else {}
+        ejected = getattr(self.selector, "ejected", None)
+        if callable(ejected):
+            out["ejected"] = ejected()
+        return out
+
     def next_id(self) -> str:
         return str(next(self._ids))
 
