@@ -377,6 +377,8 @@ SETTINGS: tuple[Setting, ...] = (
        "it lets probes through", "resilience"),
     _s("resilience_breaker_probes", "count", 3, "calls let through half-open; that many "
        "successes close it", "resilience"),
+    _s("resilience_breaker_per_service", "bool", True, "also one breaker per service, "
+       "over whole calls", "resilience"),
     _s("resilience_bulkhead", "count", 0, "client: calls in flight per service (0: no "
        "limit); past it calls fail with 503", "resilience"),
     _s("resilience_bulkhead_wait", "duration", 0.0, "time a call past the bulkhead waits "

@@ -50,6 +50,9 @@ class BreakerPolicy:
         min_calls: calls the window must hold before the rate can open it.
         open_for: seconds it stays open before letting probes through.
         probes: calls let through at a time when half-open; that many successes close it.
+        per_service: also keep one breaker per service (over whole calls, retries
+            included), which stops every call to a service that fails as a whole; False:
+            node breakers only.
     """
 
     failure_rate: float = 0.5
@@ -57,6 +60,7 @@ class BreakerPolicy:
     min_calls: int = 20
     open_for: float = 5.0
     probes: int = 3
+    per_service: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.failure_rate <= 1.0:

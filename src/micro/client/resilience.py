@@ -95,7 +95,7 @@ class Resilience:
         breaker and the bulkhead."""
         service = req.service
         breaker: Breaker | None = None
-        if self.breakers is not None:
+        if self.breakers is not None and self.breakers.policy.per_service:
             breaker = self.breakers.service(service)
             if not breaker.allow():
                 self.breaker_rejected += 1
@@ -243,6 +243,7 @@ def from_settings(
             min_calls=s.get("resilience_breaker_min_calls") or 20,
             open_for=_or(s.get("resilience_breaker_open_for"), 5.0),
             probes=s.get("resilience_breaker_probes") or 3,
+            per_service=_or(s.get("resilience_breaker_per_service"), True),
         )
     limits: BulkheadPolicy | None = None
     if isinstance(bulkhead, BulkheadPolicy):
