@@ -99,9 +99,12 @@ async def test_a_slow_node_opens_its_breaker_and_p99_recovers(nodes: Nodes) -> N
         window = [s for t, s, _ in samples if i * bucket <= t < (i + 1) * bucket]
         p99s.append((i * bucket, percentile(window, 0.99), len(window)))
     healthy = percentile([s for t, s, _ in samples if bucket <= t < slow_at], 0.99)
-    bound = 0.1  # a third of the call timeout that the slow node's calls run into
+    # under the 0.3 s call timeout the slow node's calls run into, with room for a loaded
+    # machine's own tail
+    bound = min(0.25, max(0.1, 3 * healthy))
     recovered = next(
-        t for t, _, _ in p99s if t >= slow_at and all(p < bound for u, p, _ in p99s if u >= t)
+        (t for t, _, _ in p99s if t >= slow_at and all(p < bound for u, p, _ in p99s if u >= t)),
+        float("inf"),
     )
     failed = sum(not ok for _, _, ok in samples)
     shown = ", ".join(f"{t:.2f}s:{p * 1000:.0f}ms" for t, p, _ in p99s)
