@@ -8,7 +8,16 @@ import pytest
 
 from micro.client._budget import RetryBudget, RetryBudgetPolicy
 from micro.client._bulkhead import Bulkhead, BulkheadPolicy
-from micro.errors import BulkheadFull
+from micro.client.retries import retry_on_refusal
+from micro.errors import (
+    BadRequest,
+    BulkheadFull,
+    CircuitOpen,
+    ConnectError,
+    MicroError,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from tests.selector.helpers import FakeClock
 
 
@@ -95,3 +104,19 @@ async def test_a_cancelled_waiter_gives_no_slot_away() -> None:
     bulkhead.release("svc")
     assert bulkhead.in_flight("svc") == 0
     await bulkhead.acquire("svc", loop.time() + 5)
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ServiceUnavailable("shed"), True),
+        (MicroError.parse('{"code":503,"detail":"server is shutting down"}'), True),
+        (ConnectError("refused"), True),
+        (CircuitOpen("open"), False),
+        (BulkheadFull("full"), False),
+        (TooManyRequests("slow down"), False),
+        (BadRequest("bad"), False),
+    ],
+)
+def test_retry_on_refusal(error: BaseException, retried: bool) -> None:
+    assert retry_on_refusal(error) is retried
