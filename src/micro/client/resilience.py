@@ -159,7 +159,12 @@ class Resilience:
     async def attempt(
         self, attempt_fn: CallFunc, node: Node, nxt: Next, req: Request, opts: CallOptions
     ) -> Any:
-        """One attempt to ``node`` (picked by :meth:`pick`), hedged when configured."""
+        """One attempt to ``node`` (picked by :meth:`pick`), hedged when configured.
+
+        A hedge's node feeds its own breaker; the selector hears of ``node`` only (the
+        caller marks it with the outcome), so a slow node that lost to its hedge is not
+        counted as failing there: the breaker's timeouts are what catch it.
+        """
         hedge = self.hedge
         if hedge is None or req.stream or not hedge.applies(req.endpoint):
             return await self._one(attempt_fn, node, req, opts)
