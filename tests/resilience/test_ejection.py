@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from micro import plugins
 from micro.errors import ConnectError
 from micro.selector.cache import RegistrySelector
+from micro.settings import BACKEND_GROUPS, load
 from tests.selector.helpers import NAME, FakeClock, FlakyRegistry, ids, node
 
 FAIL = ConnectError("refused")
@@ -59,3 +61,22 @@ async def test_default_keeps_ejecting_every_failing_node(
 def test_bad_options_are_refused(registry: FlakyRegistry) -> None:
     with pytest.raises(ValueError, match="eject_rate"):
         RegistrySelector(registry, eject_rate=2.0)
+
+
+def test_settings_configure_the_registry_selector(
+    registry: FlakyRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MICRO_RESILIENCE_EJECT_RATE", "0.4")
+    monkeypatch.setenv("MICRO_RESILIENCE_EJECT_MAX", "0.3")
+    monkeypatch.setenv("MICRO_RESILIENCE_EJECT_FAILURES", "5")
+    monkeypatch.setenv("MICRO_RESILIENCE_EJECT_FOR", "10s")
+    made = plugins.create(
+        "selector", "registry", settings=load(groups=BACKEND_GROUPS), registry=registry
+    )
+    assert isinstance(made, RegistrySelector)
+    assert (made.eject_rate, made.eject_max, made.failures, made.blacklist_for) == (
+        0.4,
+        0.3,
+        5,
+        10.0,
+    )
