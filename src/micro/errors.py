@@ -18,6 +18,7 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
     ├── RequestTimeout             408      a peer did not send its request in time
     ├── Conflict                   409
     ├── PayloadTooLarge            413
+    ├── TooManyRequests            429      a server's per-client rate limit refused the call
     ├── InternalServerError        500
     │   ├── ConnectError           500      dial or connection failure (retried by clients)
     │   │   └── ConnectionClosed   500      the peer closed the connection mid-exchange
@@ -25,8 +26,11 @@ of ``code``). Driver exceptions are translated at each backend boundary and neve
     │   ├── RegistryError          500      the registry backend failed
     │   ├── BrokerError            500      a publish or subscription could not be carried out
     │   └── PluginNotFound         500      no such backend, or its driver is missing (LookupError)
-    └── BadGateway                 502      a gateway or proxy got no answer from behind it
-        └── TransportMismatch      502      the node speaks another transport (not retried)
+    ├── BadGateway                 502      a gateway or proxy got no answer from behind it
+    │   └── TransportMismatch      502      the node speaks another transport (not retried)
+    └── ServiceUnavailable         503      overloaded or refusing calls for now (not retried)
+        ├── CircuitOpen            503      the client's circuit breaker refused the call
+        └── BulkheadFull           503      the client's bulkhead for the service is full
 
 Backends translate their driver's exceptions with :func:`translate`, one helper instead of an
 ``except`` clause per call::
@@ -56,6 +60,8 @@ __all__ = [
     "BadGateway",
     "BadRequest",
     "BrokerError",
+    "BulkheadFull",
+    "CircuitOpen",
     "CodecError",
     "Conflict",
     "ConnectError",
@@ -71,7 +77,9 @@ __all__ = [
     "RegistryError",
     "RequestTimeout",
     "ServiceNotFound",
+    "ServiceUnavailable",
     "Timeout",
+    "TooManyRequests",
     "TransportMismatch",
     "Unauthorized",
     "bad_request",
@@ -236,6 +244,12 @@ class PayloadTooLarge(MicroError):
     code = 413
 
 
+class TooManyRequests(MicroError):
+    """A server's rate limit for this caller is spent (see ``docs/resilience.md``)."""
+
+    code = 429
+
+
 class InternalServerError(MicroError):
     code = 500
 
@@ -277,6 +291,20 @@ class BadGateway(MicroError):
 class TransportMismatch(BadGateway):
     """The node speaks another transport than the client (its ``transport`` metadata);
     not retried: every attempt would fail the same way."""
+
+
+class ServiceUnavailable(MicroError):
+    """A server shed the call (too many in flight) or is shutting down: nothing ran."""
+
+    code = 503
+
+
+class CircuitOpen(ServiceUnavailable):
+    """The client's circuit breaker for a node or a service is open; nothing was sent."""
+
+
+class BulkheadFull(ServiceUnavailable):
+    """The client already has its limit of calls in flight to the service."""
 
 
 class PluginNotFound(InternalServerError, LookupError):

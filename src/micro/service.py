@@ -39,6 +39,12 @@ from micro.settings import SERVICE_GROUPS, Settings, SettingsError, load, parse_
 from micro.transport import Transport
 
 if TYPE_CHECKING:
+    from micro.client.resilience import (
+        BreakerPolicy,
+        BulkheadPolicy,
+        HedgePolicy,
+        RetryBudgetPolicy,
+    )
     from micro.client.rpc import RpcClient
     from micro.server.rpc import RpcServer
 
@@ -69,6 +75,13 @@ class Service:
         call_wrappers: client call wrappers, outermost first.
         grace: seconds (or a duration) in-flight requests get to finish on stop (10).
         handle_signals: ``run()`` stops on SIGTERM/SIGINT.
+        max_in_flight: server load shedding: calls handled at once, past it 503 at once
+            (``MICRO_RESILIENCE_MAX_IN_FLIGHT``; 0: no limit).
+        rate_limit: server calls per second per caller, past it 429
+            (``MICRO_RESILIENCE_RATE_LIMIT``; 0: no limit).
+        breaker, bulkhead, retry_budget, hedge: the client's resilience options (see
+            :class:`micro.client.rpc.RpcClient`); all are described in
+            ``docs/resilience.md``.
     """
 
     def __init__(
@@ -91,6 +104,12 @@ class Service:
         subscriber_wrappers: Sequence[SubscriberWrapper] = (),
         grace: float | str | None = None,
         handle_signals: bool = True,
+        max_in_flight: int | None = None,
+        rate_limit: float | None = None,
+        breaker: BreakerPolicy | bool | None = None,
+        bulkhead: BulkheadPolicy | int | None = None,
+        retry_budget: RetryBudgetPolicy | bool | None = None,
+        hedge: HedgePolicy | None = None,
     ) -> None:
         self._code: dict[str, Any] = {
             "server_name": name,
@@ -105,6 +124,14 @@ class Service:
             "register_ttl": register_ttl,
             "register_interval": register_interval,
             "server_grace": grace,
+            "resilience_max_in_flight": max_in_flight,
+            "resilience_rate_limit": rate_limit,
+        }
+        self._resilience: dict[str, Any] = {
+            "breaker": breaker,
+            "bulkhead": bulkhead,
+            "retry_budget": retry_budget,
+            "hedge": hedge,
         }
         self._flags: dict[str, str] = {}
         self._settings: Settings | None = None
@@ -279,7 +306,9 @@ class Service:
             wrappers=self._call_wrappers,
             from_service=self.name,
             settings=s,
+            **self._resilience,
         )
+        server.debug.sources.append(client.resilience_stats)
         return server, client, broker
 
     @property

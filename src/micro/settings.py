@@ -169,7 +169,7 @@ class Setting:
         default: the value when nothing sets it (``None``: the backend's own default).
         help: one line for ``--help`` and the docs.
         group: ``service``, ``registry``, ``mdns``, ``selector``, ``transport``, ``broker``,
-            ``client``, ``remote``, ``api``, ``web``, ``proxy``, ``bot`` or ``cli``.
+            ``client``, ``resilience``, ``remote``, ``api``, ``web``, ``proxy``, ``bot`` or ``cli``.
         env: the environment variables read, first set wins (default ``MICRO_<NAME>``).
         flags: the flag spellings (default ``--name-with-dashes`` and ``--name_with_under``).
         backends: ``((kind, keywords), ...)``: the backends it configures and, for each, the
@@ -364,6 +364,54 @@ SETTINGS: tuple[Setting, ...] = (
        "client"),
     _s("client_dial_timeout", "duration", 5.0, "time a connection may take to open",
        "client"),
+    # -- resilience (docs/resilience.md): each mechanism is off until set
+    _s("resilience_breaker", "bool", False, "client: a circuit breaker per node and per "
+       "service", "resilience"),
+    _s("resilience_breaker_failure_rate", "number", 0.5, "share of failed calls in the "
+       "window that opens a breaker", "resilience"),
+    _s("resilience_breaker_window", "duration", 10.0, "time the failure rate is computed "
+       "over", "resilience"),
+    _s("resilience_breaker_min_calls", "count", 20, "calls in the window before a breaker "
+       "may open", "resilience"),
+    _s("resilience_breaker_open_for", "duration", 5.0, "time a breaker stays open before "
+       "it lets probes through", "resilience"),
+    _s("resilience_breaker_probes", "count", 3, "calls let through half-open; that many "
+       "successes close it", "resilience"),
+    _s("resilience_breaker_per_service", "bool", True, "also one breaker per service, "
+       "over whole calls", "resilience"),
+    _s("resilience_bulkhead", "count", 0, "client: calls in flight per service (0: no "
+       "limit); past it calls fail with 503", "resilience"),
+    _s("resilience_bulkhead_wait", "duration", 0.0, "time a call past the bulkhead waits "
+       "for a slot", "resilience"),
+    _s("resilience_retry_budget", "bool", False, "client: retries limited to a share of "
+       "the calls", "resilience"),
+    _s("resilience_retry_ratio", "number", 0.2, "retries allowed per call over the window",
+       "resilience"),
+    _s("resilience_retry_min", "count", 10, "retries always allowed per window",
+       "resilience"),
+    _s("resilience_retry_window", "duration", 10.0, "time calls and retries are counted "
+       "over", "resilience"),
+    _s("resilience_hedge_after", "duration", 0.0, "client: time without an answer before "
+       "a hedged endpoint is also asked of another node (0: off)", "resilience"),
+    _s("resilience_hedge_endpoints", "list", (), "idempotent endpoints to hedge, "
+       "comma-separated (* for every one)", "resilience"),
+    _s("resilience_eject_failures", "count", 3, "selector: consecutive failures that eject "
+       "a node", "resilience", (("selector", ("failures",)),)),
+    _s("resilience_eject_for", "duration", 30.0, "selector: time an ejected node is "
+       "skipped", "resilience", (("selector", ("blacklist_for",)),)),
+    _s("resilience_eject_rate", "number", 0.0, "selector: failure rate over the breaker "
+       "window that ejects a node (0: off)", "resilience",
+       (("selector", ("eject_rate",)),)),
+    _s("resilience_eject_max", "number", 1.0, "selector: largest share of a service's "
+       "nodes ejected at once", "resilience", (("selector", ("eject_max",)),)),
+    _s("resilience_max_in_flight", "count", 0, "server: calls handled at once; past it "
+       "503 at once (0: no limit)", "resilience"),
+    _s("resilience_rate_limit", "number", 0.0, "server: calls per second per client "
+       "(0: no limit); past it 429", "resilience"),
+    _s("resilience_rate_burst", "count", 0, "server: calls a client may make at once "
+       "(0: one second's worth)", "resilience"),
+    _s("resilience_rate_key", "text", None, "server: metadata key naming the client "
+       "(default: its remote address)", "resilience"),
     # -- reaching a remote environment through micro proxy (the laptop side)
     _s("proxy_address", "text", None, "reach the services through this micro proxy "
        "(host:port, http:// or https://): the registry, calls and events go through it",
@@ -579,12 +627,12 @@ SETTINGS: tuple[Setting, ...] = (
 )
 # fmt: on
 
-GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client", "remote",
-          "api", "web", "proxy", "bot", "cli")  # fmt: skip
+GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
+          "resilience", "remote", "api", "web", "proxy", "bot", "cli")  # fmt: skip
 """The groups in the order ``--help`` and the docs show them."""
 
 SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
-                  "remote")  # fmt: skip
+                  "resilience", "remote")  # fmt: skip
 """What a service reads: everything but the toolkit apps' own settings."""
 
 BACKEND_GROUPS = SERVICE_GROUPS[1:]

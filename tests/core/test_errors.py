@@ -48,11 +48,14 @@ def test_parse_plain_text_gives_code_zero() -> None:
 
 
 def test_parse_unknown_code_keeps_code_and_status() -> None:
-    err = errors.MicroError.parse(
-        b'{"id":"x","code":503,"detail":"busy","status":"Service Unavailable"}'
-    )
+    err = errors.MicroError.parse(b'{"id":"x","code":418,"detail":"busy","status":"I\'m a Teapot"}')
     assert type(err) is errors.MicroError
-    assert (err.code, err.status, err.detail) == (503, "Service Unavailable", "busy")
+    assert (err.code, err.status, err.detail) == (418, "I'm a Teapot", "busy")
+
+
+def test_parse_503_is_service_unavailable() -> None:
+    err = errors.MicroError.parse(b'{"id":"x","code":503,"detail":"shed"}')
+    assert type(err) is errors.ServiceUnavailable
 
 
 def test_timeout_is_a_timeout_error() -> None:

@@ -11,6 +11,7 @@ import pytest
 from micro.errors import ConnectError, ConnectionClosed, RegistryError, ServiceNotFound
 from micro.registry import Service
 from micro.registry.memory import MemoryRegistry
+from micro.server.debug import RESILIENCE_FIELDS
 from micro.server.rpc import RpcServer
 from micro.testing import eventually
 from micro.transport import Transport
@@ -140,6 +141,7 @@ async def test_debug_health_and_stats(peer: Peer, server: RpcServer) -> None:
         "requests",
         "errors",
         "in_flight",
+        *RESILIENCE_FIELDS,
     }
     assert abs(stats["started"] - time.time()) < 60
     assert 0 <= stats["uptime"] < 60

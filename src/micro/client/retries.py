@@ -15,7 +15,10 @@ Which errors are retried by default (:func:`retry_on_error`): connection failure
 with code 408 or 500. Like go-micro, this retries a 500 from a handler that is not
 idempotent: its side effects may happen twice. Turn retries off per call (``retries=0``) or
 per client (``RpcClient(retries=0)``), or pass ``retry_on=retry_on_connect_error`` to retry
-only when the request never reached a server.
+only when the request never reached a server. ``retry_on=retry_on_refusal`` also retries a
+server's 503 (it shed the call or is shutting down: nothing ran, so another node may take
+it), but never the client's own :class:`~micro.errors.CircuitOpen` or
+:class:`~micro.errors.BulkheadFull` (see ``docs/resilience.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from micro.errors import ConnectError, ConnectionClosed, MicroError
+from micro.errors import (
+    BulkheadFull,
+    CircuitOpen,
+    ConnectError,
+    ConnectionClosed,
+    MicroError,
+    ServiceUnavailable,
+)
 
 __all__ = [
     "ExponentialBackoff",
@@ -32,6 +42,7 @@ __all__ = [
     "retry_never",
     "retry_on_connect_error",
     "retry_on_error",
+    "retry_on_refusal",
 ]
 
 RETRY_CODES = frozenset({408, 500})
@@ -42,6 +53,13 @@ def retry_on_error(error: BaseException) -> bool:
     if isinstance(error, ConnectError):
         return True
     return isinstance(error, MicroError) and error.code in RETRY_CODES
+
+
+def retry_on_refusal(error: BaseException) -> bool:
+    """:func:`retry_on_error`, and a server's 503 (shed or shutting down: nothing ran)."""
+    if isinstance(error, CircuitOpen | BulkheadFull):
+        return False
+    return retry_on_error(error) or isinstance(error, ServiceUnavailable)
 
 
 def retry_on_connect_error(error: BaseException) -> bool:

@@ -66,6 +66,13 @@ from micro.transport import Message, Transport
 
 if TYPE_CHECKING:
     from micro.client.proxy import ProxyClient
+    from micro.client.resilience import (
+        BreakerPolicy,
+        BulkheadPolicy,
+        HedgePolicy,
+        Resilience,
+        RetryBudgetPolicy,
+    )
     from micro.client.sync import BlockingClient
 
 __all__ = ["RpcClient"]
@@ -107,6 +114,16 @@ class RpcClient(Client):
             (``host:port`` or ``http(s)://host:port``; ``MICRO_PROXY_ADDRESS``, else none):
             see :mod:`micro.client.proxy`. Its token and TLS files come from ``settings``
             (``MICRO_PROXY_TOKEN``, ``MICRO_PROXY_TLS_*``).
+        breaker: circuit breakers per node and per service: a
+            :class:`~micro.client.resilience.BreakerPolicy`, True (thresholds from the
+            ``resilience_breaker_*`` settings) or False; None: ``MICRO_RESILIENCE_BREAKER``.
+        bulkhead: calls in flight per service: a ``BulkheadPolicy`` or a number (0: off);
+            None: ``MICRO_RESILIENCE_BULKHEAD``.
+        retry_budget: a ``RetryBudgetPolicy``, True or False; None:
+            ``MICRO_RESILIENCE_RETRY_BUDGET``.
+        hedge: a ``HedgePolicy`` naming the idempotent endpoints to hedge; None:
+            ``MICRO_RESILIENCE_HEDGE_AFTER`` and ``..._HEDGE_ENDPOINTS``. See
+            :mod:`micro.client.resilience` and ``docs/resilience.md``.
         settings: the resolved settings backends and defaults come from.
 
     Backends named here (or chosen by env) are built by the client and closed by
@@ -135,6 +152,10 @@ class RpcClient(Client):
         backoff: Backoff = exponential_backoff,
         broker: Broker | str | None = None,
         proxy: str | None = None,
+        breaker: BreakerPolicy | bool | None = None,
+        bulkhead: BulkheadPolicy | int | None = None,
+        retry_budget: RetryBudgetPolicy | bool | None = None,
+        hedge: HedgePolicy | None = None,
         settings: Settings | None = None,
     ) -> None:
         s = settings if settings is not None else load(groups=BACKEND_GROUPS)
@@ -177,6 +198,14 @@ class RpcClient(Client):
         self._start_lock: asyncio.Lock | None = None
         self._started = False
         self._closed = False
+        self.resilience: Resilience | None = None
+        """The breakers, bulkhead, retry budget and hedging in use (None: all off)."""
+        if breaker or bulkhead or retry_budget or hedge or _any_resilience(s):
+            from micro.client.resilience import from_settings
+
+            self.resilience = from_settings(
+                s, breaker=breaker, bulkhead=bulkhead, retry_budget=retry_budget, hedge=hedge
+            )
         self.proxy: ProxyClient | None = None
         """The client calls go through when a proxy is set (see ``proxy``)."""
         target = proxy or s.get("proxy_address")
@@ -323,6 +352,8 @@ class RpcClient(Client):
         req = Request(service, endpoint, request, content_type or self.content_type, response_type)
         expiry = TaskDeadline(deadline, loop)
         try:
+            if self.resilience is not None:
+                return await self.resilience.run(self._run, req, opts, self._call)
             return await self._run(req, opts, self._call)
         except asyncio.CancelledError:
             if expiry.expired():
@@ -430,6 +461,7 @@ class RpcClient(Client):
             selector = self.selector
             assert selector is not None
             nxt = await self._select(selector, req, opts)
+        guard = self.resilience
         attempt = 0
         while True:
             try:
@@ -441,12 +473,21 @@ class RpcClient(Client):
                 # gets its retries too, as in go-micro)
                 nxt = await self._select(selector, req, opts)
                 node = nxt()
+            if guard is not None:  # skips nodes whose breaker is open (all open: CircuitOpen)
+                node = guard.pick(req.service, node, nxt)
             try:
-                response = await attempt_fn(node, req, opts)
+                if guard is None:
+                    response = await attempt_fn(node, req, opts)
+                else:  # feeds the node's breaker; may hedge
+                    response = await guard.attempt(attempt_fn, node, nxt, req, opts)
             except MicroError as exc:
                 if selector is not None:
                     selector.mark(req.service, node, exc)
-                if attempt >= opts.retries or not self.retry_on(exc):
+                if (
+                    attempt >= opts.retries
+                    or not self.retry_on(exc)
+                    or (guard is not None and not guard.may_retry())
+                ):
                     raise
                 error = exc
             except asyncio.CancelledError:
@@ -577,6 +618,15 @@ class RpcClient(Client):
             self._headers[key] = found
         return found
 
+    def resilience_stats(self) -> dict[str, int]:
+        """What this client's resilience refused or saved, and the nodes its selector skips
+        now (the client-side fields of ``Debug.Stats``; see ``docs/resilience.md``)."""
+        out = self.resilience.stats() if self.resilience is not None else {}
+        ejected = getattr(self.selector, "ejected", None)
+        if callable(ejected):
+            out["ejected"] = ejected()
+        return out
+
     def next_id(self) -> str:
         return str(next(self._ids))
 
@@ -610,6 +660,16 @@ def _proxy_client(
         from_service=client.from_service,
         backoff=client.backoff,
         content_type=client.content_type,
+    )
+
+
+def _any_resilience(s: Settings) -> bool:
+    """Whether the settings turn on a client resilience mechanism (cheap: no import)."""
+    return bool(
+        s.get("resilience_breaker")
+        or s.get("resilience_bulkhead")
+        or s.get("resilience_retry_budget")
+        or (s.get("resilience_hedge_after") and s.get("resilience_hedge_endpoints"))
     )
 
 

@@ -31,6 +31,13 @@ failure skips it for another window, one success clears it). Only failures that 
 is unwell count: errors that are not :class:`~micro.errors.MicroError`, timeouts (408) and
 5xx; a 4xx answer proves the node alive and counts as a success.
 
+**Outlier ejection** extends the same blacklist (one mechanism, one ``_Mark`` per node):
+with ``eject_rate`` set, a node whose failures reach that share of at least
+``eject_min_calls`` calls within ``eject_window`` seconds is skipped for ``blacklist_for``
+too, even without consecutive failures; and at most ``eject_max`` of a service's nodes are
+skipped at once (the worst, by failures): the rest are offered despite their marks, so a
+fault seen by many nodes (often the caller's own) cannot empty the service.
+
 **Every node blacklisted:** the selector then offers all of them anyway (fails open), where
 go-plugins raised ``ErrNoneAvailable``. Refusing every call for 30 s turns a blip seen by
 all nodes into an outage and hides recovery; a dead node fails fast anyway (the same choice
@@ -47,6 +54,7 @@ from typing import Any
 
 import msgspec
 
+from micro._window import Window
 from micro.errors import MicroError, NoneAvailable, RegistryError, ServiceNotFound
 from micro.registry import Node, Registry, Result, Service
 from micro.selector import Filter, Next, Selector
@@ -156,6 +164,11 @@ class _Entry:
         )
 
 
+def _fails(marks: dict[str, _Mark], node: Node) -> int:
+    mark = marks.get(node.id)
+    return mark.failures if mark is not None else 0
+
+
 class _Mark:
     __slots__ = ("failures", "until")
 
@@ -174,6 +187,11 @@ class RegistrySelector(Selector):
             keep it current in between).
         failures: consecutive failures after which a node is skipped.
         blacklist_for: seconds a failing node is skipped before it is tried again.
+        eject_rate: also skip a node whose failure rate reaches this (0: off).
+        eject_window: seconds the failure rate is computed over.
+        eject_min_calls: calls within the window before the rate can eject a node.
+        eject_max: the largest share of a service's nodes skipped at once (1: all, and
+            then every node is offered).
         clock: the monotonic time source (tests pass a fake one).
 
     The watch starts with :meth:`start` or the first ``select``; :meth:`close` stops it.
@@ -191,10 +209,21 @@ class RegistrySelector(Selector):
         ttl: float = 60.0,
         failures: int = 3,
         blacklist_for: float = 30.0,
+        eject_rate: float = 0.0,
+        eject_window: float = 10.0,
+        eject_min_calls: int = 10,
+        eject_max: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if failures < 1:
             raise ValueError("failures must be at least 1")
+        if not (0.0 <= eject_rate <= 1.0 and 0.0 <= eject_max <= 1.0 and eject_window > 0):
+            raise ValueError("eject_rate and eject_max must be in [0, 1], eject_window > 0")
+        self.eject_rate = eject_rate
+        self.eject_window = eject_window
+        self.eject_min_calls = eject_min_calls
+        self.eject_max = eject_max
+        self._rates: dict[tuple[str, str], Window] = {}
         self.registry = registry
         self.strategy = strategy_named(strategy) if isinstance(strategy, str) else strategy
         self.ttl = ttl
@@ -263,7 +292,12 @@ class RegistrySelector(Selector):
         if isinstance(error, asyncio.CancelledError):
             return  # says nothing about the node
         marks = self._marks.get(service)
-        if error is None or not _is_failure(error):
+        failed = error is not None and _is_failure(error)
+        if self.eject_rate and self._rate_ejects(service, node, failed):
+            marks = marks if marks is not None else self._marks.setdefault(service, {})
+            ejected = marks.setdefault(node.id, _Mark())
+            ejected.failures = max(ejected.failures, self.failures - 1)
+        if not failed:
             entry = self._cache.get(service)
             if entry is not None:
                 entry.answered[node.id] = self._clock()
@@ -288,6 +322,30 @@ class RegistrySelector(Selector):
                 )
             self._drop_unlisted(service, node)
 
+    def ejected(self) -> int:
+        """Nodes skipped for failures now, every service together."""
+        now = self._clock()
+        return sum(m.until > now for marks in self._marks.values() for m in marks.values())
+
+    def _rate_ejects(self, service: str, node: Node, failed: bool) -> bool:
+        """Count the outcome; whether the node's failure rate now ejects it."""
+        key = (service, node.id)
+        now = self._clock()
+        window = self._rates.get(key)
+        if window is None:
+            if len(self._rates) >= 4096:
+                self._rates.clear()
+            window = self._rates[key] = Window(self.eject_window, now)
+        window.add(now, failed)
+        if (
+            failed
+            and window.calls >= self.eject_min_calls
+            and window.failures >= self.eject_rate * window.calls
+        ):
+            window.clear()
+            return True
+        return False
+
     def reset(self, service: str) -> None:
         self._cache.pop(service, None)
         self._marks.pop(service, None)
@@ -301,6 +359,13 @@ class RegistrySelector(Selector):
     def _usable(self, nodes: Sequence[Node], marks: dict[str, _Mark]) -> Sequence[Node]:
         now = self._clock()
         usable = [n for n in nodes if (m := marks.get(n.id)) is None or m.until <= now]
+        skipped = len(nodes) - len(usable)
+        if skipped and usable and self.eject_max < 1.0:
+            allowed = int(self.eject_max * len(nodes))
+            if skipped > allowed:  # offer the least failing of the skipped ones again
+                out = sorted((n for n in nodes if n not in usable), key=lambda n: -_fails(marks, n))
+                keep = {n.id for n in out[allowed:]}
+                usable = [n for n in nodes if n.id in keep or n in usable]
         return usable or nodes  # all skipped: fail open (module docstring)
 
     async def _lookup(self, service: str) -> _Entry:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from micro import metadata as md
@@ -36,6 +37,9 @@ __all__ = ["SERVER_ID", "Conn", "Route", "Router"]
 log = logging.getLogger("micro.server")
 
 SERVER_ID = "go.micro.server"
+Admit = Callable[[Socket, dict[str, str], int], MicroError | None]
+"""Admission control (load shedding, rate limits): the socket, the request's header and the
+calls in flight (this one included) -> None to serve it, or the error that refuses it."""
 _GONE: Any = object()  # a stream's outcome when its client went away
 
 
@@ -134,6 +138,7 @@ class Router:
         self.active = 0
         self.drained = asyncio.Event()
         self.draining = False
+        self.admit: Admit | None = None  # None: every call is served (no per-call cost)
         self._codecs: dict[str, Codec] = {}
         self._watchdog = _Watchdog(self.conns)
 
@@ -189,6 +194,11 @@ class Router:
         try:
             service = header.get("Micro-Service") or header.get("X-Micro-Service") or ""
             reply = _reply(header, endpoint, service or self.service)
+            if self.admit is not None and counted:
+                refused = self.admit(conn.sock, header, self.active)
+                if refused is not None:
+                    await self._send_error(conn.sock, reply, refused, counted)
+                    return True
             content_type = reply["Content-Type"]
             if not (service.isascii() and endpoint.isascii() and content_type.isascii()):
                 bad = _not_utf8(reply)

@@ -3,7 +3,11 @@
 Like go-micro's, it is internal: served, but not advertised in the registry. The field
 names and integer units match go-micro's ``debug.proto`` so Go tools read them; the request
 counts (``requests``, ``errors``, as go-micro v2 names them, and ``in_flight``) come after
-go-micro v1's fields, which peers that do not know them ignore.
+go-micro v1's fields, which peers that do not know them ignore. The resilience counts
+(``docs/resilience.md``) come last: calls the server refused (``shed``, ``rate_limited``)
+and, for a service, what its client refused or saved (``breakers_open`` now, and the totals
+``breaker_rejected``, ``bulkhead_rejected``, ``retries_denied``, ``hedges``) and the nodes its
+selector skips now (``ejected``). :meth:`Debug.resilience` returns them as a dict.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import msgspec
 
-__all__ = ["Counts", "Debug", "HealthResponse", "StatsResponse"]
+__all__ = ["RESILIENCE_FIELDS", "Counts", "Debug", "HealthResponse", "Source", "StatsResponse"]
 
 
 class Counts(Protocol):
@@ -45,14 +50,49 @@ class StatsResponse(msgspec.Struct):
     requests: int = 0  # requests handled or being handled (streams too; Debug.* left out)
     errors: int = 0  # of those, answered with an error
     in_flight: int = 0  # of those, being handled now
+    shed: int = 0  # calls refused by load shedding (503)
+    rate_limited: int = 0  # calls refused by the per-client rate limit (429)
+    breakers_open: int = 0  # this process's client: breakers open or half-open now
+    breaker_rejected: int = 0  # calls its breakers refused
+    bulkhead_rejected: int = 0  # calls its bulkhead refused
+    retries_denied: int = 0  # retries its retry budget refused
+    hedges: int = 0  # hedged second attempts it sent
+    ejected: int = 0  # nodes its selector skips for failures now
+
+
+RESILIENCE_FIELDS = (
+    "shed",
+    "rate_limited",
+    "breakers_open",
+    "breaker_rejected",
+    "bulkhead_rejected",
+    "retries_denied",
+    "hedges",
+    "ejected",
+)
+"""The resilience counts of :class:`StatsResponse`, in order."""
+
+Source = Callable[[], Mapping[str, int]]
+"""Returns some of the :data:`RESILIENCE_FIELDS` by name (missing ones are 0)."""
 
 
 class Debug:
     """Health and runtime statistics of the serving process."""
 
-    def __init__(self, counts: Counts | None = None) -> None:
+    def __init__(self, counts: Counts | None = None, *sources: Source) -> None:
         self.started = time.time()
         self._counts = counts
+        self.sources: list[Source] = list(sources)
+        """Where the resilience counts come from (the server's; a service adds its client's)."""
+
+    def resilience(self) -> dict[str, int]:
+        """The resilience counts now, every field of :data:`RESILIENCE_FIELDS` (for metrics)."""
+        out = dict.fromkeys(RESILIENCE_FIELDS, 0)
+        for source in self.sources:
+            for name, value in source().items():
+                if name in out:
+                    out[name] += value
+        return out
 
     async def health(self) -> HealthResponse:
         return HealthResponse(status="ok")
@@ -68,6 +108,7 @@ class Debug:
             requests=counts.requests if counts is not None else 0,
             errors=counts.errors if counts is not None else 0,
             in_flight=counts.active if counts is not None else 0,
+            **self.resilience(),
         )
 
 

@@ -17,17 +17,20 @@ from typing import Any
 
 from micro import plugins
 from micro.broker import Broker, Subscription
+from micro.errors import MicroError
 from micro.registry import Endpoint, Node, Registry, Service
 from micro.server import HandlerWrapper, Server, SubscriberWrapper
 from micro.server._addr import advertise_address
 from micro.server._endpoint import endpoint_record, inner_call
+from micro.server._ratelimit import RateLimiter
 from micro.server._router import SERVER_ID, Route, Router
+from micro.server._shed import LoadShedder
 from micro.server._subscriber import SubscriberSpec, broker_handler, introspect_subscriber
 from micro.server._subscriber import endpoint_record as subscriber_record
 from micro.server.debug import Debug
 from micro.server.handler import introspect
 from micro.settings import SERVICE_GROUPS, Settings, load
-from micro.transport import Listener, Transport
+from micro.transport import Listener, Socket, Transport
 
 __all__ = ["RpcServer"]
 
@@ -59,6 +62,12 @@ class RpcServer(Server):
         wrappers: handler middleware; the first is outermost.
         subscriber_wrappers: subscriber middleware; the first is outermost.
         grace: seconds ``stop()`` lets in-flight requests finish by default.
+        max_in_flight: calls handled at once; past it a call is refused at once with 503
+            (setting ``resilience_max_in_flight``; 0: no limit).
+        rate_limit: calls per second per caller; past it 429 (setting
+            ``resilience_rate_limit``; 0: no limit). ``rate_burst`` and ``rate_key`` (the
+            metadata key naming the caller; default its remote host) come from the settings
+            ``resilience_rate_burst`` and ``resilience_rate_key``. See ``docs/resilience.md``.
         settings: the resolved settings backends and defaults come from.
     """
 
@@ -82,6 +91,8 @@ class RpcServer(Server):
         wrappers: Iterable[HandlerWrapper] = (),
         subscriber_wrappers: Iterable[SubscriberWrapper] = (),
         grace: float = 10.0,
+        max_in_flight: int | None = None,
+        rate_limit: float | None = None,
         settings: Settings | None = None,
     ) -> None:
         s = settings if settings is not None else load(groups=SERVICE_GROUPS)
@@ -113,8 +124,49 @@ class RpcServer(Server):
         self._registered = False
         self._keeper: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
-        self._debug = Debug(self._router)
+        self.shedder: LoadShedder | None = None
+        self.rate_limiter: RateLimiter | None = None
+        self._admission(max_in_flight, rate_limit)
+        self._debug = Debug(self._router, self.resilience_stats)
         self.handle(self._debug, internal=True)
+
+    def _admission(self, max_in_flight: int | None, rate_limit: float | None) -> None:
+        """Install load shedding and the rate limit in the router when either is on."""
+        s = self.settings
+        limit = s.get("resilience_max_in_flight") or 0 if max_in_flight is None else max_in_flight
+        rate = s.get("resilience_rate_limit") or 0.0 if rate_limit is None else rate_limit
+        if limit > 0:
+            self.shedder = LoadShedder(limit, self.service_name)
+        if rate > 0:
+            self.rate_limiter = RateLimiter(
+                rate,
+                burst=s.get("resilience_rate_burst") or 0,
+                key=s.get("resilience_rate_key"),
+                service=self.service_name,
+            )
+        shedder, limiter = self.shedder, self.rate_limiter
+        if shedder is not None and limiter is not None:
+
+            def admit(sock: Socket, header: dict[str, str], active: int) -> MicroError | None:
+                return shedder.check(active) or limiter.check(sock.remote, header)
+
+            self._router.admit = admit
+        elif shedder is not None:
+            self._router.admit = lambda sock, header, active: shedder.check(active)
+        elif limiter is not None:
+            self._router.admit = lambda sock, header, active: limiter.check(sock.remote, header)
+
+    @property
+    def debug(self) -> Debug:
+        """The ``Debug`` handler; a source added to ``debug.sources`` reports more counts."""
+        return self._debug
+
+    def resilience_stats(self) -> dict[str, int]:
+        """Calls refused by load shedding (``shed``) and by the rate limit (``rate_limited``)."""
+        return {
+            "shed": self.shedder.shed if self.shedder is not None else 0,
+            "rate_limited": self.rate_limiter.limited if self.rate_limiter is not None else 0,
+        }
 
     def _own(self, backend: Any) -> Any:
         if not plugins.is_shared(backend):  # a shared memory backend outlives this server
