@@ -3,7 +3,9 @@
 Like go-micro's, it is internal: served, but not advertised in the registry. The field
 names and integer units match go-micro's ``debug.proto`` so Go tools read them; the request
 counts (``requests``, ``errors``, as go-micro v2 names them, and ``in_flight``) come after
-go-micro v1's fields, which peers that do not know them ignore.
+go-micro v1's fields, which peers that do not know them ignore. The latency percentiles
+(microseconds) come from the handling-time histogram the metrics wrapper keeps (see
+``micro.observability``); they stay 0 while metrics are off.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["Counts", "Debug", "HealthResponse", "StatsResponse"]
+__all__ = ["Counts", "Debug", "HealthResponse", "Latency", "StatsResponse"]
 
 
 class Counts(Protocol):
@@ -30,6 +32,12 @@ class Counts(Protocol):
     def errors(self) -> int: ...
     @property
     def active(self) -> int: ...
+
+
+class Latency(Protocol):
+    """Where the latency percentiles come from (the metrics wrapper's histogram)."""
+
+    def percentile(self, q: float) -> float: ...
 
 
 class HealthResponse(msgspec.Struct):
@@ -45,6 +53,9 @@ class StatsResponse(msgspec.Struct):
     requests: int = 0  # requests handled or being handled (streams too; Debug.* left out)
     errors: int = 0  # of those, answered with an error
     in_flight: int = 0  # of those, being handled now
+    latency_p50_us: int = 0  # handling time percentiles, microseconds (metrics on; else 0)
+    latency_p95_us: int = 0
+    latency_p99_us: int = 0
 
 
 class Debug:
@@ -53,6 +64,7 @@ class Debug:
     def __init__(self, counts: Counts | None = None) -> None:
         self.started = time.time()
         self._counts = counts
+        self.latency: Latency | None = None  # set when metrics are on
 
     async def health(self) -> HealthResponse:
         return HealthResponse(status="ok")
@@ -68,7 +80,14 @@ class Debug:
             requests=counts.requests if counts is not None else 0,
             errors=counts.errors if counts is not None else 0,
             in_flight=counts.active if counts is not None else 0,
+            **self._percentiles(),
         )
+
+    def _percentiles(self) -> dict[str, int]:
+        latency = self.latency
+        if latency is None:
+            return {}
+        return {f"latency_p{q}_us": round(latency.percentile(q / 100) * 1e6) for q in (50, 95, 99)}
 
 
 def rss_bytes() -> int:

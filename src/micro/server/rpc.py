@@ -116,6 +116,11 @@ class RpcServer(Server):
         self._debug = Debug(self._router)
         self.handle(self._debug, internal=True)
 
+    @property
+    def debug(self) -> Debug:
+        """The built-in ``Debug`` handler (``Debug.Stats`` reads its ``latency`` source)."""
+        return self._debug
+
     def _own(self, backend: Any) -> Any:
         if not plugins.is_shared(backend):  # a shared memory backend outlives this server
             self._owned.append(backend)
