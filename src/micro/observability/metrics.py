@@ -19,6 +19,8 @@ Every :class:`Metrics` owns its own ``CollectorRegistry``, so two services in on
 ``micro_client_pool_idle_connections``                     kept-alive connections in the pool
 ``micro_selector_blacklisted_nodes``                       nodes the selector skips for now
 ``micro_registry_cache_services``                          services the selector has cached
+``micro_http_requests_total{app,method,code}``             a toolkit app's HTTP requests
+``micro_http_request_duration_seconds{app,method}``        histogram of their answer time
 =========================================================  ======================================
 
 ``code`` is the micro error code (``500`` for an exception that is not a MicroError).
@@ -171,6 +173,18 @@ class Metrics:
         )
         self.delivery_failures = Counter(
             "micro_broker_delivery_failures", "deliveries that raised", by_subscriber, registry=r
+        )
+        self.http_requests = Counter(
+            "micro_http_requests",
+            "HTTP requests a toolkit app answered",
+            ("app", "method", "code"),
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "micro_http_request_duration_seconds",
+            "HTTP answer time",
+            ("app", "method"),
+            registry=r,
         )
         self.gauges = _Gauges()
         r.register(self.gauges)
