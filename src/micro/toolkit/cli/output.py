@@ -250,12 +250,22 @@ def _size(n: int) -> str:
     return str(n)
 
 
+_STATS_SHOWN = ("started", "uptime", "memory", "threads", "gc", "requests", "errors", "in_flight")
+
+
 def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """go-micro v1's fields, the request counts, then every other field ``Debug.Stats``
+    returns (newer servers add counters at the end), each a column named by its key."""
     from rich.table import Table
 
     cols = ("NODE", "ADDRESS", "STARTED", "UPTIME", "MEMORY", "THREADS", "GC")
     counts = ("REQUESTS", "ERRORS", "IN FLIGHT")  # not from go-micro v1 peers: shown as -
-    table = Table(*cols, *counts, box=None, pad_edge=False)
+    extra: list[str] = []  # in the order the servers send them
+    for row in rows:
+        for key in row.get("stats") or {}:
+            if key not in _STATS_SHOWN and key not in extra:
+                extra.append(key)
+    table = Table(*cols, *counts, *(key.upper() for key in extra), box=None, pad_edge=False)
     for row in rows:
         stats = row.get("stats")
         if not stats:
@@ -271,10 +281,17 @@ def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
             str(stats.get("threads", "")),
             str(stats.get("gc", "")),
             *(str(stats.get(key, "-")) for key in ("requests", "errors", "in_flight")),
+            *(_cell(stats.get(key, "-")) for key in extra),
         )
     for column in table.columns:
         column.overflow = "fold"
     return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 # -- waiting -----------------------------------------------------------------------------
