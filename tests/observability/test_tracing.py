@@ -196,3 +196,32 @@ async def test_auto_follows_the_otel_environment(monkeypatch: pytest.MonkeyPatch
 async def test_a_bad_tracing_value_is_a_settings_error() -> None:
     with pytest.raises(micro.settings.SettingsError, match="tracing"):
         setup(load(groups=SERVICE_GROUPS, code={"tracing": "sometimes"}), service="x")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
+        {
+            "Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "Tracestate": "vendor=1",
+        },
+        {"Traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+        {"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01"},
+        {"Traceparent": "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        {"TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        {"Traceparent": "garbage"},
+        {},
+    ],
+)
+def test_extract_reads_what_the_w3c_propagator_reads(headers: dict[str, str]) -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from micro.observability.tracing import extract
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(lowered))
+    found = trace.get_current_span(extract(headers))
+    assert found.get_span_context() == expected.get_span_context()

@@ -129,6 +129,28 @@ class _Gauges(Collector):
         )
 
 
+class _Children:
+    """The (in-flight, requests with code 200, duration) series of each (service, endpoint),
+    looked up once: ``labels()`` takes a lock and builds a key, ~5 us a call."""
+
+    def __init__(self, in_flight: Gauge, requests: Counter, duration: Histogram) -> None:
+        self._metrics = (in_flight, requests, duration)
+        self._found: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+    def of(self, service: str, endpoint: str) -> tuple[Any, Any, Any]:
+        found = self._found.get((service, endpoint))
+        if found is None:
+            in_flight, requests, duration = self._metrics
+            found = (
+                in_flight.labels(service, endpoint),
+                requests.labels(service, endpoint, "200"),
+                duration.labels(service, endpoint),
+            )
+            if len(self._found) < 4096:  # endpoints are few; a flood of names is not kept
+                self._found[(service, endpoint)] = found
+        return found
+
+
 class Metrics:
     """The counters of one service or app, and the wrappers that feed them."""
 
@@ -200,25 +222,27 @@ class Metrics:
 
     def handler_wrapper(self) -> HandlerWrapper:
         m = self
+        children = _Children(self.server_in_flight, self.server_requests, self.server_duration)
 
         def wrap(next: HandlerFunc) -> HandlerFunc:
             async def handle(req: Request) -> Any:
-                service, endpoint = req.service, req.endpoint
-                in_flight = m.server_in_flight.labels(service, endpoint)
+                in_flight, ok, duration = children.of(req.service, req.endpoint)
                 in_flight.inc()
                 started = time.perf_counter()
-                code = "200"
                 try:
-                    return await next(req)
+                    result = await next(req)
                 except BaseException as exc:
                     code = _code(exc)
-                    m.server_errors.labels(service, endpoint, code).inc()
+                    m.server_errors.labels(req.service, req.endpoint, code).inc()
+                    m.server_requests.labels(req.service, req.endpoint, code).inc()
                     raise
+                else:
+                    ok.inc()
+                    return result
                 finally:
                     elapsed = time.perf_counter() - started
                     in_flight.dec()
-                    m.server_requests.labels(service, endpoint, code).inc()
-                    m.server_duration.labels(service, endpoint).observe(elapsed)
+                    duration.observe(elapsed)
                     m.latency.observe(elapsed)
 
             return handle
@@ -227,26 +251,26 @@ class Metrics:
 
     def call_wrapper(self) -> CallWrapper:
         m = self
+        children = _Children(self.client_in_flight, self.client_requests, self.client_duration)
 
         def wrap(next: CallFunc) -> CallFunc:
             async def call(node: Node, req: CallRequest, opts: CallOptions) -> Any:
-                service, endpoint = req.service, req.endpoint
-                in_flight = m.client_in_flight.labels(service, endpoint)
+                in_flight, ok, duration = children.of(req.service, req.endpoint)
                 in_flight.inc()
                 started = time.perf_counter()
-                code = "200"
                 try:
-                    return await next(node, req, opts)
+                    result = await next(node, req, opts)
                 except BaseException as exc:
                     code = _code(exc)
-                    m.client_errors.labels(service, endpoint, code).inc()
+                    m.client_errors.labels(req.service, req.endpoint, code).inc()
+                    m.client_requests.labels(req.service, req.endpoint, code).inc()
                     raise
+                else:
+                    ok.inc()
+                    return result
                 finally:
                     in_flight.dec()
-                    m.client_requests.labels(service, endpoint, code).inc()
-                    m.client_duration.labels(service, endpoint).observe(
-                        time.perf_counter() - started
-                    )
+                    duration.observe(time.perf_counter() - started)
 
             return call
 
