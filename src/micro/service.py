@@ -119,9 +119,7 @@ class Service:
             "register_ttl": register_ttl,
             "register_interval": register_interval,
             "server_grace": grace,
-            "tracing": {True: "on", False: "off"}.get(tracing, tracing)
-            if isinstance(tracing, bool)
-            else tracing,
+            "tracing": ("on" if tracing else "off") if isinstance(tracing, bool) else tracing,
             "metrics_address": metrics_address,
             "request_log": request_log,
         }

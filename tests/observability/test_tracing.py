@@ -225,3 +225,36 @@ def test_extract_reads_what_the_w3c_propagator_reads(headers: dict[str, str]) ->
     expected = trace.get_current_span(TraceContextTextMapPropagator().extract(lowered))
     found = trace.get_current_span(extract(headers))
     assert found.get_span_context() == expected.get_span_context()
+
+
+@pytest.mark.parametrize(
+    ("code", "module", "extra"),
+    [
+        ({"tracing": "on"}, "opentelemetry", "otel"),
+        ({"metrics_address": "127.0.0.1:0", "tracing": "off"}, "prometheus_client", "metrics"),
+    ],
+)
+def test_a_missing_extra_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, code: dict[str, str], module: str, extra: str
+) -> None:
+    import sys
+
+    for name in list(sys.modules):
+        if name == module or name.startswith(f"{module}."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delitem(sys.modules, "micro.observability.tracing", raising=False)
+    monkeypatch.delitem(sys.modules, "micro.observability.metrics", raising=False)
+    settings = load(groups=SERVICE_GROUPS, code=code, environ={})
+    with pytest.raises(micro.errors.PluginNotFound) as caught:
+        setup(settings, service="x")
+    assert f"[{extra}]" in caught.value.detail
+
+
+def test_auto_without_the_extra_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.delitem(sys.modules, "micro.observability.tracing", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert setup(load(groups=SERVICE_GROUPS, environ={}), service="x") is None

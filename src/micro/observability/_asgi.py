@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from micro.observability._log import trace_id_of
+
 if TYPE_CHECKING:
     from micro.observability import Observability
 
@@ -60,8 +62,6 @@ class ObservedHttp:
                 metrics.http_requests.labels(self.name, method, str(status)).inc()
                 metrics.http_duration.labels(self.name, method).observe(elapsed)
             if self.obs.request_log is not None:
-                from micro.observability._log import trace_id_of
-
                 self.obs.request_log.emit(
                     {
                         "kind": "http",

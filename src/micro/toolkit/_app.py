@@ -71,7 +71,7 @@ class ToolkitApp(Generic[Options]):
         self.selector: Selector = selector
         self._start_lock: asyncio.Lock | None = None
         self._started = False
-        self._observed_name = f"micro-{type(self).__module__.split('.')[2]}"  # micro-api...
+        self._observed_name = _app_name(type(self))
         self._observed_app: ObservedHttp | None = None
         self.observability = setup(settings, service=self._observed_name)
         """Tracing, metrics and request logs (the ``observability`` settings; None: off)."""
@@ -170,6 +170,14 @@ class ToolkitApp(Generic[Options]):
             return app
         burst = opts.rate_burst or max(1, int(opts.rate_limit))
         return RateLimit(app, rate=opts.rate_limit, burst=burst)
+
+
+def _app_name(cls: type) -> str:
+    """``micro-api``, ``micro-web``, ``micro-proxy``: the name spans and metrics give an app."""
+    parts = cls.__module__.split(".")
+    if len(parts) > 2 and parts[:2] == ["micro", "toolkit"]:
+        return f"micro-{parts[2]}"
+    return f"micro-{cls.__name__.lower()}"
 
 
 class BrokerApp(ToolkitApp[Options]):
