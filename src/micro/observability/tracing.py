@@ -15,6 +15,9 @@ messaging (``messaging.system`` is the broker's name, ``messaging.destination.na
 ``messaging.operation.type``/``.name``). The micro error code goes to
 ``rpc.micro.status_code`` (200 on success), as gRPC's goes to ``rpc.grpc.status_code``.
 
+Spans are started with ``start_span`` and made current with ``attach``/``detach`` rather
+than ``start_as_current_span``, whose two nested context managers cost ~25% of a span.
+
 Importing this module imports OpenTelemetry: :mod:`micro.observability` does so only when
 tracing is on.
 """
@@ -28,7 +31,7 @@ from typing import Any
 
 import msgspec
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -215,21 +218,24 @@ class Tracing:
                 caller = req.header.get("Micro-From-Service")
                 if caller:
                     attributes["rpc.micro.from_service"] = caller
-                with tracer.start_as_current_span(
+                span = tracer.start_span(
                     f"{req.service}/{req.endpoint}",
                     context=extract(req.header),
                     kind=SpanKind.SERVER,
                     attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
-                    try:
-                        result = await next(req)
-                    except BaseException as exc:
-                        _failed(span, exc)
-                        raise
+                )
+                token = attach(trace.set_span_in_context(span))
+                try:
+                    result = await next(req)
+                except BaseException as exc:
+                    _failed(span, exc)
+                    raise
+                else:
                     span.set_attribute("rpc.micro.status_code", 200)
                     return result
+                finally:
+                    detach(token)
+                    span.end()
 
             return handle
 
@@ -252,23 +258,23 @@ class Tracing:
                 }
                 if port is not None:
                     attributes["server.port"] = port
-                with tracer.start_as_current_span(
-                    f"{req.service}/{req.endpoint}",
-                    kind=SpanKind.CLIENT,
-                    attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
+                span = tracer.start_span(
+                    f"{req.service}/{req.endpoint}", kind=SpanKind.CLIENT, attributes=attributes
+                )
+                token = attach(trace.set_span_in_context(span))
+                try:
                     carried = dict(opts.metadata) if opts.metadata else {}
                     inject(carried)  # over any traceparent the inbound request carried
-                    opts = msgspec.structs.replace(opts, metadata=carried)
-                    try:
-                        result = await next(node, req, opts)
-                    except BaseException as exc:
-                        _failed(span, exc)
-                        raise
+                    result = await next(node, req, msgspec.structs.replace(opts, metadata=carried))
+                except BaseException as exc:
+                    _failed(span, exc)
+                    raise
+                else:
                     span.set_attribute("rpc.micro.status_code", 200)
                     return result
+                finally:
+                    detach(token)
+                    span.end()
 
             return call
 
@@ -291,19 +297,19 @@ class Tracing:
                 message_id = message.header.get("Micro-Id")
                 if message_id:
                     attributes["messaging.message.id"] = message_id
-                with tracer.start_as_current_span(
-                    f"publish {topic}",
-                    kind=SpanKind.PRODUCER,
-                    attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
+                span = tracer.start_span(
+                    f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attributes
+                )
+                token = attach(trace.set_span_in_context(span))
+                try:
                     inject(message.header)
-                    try:
-                        await next(topic, message)
-                    except BaseException as exc:
-                        _failed(span, exc)
-                        raise
+                    await next(topic, message)
+                except BaseException as exc:
+                    _failed(span, exc)
+                    raise
+                finally:
+                    detach(token)
+                    span.end()
 
             return publish
 
@@ -325,19 +331,21 @@ class Tracing:
                 message_id = pub.header.get("Micro-Id")
                 if message_id:
                     attributes["messaging.message.id"] = message_id
-                with tracer.start_as_current_span(
+                span = tracer.start_span(
                     f"process {pub.topic}",
                     context=extract(pub.header),
                     kind=SpanKind.CONSUMER,
                     attributes=attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span:
-                    try:
-                        await next(pub)
-                    except BaseException as exc:
-                        _failed(span, exc)
-                        raise
+                )
+                token = attach(trace.set_span_in_context(span))
+                try:
+                    await next(pub)
+                except BaseException as exc:
+                    _failed(span, exc)
+                    raise
+                finally:
+                    detach(token)
+                    span.end()
 
             return deliver
 
