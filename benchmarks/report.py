@@ -222,7 +222,8 @@ def _both(subject: str, anchor: str, minimum: float, ahead: bool = False) -> lis
 
 #: The req/s goals of the project, in report order: micro over HTTP against aiohttp and
 #: grpcio; the tcp transport against the raw ceiling and micro over HTTP; the nats transport
-#: against nats-py and FastStream; the rabbitmq transport against nameko and FastStream.
+#: against nats-py and FastStream; the rabbitmq transport against nameko and FastStream;
+#: the observed greeter (metrics, spans, spans exported by OTLP) against the plain one.
 GOALS: tuple[Goal, ...] = (
     *_both(SUBJECT, "aiohttp", 1.0),
     Goal(SUBJECT, "grpc", CONCURRENT, 3.0),
@@ -233,6 +234,9 @@ GOALS: tuple[Goal, ...] = (
     *_both("micro-nats", "faststream-nats", 2.0),
     Goal("micro-rabbitmq", "nameko", CONCURRENT, 10.0),
     *_both("micro-rabbitmq", "faststream-rabbit", 1.0, ahead=True),
+    *_both("micro-metrics", SUBJECT, 0.9),  # observability: < 10% cost with metrics,
+    *_both("micro-traced", SUBJECT, 0.75),  # < 25% with every span sampled
+    *_both("micro-otlp", SUBJECT, 0.75),
 )
 
 

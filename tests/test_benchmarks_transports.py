@@ -36,7 +36,8 @@ def test_every_target_loads_under_its_own_name() -> None:
         assert target.server_module or type(target).start_server is not Target.start_server
     # the micro targets come after every anchor, so that the anchors are measured first
     names = list(TARGET_MODULES)
-    assert names[names.index("micro") :] == ["micro", *TRANSPORTS]
+    observed = ["micro-metrics", "micro-traced", "micro-otlp"]
+    assert names[names.index("micro") :] == ["micro", *TRANSPORTS, *observed]
 
 
 @pytest.mark.parametrize(("name", "transport"), TRANSPORTS.items())

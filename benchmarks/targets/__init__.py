@@ -24,6 +24,9 @@ TARGET_MODULES: dict[str, str] = {
     "micro-tcp": "benchmarks.targets.micro_transports:TCP",
     "micro-nats": "benchmarks.targets.micro_transports:NATS",
     "micro-rabbitmq": "benchmarks.targets.micro_transports:RABBITMQ",
+    "micro-metrics": "benchmarks.targets.micro_observed:METRICS",
+    "micro-traced": "benchmarks.targets.micro_observed:TRACED",
+    "micro-otlp": "benchmarks.targets.micro_observed:OTLP",
 }
 
 

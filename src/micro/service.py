@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 from micro import plugins
 from micro.broker import Broker
-from micro.client import CallWrapper
+from micro.client import CallWrapper, PublishWrapper
 from micro.registry import Registry
 from micro.selector import Selector
 from micro.server import HandlerWrapper, SubscriberWrapper
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         RetryBudgetPolicy,
     )
     from micro.client.rpc import RpcClient
+    from micro.observability import Observability
     from micro.server.rpc import RpcServer
 
 __all__ = ["Service"]
@@ -82,6 +83,15 @@ class Service:
         breaker, bulkhead, retry_budget, hedge: the client's resilience options (see
             :class:`micro.client.rpc.RpcClient`); all are described in
             ``docs/resilience.md``.
+        tracing: OpenTelemetry spans and ``traceparent`` propagation: True, False, or
+            ``"auto"`` (the default: on when ``OTEL_*`` asks for traces); needs ``micro[otel]``.
+        tracer_provider: the OpenTelemetry ``TracerProvider`` spans go to (turns tracing on;
+            default: the global one, else an SDK one configured from ``OTEL_*``).
+        metrics_address: ``host:port`` to serve Prometheus ``/metrics`` on (``micro[metrics]``).
+        request_log: ``"json"`` or ``"text"``: one ``micro.request`` log line per request.
+
+    Observability wrappers (docs/observability.md) run outside the ones given here; with all
+    three off, none is installed.
     """
 
     def __init__(
@@ -110,6 +120,10 @@ class Service:
         bulkhead: BulkheadPolicy | int | None = None,
         retry_budget: RetryBudgetPolicy | bool | None = None,
         hedge: HedgePolicy | None = None,
+        tracing: bool | str | None = None,
+        tracer_provider: Any = None,
+        metrics_address: str | None = None,
+        request_log: str | None = None,
     ) -> None:
         self._code: dict[str, Any] = {
             "server_name": name,
@@ -126,6 +140,9 @@ class Service:
             "server_grace": grace,
             "resilience_max_in_flight": max_in_flight,
             "resilience_rate_limit": rate_limit,
+            "tracing": ("on" if tracing else "off") if isinstance(tracing, bool) else tracing,
+            "metrics_address": metrics_address,
+            "request_log": request_log,
         }
         self._resilience: dict[str, Any] = {
             "breaker": breaker,
@@ -133,6 +150,9 @@ class Service:
             "retry_budget": retry_budget,
             "hedge": hedge,
         }
+        self._tracer_provider = tracer_provider
+        self.observability: Observability | None = None
+        """What this service observes (None when tracing, metrics and logs are all off)."""
         self._flags: dict[str, str] = {}
         self._settings: Settings | None = None
         self._metadata = dict(metadata or {})
@@ -280,6 +300,15 @@ class Service:
             "selector", lambda: plugins.create("selector", settings=s, registry=registry)
         )
         broker = self._make_broker(registry)
+        obs = self._observe(broker)
+        wrappers, call_wrappers = self._wrappers, self._call_wrappers
+        sub_wrappers: list[SubscriberWrapper] = self._sub_wrappers
+        publish_wrappers: list[PublishWrapper] = []
+        if obs is not None:  # outermost, so that spans and timings cover the user's wrappers
+            wrappers = [*obs.handler_wrappers(), *wrappers]
+            call_wrappers = [*obs.call_wrappers(), *call_wrappers]
+            sub_wrappers = [*obs.subscriber_wrappers(), *sub_wrappers]
+            publish_wrappers = obs.publish_wrappers()
         server = RpcServer(
             name=self.name,
             version=s["server_version"],
@@ -289,8 +318,8 @@ class Service:
             broker=broker,
             register_ttl=s["register_ttl"],
             register_interval=s["register_interval"],
-            wrappers=self._wrappers,
-            subscriber_wrappers=self._sub_wrappers,
+            wrappers=wrappers,
+            subscriber_wrappers=sub_wrappers,
             grace=self.grace,
             settings=s,
         )
@@ -303,13 +332,33 @@ class Service:
             registry=registry,
             selector=selector,
             transport=transport,
-            wrappers=self._call_wrappers,
+            wrappers=call_wrappers,
+            publish_wrappers=publish_wrappers,
             from_service=self.name,
             settings=s,
             **self._resilience,
         )
         server.debug.sources.append(client.resilience_stats)
+        if obs is not None:
+            server.debug.latency = obs.latency
+            obs.watch(lambda: (getattr(client, "_pool", None), client.selector))
         return server, client, broker
+
+    def _observe(self, broker: Broker) -> Observability | None:
+        """Tracing, metrics and request logs as the settings ask (None: all off)."""
+        from micro.observability import setup
+
+        def address() -> str:
+            return self._built[0].address if self._built is not None else ""
+
+        self.observability = setup(
+            self.settings,
+            service=self.name,
+            tracer_provider=self._tracer_provider,
+            address=address,
+            broker=broker.name,
+        )
+        return self.observability
 
     @property
     def server(self) -> RpcServer:
@@ -341,6 +390,12 @@ class Service:
         server, _, _ = self._build()
         await self._run_hooks("before_start")
         await server.start()
+        if self.observability is not None:
+            try:
+                await self.observability.start()
+            except BaseException:
+                await server.stop(grace=0)
+                raise
         self._started = True  # the server logs where it serves
         await self._run_hooks("after_start")
 
@@ -353,6 +408,8 @@ class Service:
         await self._run_hooks("before_stop")
         await server.stop(grace=self.grace)
         await client.close()
+        if self.observability is not None:
+            await self.observability.close()
         if self._own_broker:
             with contextlib.suppress(Exception):  # stop() never raises: a broker gone is fine
                 await broker.disconnect()

@@ -169,7 +169,8 @@ class Setting:
         default: the value when nothing sets it (``None``: the backend's own default).
         help: one line for ``--help`` and the docs.
         group: ``service``, ``registry``, ``mdns``, ``selector``, ``transport``, ``broker``,
-            ``client``, ``resilience``, ``remote``, ``api``, ``web``, ``proxy``, ``bot`` or ``cli``.
+            ``client``, ``resilience``, ``remote``, ``observability``, ``api``, ``web``,
+            ``proxy``, ``bot`` or ``cli``.
         env: the environment variables read, first set wins (default ``MICRO_<NAME>``).
         flags: the flag spellings (default ``--name-with-dashes`` and ``--name_with_under``).
         backends: ``((kind, keywords), ...)``: the backends it configures and, for each, the
@@ -618,6 +619,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hipchat_rooms", "list", (), "HipChat rooms to join (their XMPP JIDs)", "bot"),
     _s("hipchat_nick", "text", None, "the bot's mention name in rooms (default: the JID's "
        "user part)", "bot"),
+    # -- observability (docs/observability.md)
+    _s("tracing", "text", "auto", "OpenTelemetry spans and W3C traceparent: auto (on when an "
+       "OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_*ENDPOINT is set and micro[otel] is "
+       "installed), on, off", "observability"),
+    _s("metrics_address", "text", None, "host:port to serve Prometheus /metrics on (unset: no "
+       "metrics)", "observability"),
+    _s("request_log", "text", None, "one log line per request: json or text (unset: none)",
+       "observability"),
     # -- the micro command
     _s("output", "text", "table", "output format: table or json", "cli",
        flags=("-o", "--output")),
@@ -628,11 +637,12 @@ SETTINGS: tuple[Setting, ...] = (
 # fmt: on
 
 GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
-          "resilience", "remote", "api", "web", "proxy", "bot", "cli")  # fmt: skip
+          "resilience", "remote", "observability", "api", "web", "proxy", "bot",
+          "cli")  # fmt: skip
 """The groups in the order ``--help`` and the docs show them."""
 
 SERVICE_GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
-                  "resilience", "remote")  # fmt: skip
+                  "resilience", "remote", "observability")  # fmt: skip
 """What a service reads: everything but the toolkit apps' own settings."""
 
 BACKEND_GROUPS = SERVICE_GROUPS[1:]

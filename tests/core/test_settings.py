@@ -115,6 +115,7 @@ _ALLOWED_ENV_READERS = {
     "settings.py": "the table itself",
     "toolkit/cli/reload.py": "passes PYTHONPATH and the given options to the child it runs",
     "registry/kubernetes.py": "KUBERNETES_SERVICE_HOST: the in-cluster convention",
+    "observability/_env.py": "OTEL_*: OpenTelemetry's own variables",
 }
 
 

@@ -132,7 +132,7 @@ async def test_context_manager(transport: Transport) -> None:
 async def test_debug_health_and_stats(peer: Peer, server: RpcServer) -> None:
     assert body_of(await peer.call(request("Debug.Health"))) == {"status": "ok"}
     stats = body_of(await peer.call(request("Debug.Stats")))
-    assert set(stats) == {
+    assert set(stats) >= {  # fields are added at the end as counters arrive
         "started",
         "uptime",
         "memory",
@@ -143,6 +143,7 @@ async def test_debug_health_and_stats(peer: Peer, server: RpcServer) -> None:
         "in_flight",
         *RESILIENCE_FIELDS,
     }
+    assert stats["latency_p50_us"] == stats["latency_p99_us"] == 0  # metrics are off
     assert abs(stats["started"] - time.time()) < 60
     assert 0 <= stats["uptime"] < 60
     assert stats["memory"] > 1_000_000

@@ -16,19 +16,22 @@ The default backend is :class:`micro.client.rpc.RpcClient` (exported as ``micro.
 Per-attempt middleware follows go-micro: a :data:`CallWrapper` takes the next
 :data:`CallFunc` and returns a new one. It runs once per attempt and sees the node the
 selector chose, so it can time, trace, log, or short-circuit attempts. Wrappers listed first
-run outermost.
+run outermost. A :data:`PublishWrapper` does the same around each publish.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Self, TypedDict
+from typing import TYPE_CHECKING, Any, Self, TypedDict
 
 import msgspec
 
 from micro.registry import Node
 from micro.selector import Filter
+
+if TYPE_CHECKING:
+    from micro.transport import Message
 
 __all__ = [
     "Backoff",
@@ -36,6 +39,8 @@ __all__ = [
     "CallKeywords",
     "CallOptions",
     "CallWrapper",
+    "PublishFunc",
+    "PublishWrapper",
     "Client",
     "Request",
     "RetryPredicate",
@@ -106,6 +111,12 @@ CallFunc = Callable[[Node, Request, CallOptions], Awaitable[Any]]
 
 CallWrapper = Callable[[CallFunc], CallFunc]
 """Middleware around :data:`CallFunc`; the first wrapper of a list is the outermost."""
+
+PublishFunc = Callable[[str, "Message"], Awaitable[None]]
+"""Hands one encoded event (its headers already set) to the broker for a topic."""
+
+PublishWrapper = Callable[[PublishFunc], PublishFunc]
+"""Middleware around :data:`PublishFunc` (tracing, metrics); the first listed is outermost."""
 
 RetryPredicate = Callable[[BaseException], bool]
 """Decides whether a failed attempt is tried again (``micro.client.retries.retry_on_error``)."""

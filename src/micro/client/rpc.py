@@ -40,6 +40,8 @@ from micro.client import (
     CallOptions,
     CallWrapper,
     Client,
+    PublishFunc,
+    PublishWrapper,
     Request,
     RetryPredicate,
     Stream,
@@ -103,6 +105,7 @@ class RpcClient(Client):
         pool_ttl: seconds a pooled connection is reused for (60 s).
         dial_timeout: seconds allowed to open one connection (5 s).
         wrappers: call wrappers, the first outermost; each runs once per attempt.
+        publish_wrappers: wrappers around each :meth:`publish` (headers set, broker next).
         from_service: the calling service's name, sent as ``Micro-From-Service``.
         retry_on: which failed attempts are retried (default
             :func:`~micro.client.retries.retry_on_error`: connection errors, 408 and 500 --
@@ -147,6 +150,7 @@ class RpcClient(Client):
         pool_ttl: float | str | None = None,
         dial_timeout: float | str | None = None,
         wrappers: Sequence[CallWrapper] = (),
+        publish_wrappers: Sequence[PublishWrapper] = (),
         from_service: str | None = None,
         retry_on: RetryPredicate = retry_on_error,
         backoff: Backoff = exponential_backoff,
@@ -191,6 +195,10 @@ class RpcClient(Client):
         for wrapper in reversed(wrappers):
             call = wrapper(call)
         self._call = call
+        publish: PublishFunc = self._publish_to_broker
+        for publish_wrapper in reversed(publish_wrappers):
+            publish = publish_wrapper(publish)
+        self._publish = publish
         self._headers: dict[tuple[str, str, str], dict[str, str]] = {}
         self._codecs: dict[str, Codec] = {}
         self._fixed: dict[tuple[str, ...], Next] = {}
@@ -386,7 +394,12 @@ class RpcClient(Client):
         header["Micro-Id"] = str(uuid.uuid4())
         if self.from_service:
             header["Micro-From-Service"] = self.from_service
-        await broker.publish(topic, Message(header, body))
+        await self._publish(topic, Message(header, body))
+
+    async def _publish_to_broker(self, topic: str, message: Message) -> None:
+        """The innermost :data:`PublishFunc`, below the publish wrappers."""
+        assert self.broker is not None  # publish() connected it
+        await self.broker.publish(topic, message)
 
     async def _connect_broker(self) -> Broker:
         if self.broker is None:

@@ -7,7 +7,9 @@ go-micro v1's fields, which peers that do not know them ignore. The resilience c
 (``docs/resilience.md``) come last: calls the server refused (``shed``, ``rate_limited``)
 and, for a service, what its client refused or saved (``breakers_open`` now, and the totals
 ``breaker_rejected``, ``bulkhead_rejected``, ``retries_denied``, ``hedges``) and the nodes its
-selector skips now (``ejected``). :meth:`Debug.resilience` returns them as a dict.
+selector skips now (``ejected``); :meth:`Debug.resilience` returns them as a dict. The
+latency percentiles (microseconds) come after them, from the handling-time histogram the
+metrics wrapper keeps (see ``micro.observability``); they stay 0 while metrics are off.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["RESILIENCE_FIELDS", "Counts", "Debug", "HealthResponse", "Source", "StatsResponse"]
+__all__ = [
+    "RESILIENCE_FIELDS",
+    "Counts",
+    "Debug",
+    "HealthResponse",
+    "Latency",
+    "Source",
+    "StatsResponse",
+]
 
 
 class Counts(Protocol):
@@ -35,6 +45,12 @@ class Counts(Protocol):
     def errors(self) -> int: ...
     @property
     def active(self) -> int: ...
+
+
+class Latency(Protocol):
+    """Where the latency percentiles come from (the metrics wrapper's histogram)."""
+
+    def percentile(self, q: float) -> float: ...
 
 
 class HealthResponse(msgspec.Struct):
@@ -58,6 +74,9 @@ class StatsResponse(msgspec.Struct):
     retries_denied: int = 0  # retries its retry budget refused
     hedges: int = 0  # hedged second attempts it sent
     ejected: int = 0  # nodes its selector skips for failures now
+    latency_p50_us: int = 0  # handling time percentiles, microseconds (metrics on; else 0)
+    latency_p95_us: int = 0
+    latency_p99_us: int = 0
 
 
 RESILIENCE_FIELDS = (
@@ -84,6 +103,7 @@ class Debug:
         self._counts = counts
         self.sources: list[Source] = list(sources)
         """Where the resilience counts come from (the server's; a service adds its client's)."""
+        self.latency: Latency | None = None  # set when metrics are on
 
     def resilience(self) -> dict[str, int]:
         """The resilience counts now, every field of :data:`RESILIENCE_FIELDS` (for metrics)."""
@@ -109,7 +129,14 @@ class Debug:
             errors=counts.errors if counts is not None else 0,
             in_flight=counts.active if counts is not None else 0,
             **self.resilience(),
+            **self._percentiles(),
         )
+
+    def _percentiles(self) -> dict[str, int]:
+        latency = self.latency
+        if latency is None:
+            return {}
+        return {f"latency_p{q}_us": round(latency.percentile(q / 100) * 1e6) for q in (50, 95, 99)}
 
 
 def rss_bytes() -> int:

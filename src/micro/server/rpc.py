@@ -158,7 +158,8 @@ class RpcServer(Server):
 
     @property
     def debug(self) -> Debug:
-        """The ``Debug`` handler; a source added to ``debug.sources`` reports more counts."""
+        """The built-in ``Debug`` handler: a source added to ``debug.sources`` reports more
+        resilience counts; ``Debug.Stats`` reads its ``latency`` source."""
         return self._debug
 
     def resilience_stats(self) -> dict[str, int]:

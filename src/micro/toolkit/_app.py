@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,6 +21,7 @@ import micro
 from micro import plugins
 from micro.broker import Broker
 from micro.client import Client
+from micro.observability import setup
 from micro.registry import Registry
 from micro.selector import Selector
 from micro.settings import Settings, load
@@ -28,6 +29,9 @@ from micro.toolkit._options import AppOptions
 from micro.toolkit.api._http import lifespan, read_body
 from micro.toolkit.api.middleware import RateLimit
 from micro.toolkit.web._context import Streams
+
+if TYPE_CHECKING:
+    from micro.observability._asgi import ObservedHttp
 
 __all__ = ["BrokerApp", "ToolkitApp"]
 
@@ -67,10 +71,18 @@ class ToolkitApp(Generic[Options]):
         self.selector: Selector = selector
         self._start_lock: asyncio.Lock | None = None
         self._started = False
+        self._observed_name = _app_name(type(self))
+        self._observed_app: ObservedHttp | None = None
+        self.observability = setup(settings, service=self._observed_name)
+        """Tracing, metrics and request logs (the ``observability`` settings; None: off)."""
 
     def _client(self, client: Client | None, **options: Any) -> Client:
         """``client``, else one over the registry and selector with ``options`` (owned)."""
         if client is None:
+            obs = self.observability
+            if obs is not None:
+                options.setdefault("wrappers", obs.call_wrappers())
+                options.setdefault("publish_wrappers", obs.publish_wrappers())
             client = micro.Client(
                 registry=self.registry,
                 selector=self.selector,
@@ -78,6 +90,9 @@ class ToolkitApp(Generic[Options]):
                 settings=self.settings,
                 **options,
             )
+            if obs is not None:
+                built = client
+                obs.watch(lambda: (getattr(built, "_pool", None), self.selector))
             self._own(client)
         return client
 
@@ -100,6 +115,8 @@ class ToolkitApp(Generic[Options]):
             await self.selector.start()
             await self.client.start()
             await self._start_parts()
+            if self.observability is not None:
+                await self.observability.start()
             self._started = True
 
     async def close(self) -> None:
@@ -107,6 +124,8 @@ class ToolkitApp(Generic[Options]):
         the registry); never raises."""
         self._started = False
         await self._close_parts()
+        if self.observability is not None:
+            await self.observability.close()
         for backend in reversed(self._owned):
             with contextlib.suppress(Exception):
                 await backend.close()
@@ -126,7 +145,23 @@ class ToolkitApp(Generic[Options]):
         if scope["type"] == "websocket" and self._socket_app is not None:
             await self._socket_app(scope, receive, send)
             return
+        if self._observed is not None:
+            await self._observed(scope, receive, send)
+            return
         await self._app(scope, receive, send)
+
+    @property
+    def _observed(self) -> ASGIApp | None:
+        """``_app`` inside the observability middleware (None when all is off)."""
+        if self.observability is None:
+            return None
+        wrapped = self._observed_app
+        if wrapped is None or wrapped.app is not self._app:  # set_auth replaces _app
+            from micro.observability._asgi import ObservedHttp
+
+            wrapped = ObservedHttp(self._app, self.observability, self._observed_name)
+            self._observed_app = wrapped
+        return wrapped
 
     def _rate_limit(self, app: ASGIApp) -> ASGIApp:
         """``app`` behind the options' rate limit per client address (none: ``app``)."""
@@ -135,6 +170,14 @@ class ToolkitApp(Generic[Options]):
             return app
         burst = opts.rate_burst or max(1, int(opts.rate_limit))
         return RateLimit(app, rate=opts.rate_limit, burst=burst)
+
+
+def _app_name(cls: type) -> str:
+    """``micro-api``, ``micro-web``, ``micro-proxy``: the name spans and metrics give an app."""
+    parts = cls.__module__.split(".")
+    if len(parts) > 2 and parts[:2] == ["micro", "toolkit"]:
+        return f"micro-{parts[2]}"
+    return f"micro-{cls.__name__.lower()}"
 
 
 class BrokerApp(ToolkitApp[Options]):

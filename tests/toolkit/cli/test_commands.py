@@ -119,9 +119,11 @@ def test_health_and_stats_of_a_healthy_service(greeter: str) -> None:
     assert micro("call", greeter, "Greeter.Nope", "{}").returncode == 1
     [stats] = micro_json("stats", greeter)
     assert [stats["stats"][key] for key in counts] == [2, 1, 0]
-    header, row = micro("stats", greeter).stdout.splitlines()
-    assert header.split()[-4:] == ["REQUESTS", "ERRORS", "IN", "FLIGHT"]
-    assert row.split()[-3:] == ["2", "1", "0"]
+    header, row, note = micro("stats", greeter).stdout.splitlines()
+    assert header.split()[7:11] == ["REQUESTS", "ERRORS", "IN", "FLIGHT"]
+    assert "latency_p99_us" in note  # every later field is named (0 here: metrics are off)
+    # node, address, date, time, uptime, memory (number, unit), threads, gc, then the counts
+    assert row.split()[9:12] == ["2", "1", "0"]
 
 
 def test_health_and_stats_ignore_a_protobuf_content_type(greeter: str) -> None:

@@ -455,6 +455,12 @@ def test_service_page(site: Env, browser: Browser) -> None:
     assert p.locator(f'[data-testid="subscriber-row"][data-topic="{site.topic}"]').count() == 1
     # Stats are polled every 0.5 s: the charts get a few samples.
     p.wait_for_selector('[data-chart="memory"] polyline', state="attached", timeout=5000)
+    # every Debug.Stats field is listed, the ones added after go-micro v1's included
+    stats = p.locator('[data-testid="node-stats"]').first
+    stats.locator('[data-stat="latency_p99_us"]').wait_for(timeout=5000)
+    listed = stats.locator("dt").all_text_contents()
+    assert {"memory", "requests", "in_flight", "latency_p50_us", "latency_p99_us"} <= set(listed)
+    assert int(stats.locator('[data-stat="threads"]').text_content() or "0") >= 1
     shot(page, "service")
     page.clean()
 

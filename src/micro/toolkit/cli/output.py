@@ -250,12 +250,31 @@ def _size(n: int) -> str:
     return str(n)
 
 
+_STATS_SHOWN = ("started", "uptime", "memory", "threads", "gc", "requests", "errors", "in_flight")
+
+
 def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """go-micro v1's fields, the request counts, then every other field ``Debug.Stats``
+    returns (newer servers add counters at the end), each a column named by its key.
+
+    A further field that is zero (or empty) on every node gets no column, so that the table
+    fits a terminal (a service reports 20 or so counters, most of them 0 most of the time):
+    a line under the table names those fields.
+    """
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     cols = ("NODE", "ADDRESS", "STARTED", "UPTIME", "MEMORY", "THREADS", "GC")
     counts = ("REQUESTS", "ERRORS", "IN FLIGHT")  # not from go-micro v1 peers: shown as -
-    table = Table(*cols, *counts, box=None, pad_edge=False)
+    extra: list[str] = []  # in the order the servers send them
+    for row in rows:
+        for key in row.get("stats") or {}:
+            if key not in _STATS_SHOWN and key not in extra:
+                extra.append(key)
+    zero = [k for k in extra if not any((r.get("stats") or {}).get(k) for r in rows)]
+    extra = [k for k in extra if k not in zero]
+    table = Table(*cols, *counts, *(key.upper() for key in extra), box=None, pad_edge=False)
     for row in rows:
         stats = row.get("stats")
         if not stats:
@@ -271,10 +290,20 @@ def stats_table(rows: Sequence[dict[str, Any]]) -> Any:
             str(stats.get("threads", "")),
             str(stats.get("gc", "")),
             *(str(stats.get(key, "-")) for key in ("requests", "errors", "in_flight")),
+            *(_cell(stats.get(key, "-")) for key in extra),
         )
     for column in table.columns:
         column.overflow = "fold"
-    return table
+    if not zero:
+        return table
+    note = Text(f"0 on every node: {', '.join(zero)} (-o json shows every field)", style="dim")
+    return Group(table, note)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 # -- waiting -----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ open service page costs the services a couple of small calls per interval, and a
 nothing.
 
 ``requests``/``errors`` come from ``Debug.Stats`` when the server reports them (null
-otherwise, e.g. go-micro nodes).
+otherwise, e.g. go-micro nodes). ``stats`` is the node's last ``Debug.Stats`` answer as is,
+every field (newer servers add counters at the end), which the page lists under the charts.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class _NodeHistory:
     samples: deque[dict[str, Any]]
     health: str = "unknown"
     error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class _NodeHistory:
             "health": self.health,
             "error": self.error,
             "samples": list(self.samples),
+            "stats": self.stats,
         }
 
 
@@ -188,6 +191,7 @@ class NodeStats:
         if isinstance(stats, BaseException):
             history.error = _error_text(stats)
         elif isinstance(stats, dict):
+            history.stats = stats
             history.samples.append(
                 {
                     "t": round(time.time(), 3),

@@ -281,8 +281,27 @@ function applyStats(stats) {
       chart("threads", samples, (s) => s.threads, (v) => String(v)),
       rateChart("requests/s", samples, (s) => s.requests),
       samples.some((s) => s.errors !== null && s.errors !== undefined) ? rateChart("errors/s", samples, (s) => s.errors) : null,
+      statsList(node.stats || {}),
     );
   }
+}
+
+/** Every field of the node's last Debug.Stats, as servers send them (new ones included). */
+function statsList(stats) {
+  const keys = Object.keys(stats);
+  if (!keys.length) return null;
+  return el(
+    "dl",
+    { class: "stats", "data-testid": "node-stats" },
+    keys.map((key) =>
+      el(
+        "div",
+        { class: "stat" },
+        el("dt", { text: key }),
+        el("dd", { "data-stat": key, text: typeof stats[key] === "object" ? JSON.stringify(stats[key]) : String(stats[key]) }),
+      ),
+    ),
+  );
 }
 
 /** A labelled sparkline of pick(sample) over time, with its last value formatted. */
