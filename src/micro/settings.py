@@ -247,6 +247,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("register_interval", "duration", 30.0, "time between re-registrations", "service"),
     _s("server_grace", "duration", 10.0, "time in-flight requests get to finish on stop",
        "service"),
+    _s("server", "text", "mucp", "server protocol: mucp, grpc, or mucp,grpc (both, on two "
+       "ports, both nodes registered)", "service"),
+    _s("grpc_address", "text", None, "host:port of the gRPC server when serving both "
+       "(default: the server_address host, a free port)", "service"),
+    _s("grpc_package", "text", None, "gRPC package of the methods /<package>.<Handler>/"
+       "<Method> (default: the service name)", "service"),
     # -- discovery
     _s("registry", "text", "mdns", "registry backend: mdns, etcd, nats, consul, kubernetes, "
        "memory", "registry"),
@@ -364,6 +370,8 @@ SETTINGS: tuple[Setting, ...] = (
        "client"),
     _s("client_dial_timeout", "duration", 5.0, "time a connection may take to open",
        "client"),
+    _s("client", "text", "auto", "protocol of calls: auto (grpc to nodes registered with "
+       "protocol=grpc, mucp to the others), mucp, grpc", "client"),
     # -- reaching a remote environment through micro proxy (the laptop side)
     _s("proxy_address", "text", None, "reach the services through this micro proxy "
        "(host:port, http:// or https://): the registry, calls and events go through it",
