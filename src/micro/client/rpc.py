@@ -28,6 +28,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from micro import metadata as md
@@ -73,6 +74,7 @@ __all__ = ["RpcClient"]
 
 T = TypeVar("T")
 _CACHE_LIMIT = 1024
+_NO_HEADER: Mapping[str, str] = MappingProxyType({})
 
 
 class RpcClient(Client):
@@ -576,8 +578,10 @@ class RpcClient(Client):
             self._grpc = GrpcCaller()
         return self._grpc
 
-    def grpc_header(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
+    def grpc_header(self, metadata: Mapping[str, str] | None) -> Mapping[str, str]:
         """The metadata a gRPC call carries: the context's, ``metadata``, the caller."""
+        if not metadata and not self.from_service and not md.get():
+            return _NO_HEADER
         header = md.outgoing(metadata)
         if self.from_service:
             header["Micro-From-Service"] = self.from_service

@@ -32,6 +32,8 @@ def incoming(pairs: Iterable[Any] | None) -> dict[str, str]:
 
 def outgoing(header: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """gRPC metadata for a call that carries ``header`` (micro metadata; hop headers left)."""
+    if not header:
+        return ()
     out = []
     for key, value in header.items():
         low = key.lower()

@@ -52,7 +52,7 @@ def pick_codec(content_type: str, body: Any, response_type: Any) -> tuple[Codec,
 class Wire:
     """Decodes one endpoint's requests and encodes its responses (bytes <-> values)."""
 
-    __slots__ = ("_json", "_proto", "_req_pb", "_rsp_pb", "content_type", "spec")
+    __slots__ = ("_as_is", "_json", "_proto", "_req_pb", "_rsp_pb", "content_type", "spec")
 
     def __init__(self, spec: EndpointSpec, pair: ProtoPair | None = None) -> None:
         self.spec = spec
@@ -61,6 +61,7 @@ class Wire:
         req, rsp = _strip(spec.request_type), _strip(spec.response_type)
         self._req_pb: Any = pair[0] if pair else (req if is_proto_class(req) else None)
         self._rsp_pb: Any = pair[1] if pair else (rsp if is_proto_class(rsp) else None)
+        self._as_is = is_proto_class(req)  # the handler takes the protobuf message itself
         proto = self._req_pb is not None or self._rsp_pb is not None
         self.content_type = GRPC_PROTO if proto else GRPC_JSON
 
@@ -83,7 +84,7 @@ class Wire:
             return self._json.decode(data, target)
         # protobuf's JSON mapping when the client sent JSON
         message = _from_json(data, pb) if json else self._proto.decode(data, pb)
-        if is_proto_class(_strip(target)):
+        if self._as_is:
             return message
         return self._json.decode(_to_json(message), target)
 
