@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from micro.client.sync import BlockingClient
     from micro.grpc.client import GrpcCaller
 
-__all__ = ["RpcClient"]
+__all__ = ["RpcClient", "node_address"]
 
 T = TypeVar("T")
 _CACHE_LIMIT = 1024
@@ -493,7 +493,7 @@ class RpcClient(Client):
     def _fixed_next(self, addresses: tuple[str, ...]) -> Next:
         nxt = self._fixed.get(addresses)
         if nxt is None:
-            nodes = [Node(id=address, address=address) for address in addresses]
+            nodes = [_fixed_node(address) for address in addresses]
             nxt = itertools.cycle(nodes).__next__
             if len(self._fixed) >= _CACHE_LIMIT:
                 self._fixed.clear()
@@ -658,6 +658,22 @@ def _proxy_client(
         backoff=client.backoff,
         content_type=client.content_type,
     )
+
+
+def node_address(node: Node) -> str:
+    """``node``'s address as ``call(address=...)`` takes it: ``grpc://host:port`` for a node
+    that speaks gRPC, so that a call by address picks the node's protocol."""
+    if node.metadata and node.metadata.get("protocol") == "grpc":
+        return f"grpc://{node.address}"
+    return node.address
+
+
+def _fixed_node(address: str) -> Node:
+    """The node of an ``address=`` target: ``grpc://host:port`` speaks gRPC."""
+    scheme, found, rest = address.partition("://")
+    if found and scheme in ("grpc", "mucp"):
+        return Node(id=address, address=rest, metadata={"protocol": scheme})
+    return Node(id=address, address=address)
 
 
 def _protocol(name: str) -> str:

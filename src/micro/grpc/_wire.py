@@ -97,6 +97,12 @@ class Wire:
         pb = self._rsp_pb
         if pb is None:
             return self._json.encode(value)
+        if type(value) is pb and not json:  # the common case, without the codec's checks
+            try:
+                data: bytes = value.SerializeToString()
+            except Exception as exc:  # EncodeError: a proto2 message missing fields
+                raise CodecError(f"cannot encode {pb.__qualname__}: {exc}") from None
+            return data
         if value is None:
             value = pb()
         if not is_proto_message(value):

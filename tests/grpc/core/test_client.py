@@ -317,5 +317,15 @@ async def test_grpc_client_calls_a_plain_grpcio_server(
                 address=address,
             ) as stream:
                 assert [r.msg async for r in stream] == ["0", "1", "2"]
+        async with RpcClient(registry=MemoryRegistry(), retries=0) as auto:
+            # the default client, by address: grpc:// says the address speaks gRPC
+            rsp = await auto.call(
+                "greeter",
+                "Greeter.SayHello",
+                pb2.HelloRequest(name="auto"),
+                response_type=pb2.HelloReply,
+                address=f"grpc://{address}",
+            )
+            assert rsp.msg == "Hello auto None"
     finally:
         await server.stop(0)

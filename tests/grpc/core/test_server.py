@@ -228,7 +228,9 @@ async def test_raw_garbage_and_bad_frames_get_an_answer_and_the_server_lives(
 # -- health -----------------------------------------------------------------------------
 
 
-async def test_health_serving_then_not_serving_while_draining(registry: MemoryRegistry) -> None:
+async def test_health_serving_then_not_serving_while_draining(
+    registry: MemoryRegistry, tmp_path: Path
+) -> None:
     handler = Greeter()
     server = GrpcServer(name="greeter", address="127.0.0.1:0", registry=registry)
     server.handle(handler)
@@ -240,16 +242,26 @@ async def test_health_serving_then_not_serving_while_draining(registry: MemoryRe
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
         sleep = channel.unary_unary("/greeter.Greeter/Sleep")
-        slow = asyncio.ensure_future(sleep(b'{"seconds": 0.8}', timeout=5))
+        slow = asyncio.ensure_future(sleep(b'{"seconds": 1.5}', timeout=5))
         await asyncio.sleep(0.2)
         stopping = asyncio.create_task(server.stop(grace=5))
         await asyncio.sleep(0.1)
         answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        probe = await asyncio.to_thread(
+            grpcurl,
+            "-protoset",
+            str(health_protoset(tmp_path)),
+            "-d",
+            '{"service": "greeter"}',
+            server.address,
+            "grpc.health.v1.Health/Check",
+        )
+        assert json.loads(probe.stdout) == {"status": "NOT_SERVING"}, probe.stderr
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await channel.unary_unary("/greeter.Greeter/SayHello")(b'{"name":"late"}')
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert json.loads(await slow)["slept"] == 0.8  # the call in flight finished
+        assert json.loads(await slow)["slept"] == 1.5  # the call in flight finished
         await stopping
     assert await registry.list_services() == []
 

@@ -103,6 +103,9 @@ def test_micro_call_and_stream_reach_a_grpc_served_node(spawn: Spawn) -> None:  
     assert got == {"msg": "Hello cli"}
     streamed = micro_json("stream", counter, "Counter.Count", '{"to": 3}')
     assert len(streamed) == 3
+    # micro health calls each node by address: grpc:// picks the node's protocol
+    [row] = micro_json("health", greeter)
+    assert row["status"] == "ok", row
 
 
 async def health_of(address: str) -> int:
