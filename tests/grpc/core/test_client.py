@@ -24,6 +24,7 @@ from micro.errors import (
 )
 from micro.grpc._status import from_status, to_status
 from micro.grpc.server import GrpcServer
+from micro.registry import Node
 from micro.registry.memory import MemoryRegistry
 from micro.server import HandlerFunc, Request
 from micro.server.rpc import RpcServer
@@ -329,3 +330,15 @@ async def test_grpc_client_calls_a_plain_grpcio_server(
             assert rsp.msg == "Hello auto None"
     finally:
         await server.stop(0)
+
+
+def test_micro_client_env_picks_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MICRO_CLIENT", "grpc")
+    assert RpcClient().protocol == "grpc"
+    monkeypatch.setenv("MICRO_CLIENT", "mucp")
+    client = RpcClient()
+    assert client.protocol == "mucp"
+    assert not client.speaks_grpc(Node(id="n", address="a:1", metadata={"protocol": "grpc"}))
+    monkeypatch.setenv("MICRO_CLIENT", "http2")
+    with pytest.raises(ValueError, match="auto, mucp or grpc"):
+        RpcClient()
