@@ -30,6 +30,8 @@ __all__ = ["GrpcCaller", "GrpcStream"]
 
 _CLIENT_ID = "go.micro.client"
 _LIMIT = 1024
+_CHANNELS = 256  # addresses kept open; the least recently opened is closed beyond
+_CLOSE_GRACE = 5.0  # seconds the calls on a channel closed that way get to finish
 
 
 def method_path(node: Node, service: str, endpoint: str) -> str:
@@ -56,14 +58,24 @@ class GrpcCaller:
         self._options = options
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._unary: dict[tuple[str, str], Any] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def channel(self, address: str) -> grpc.aio.Channel:
         """The pooled channel to ``address`` (opened on first use)."""
         found = self._channels.get(address)
         if found is None:
+            if len(self._channels) >= _CHANNELS:  # nodes come and go: keep the newest
+                self._retire(next(iter(self._channels)))
             found = grpc.aio.insecure_channel(address, options=self._options)
             self._channels[address] = found
         return found
+
+    def _retire(self, address: str) -> None:
+        channel = self._channels.pop(address)
+        self._unary = {k: v for k, v in self._unary.items() if k[0] != address}
+        task = asyncio.ensure_future(channel.close(_CLOSE_GRACE))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def call(
         self, node: Node, req: Request, opts: CallOptions, header: Mapping[str, str]
@@ -93,6 +105,8 @@ class GrpcCaller:
         """Close every channel; never raises."""
         channels, self._channels = self._channels, {}
         self._unary.clear()
+        for task in list(self._closing):
+            task.cancel()
         for channel in channels.values():
             try:
                 await channel.close()

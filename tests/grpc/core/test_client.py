@@ -342,3 +342,27 @@ def test_micro_client_env_picks_the_protocol(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("MICRO_CLIENT", "http2")
     with pytest.raises(ValueError, match="auto, mucp or grpc"):
         RpcClient()
+
+
+async def test_channels_are_kept_per_address_and_the_oldest_retired(
+    monkeypatch: pytest.MonkeyPatch, json_server: GrpcServer
+) -> None:
+    import micro.grpc.client as grpc_client
+
+    monkeypatch.setattr(grpc_client, "_CHANNELS", 2)
+    caller = grpc_client.GrpcCaller()
+    first = caller.channel(json_server.address)
+    assert caller.channel(json_server.address) is first
+    caller.channel("127.0.0.1:1")
+    caller.channel("127.0.0.1:2")  # a third address retires the first
+    for _ in range(100):
+        if first.get_state() == grpc.ChannelConnectivity.SHUTDOWN:
+            break
+        await asyncio.sleep(0.02)
+    assert first.get_state() == grpc.ChannelConnectivity.SHUTDOWN
+    again = caller.channel(json_server.address)
+    assert again is not first
+    assert await again.unary_unary("/greeter.Greeter/SayHello")(b'{"name":"x"}') == (
+        b'{"msg":"Hello x"}'
+    )
+    await caller.close()
