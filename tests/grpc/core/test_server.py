@@ -242,7 +242,7 @@ async def test_health_serving_then_not_serving_while_draining(
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
         sleep = channel.unary_unary("/greeter.Greeter/Sleep")
-        slow = asyncio.ensure_future(sleep(b'{"seconds": 1.5}', timeout=5))
+        slow = asyncio.ensure_future(sleep(b'{"seconds": 3}', timeout=10))
         await asyncio.sleep(0.2)
         stopping = asyncio.create_task(server.stop(grace=5))
         await asyncio.sleep(0.1)
@@ -261,7 +261,7 @@ async def test_health_serving_then_not_serving_while_draining(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await channel.unary_unary("/greeter.Greeter/SayHello")(b'{"name":"late"}')
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert json.loads(await slow)["slept"] == 1.5  # the call in flight finished
+        assert json.loads(await slow)["slept"] == 3  # the call in flight finished
         await stopping
     assert await registry.list_services() == []
 

@@ -124,7 +124,7 @@ async def test_health_is_not_serving_while_draining_on_sigterm(spawn: Spawn) -> 
     assert await health_of(address) == health_pb2.HealthCheckResponse.SERVING
     async with grpc.aio.insecure_channel(address) as channel:
         sleep = channel.unary_unary(f"/{name.replace('-', '_')}.Sleeper/Sleep")
-        slow = asyncio.ensure_future(sleep(b'{"seconds": 1.5}', timeout=10))
+        slow = asyncio.ensure_future(sleep(b'{"seconds": 3}', timeout=10))
         await asyncio.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
@@ -133,5 +133,5 @@ async def test_health_is_not_serving_while_draining_on_sigterm(spawn: Spawn) -> 
             await asyncio.sleep(0.05)
             status = await health_of(address)
         assert status == health_pb2.HealthCheckResponse.NOT_SERVING
-        assert json.loads(await slow) == {"slept": 1.5}  # the call in flight finished
+        assert json.loads(await slow) == {"slept": 3}  # the call in flight finished
     assert await asyncio.to_thread(proc.wait, 10) == 0
