@@ -89,6 +89,9 @@ class Service:
             default: the global one, else an SDK one configured from ``OTEL_*``).
         metrics_address: ``host:port`` to serve Prometheus ``/metrics`` on (``micro[metrics]``).
         request_log: ``"json"`` or ``"text"``: one ``micro.request`` log line per request.
+        server: the protocol served: ``mucp`` (default), ``grpc`` (see :mod:`micro.grpc`),
+            or ``mucp,grpc``: both, on two ports (the gRPC one at the ``grpc_address``
+            setting), each registering its node.
 
     Observability wrappers (docs/observability.md) run outside the ones given here; with all
     three off, none is installed.
@@ -124,8 +127,10 @@ class Service:
         tracer_provider: Any = None,
         metrics_address: str | None = None,
         request_log: str | None = None,
+        server: str | None = None,
     ) -> None:
         self._code: dict[str, Any] = {
+            "server": server,
             "server_name": name,
             "server_version": version,
             "server_address": address,
@@ -170,6 +175,7 @@ class Service:
             "after_stop": [],
         }
         self._built: tuple[RpcServer, RpcClient, Broker] | None = None
+        self._also: list[RpcServer] = []  # the gRPC server when serving both protocols
         self._owned: list[Any] = []
         self._started = False
 
@@ -202,7 +208,8 @@ class Service:
         """Serve the public methods of ``handler`` as ``Handler.Method`` endpoints."""
         self._handlers.append((handler, options))
         if self._built is not None:
-            self._built[0].handle(handler, **options)
+            for server in self.servers:
+                server.handle(handler, **options)
 
     @overload
     def subscribe(
@@ -291,9 +298,9 @@ class Service:
 
     def _assemble(self) -> tuple[RpcServer, RpcClient, Broker]:
         from micro.client.rpc import RpcClient
-        from micro.server.rpc import RpcServer
 
         s = self.settings
+        protocols = _protocols(s["server"])
         registry = self._backend("registry", lambda: plugins.create("registry", settings=s))
         transport = self._backend("transport", lambda: plugins.create("transport", settings=s))
         selector = self._backend(
@@ -309,22 +316,29 @@ class Service:
             call_wrappers = [*obs.call_wrappers(), *call_wrappers]
             sub_wrappers = [*obs.subscriber_wrappers(), *sub_wrappers]
             publish_wrappers = obs.publish_wrappers()
-        server = RpcServer(
-            name=self.name,
-            version=s["server_version"],
-            metadata=self._metadata,
-            transport=transport,
-            registry=registry,
-            broker=broker,
-            register_ttl=s["register_ttl"],
-            register_interval=s["register_interval"],
-            wrappers=wrappers,
-            subscriber_wrappers=sub_wrappers,
-            grace=self.grace,
-            settings=s,
-        )
-        for handler, options in self._handlers:
-            server.handle(handler, **options)
+        options: dict[str, Any] = {
+            "name": self.name,
+            "version": s["server_version"],
+            "metadata": self._metadata,
+            "transport": transport,
+            "registry": registry,
+            "broker": broker,
+            "register_ttl": s["register_ttl"],
+            "register_interval": s["register_interval"],
+            "wrappers": wrappers,
+            "subscriber_wrappers": sub_wrappers,
+            "grace": self.grace,
+            "settings": s,
+        }
+        server = _server(protocols[0], options)
+        self._also = []
+        if len(protocols) > 1:
+            host = s["server_address"].rpartition(":")[0]
+            address = s["grpc_address"] or f"{host}:0"
+            self._also.append(_server("grpc", {**options, "address": address}))
+        for handler, handler_options in self._handlers:
+            for each in (server, *self._also):
+                each.handle(handler, **handler_options)
         for topic, target, sub_options in self._subscribers:
             server.subscribe(topic, target, **sub_options)
         client = RpcClient(
@@ -366,6 +380,11 @@ class Service:
         return self._build()[0]
 
     @property
+    def servers(self) -> list[RpcServer]:
+        """Every server of the service: the mucp one, the gRPC one, or both."""
+        return [self._build()[0], *self._also]
+
+    @property
     def client(self) -> RpcClient:
         """A :class:`micro.Client` sharing this service's registry, selector and transport."""
         return self._build()[1]
@@ -390,11 +409,17 @@ class Service:
         server, _, _ = self._build()
         await self._run_hooks("before_start")
         await server.start()
+        for other in self._also:
+            try:
+                await other.start()
+            except BaseException:
+                await server.stop(grace=0)
+                raise
         if self.observability is not None:
             try:
                 await self.observability.start()
             except BaseException:
-                await server.stop(grace=0)
+                await asyncio.gather(*(each.stop(grace=0) for each in (server, *self._also)))
                 raise
         self._started = True  # the server logs where it serves
         await self._run_hooks("after_start")
@@ -406,7 +431,7 @@ class Service:
         self._started = False
         server, client, broker = self._build()
         await self._run_hooks("before_stop")
-        await server.stop(grace=self.grace)
+        await asyncio.gather(*(each.stop(grace=self.grace) for each in (server, *self._also)))
         await client.close()
         if self.observability is not None:
             await self.observability.close()
@@ -470,6 +495,36 @@ class Service:
             _exit(prog, 2, exc)
         except (MicroError, OSError) as exc:
             _exit(prog, 1, exc)
+
+
+def _protocols(text: str) -> list[str]:
+    """The protocols of the ``server`` setting, the first one being the primary server's.
+
+    Raises:
+        SettingsError: a protocol other than mucp and grpc, or none.
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or any(name not in ("mucp", "grpc") for name in names):
+        raise SettingsError(f"server {text!r}: expected mucp, grpc or mucp,grpc")
+    return list(dict.fromkeys(names))
+
+
+def _server(protocol: str, options: dict[str, Any]) -> RpcServer:
+    if protocol == "mucp":
+        from micro.server.rpc import RpcServer
+
+        return RpcServer(**options)
+    try:
+        from micro.grpc.server import GrpcServer
+    except ImportError as exc:
+        from micro.errors import PluginNotFound
+
+        raise PluginNotFound(
+            f"the gRPC server is not available ({exc}); install it with: "
+            f"{plugins.install_hint('grpc')}",
+            id="go.micro.plugins",
+        ) from exc
+    return GrpcServer(**options)
 
 
 def _prog() -> str:

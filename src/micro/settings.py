@@ -248,6 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("register_interval", "duration", 30.0, "time between re-registrations", "service"),
     _s("server_grace", "duration", 10.0, "time in-flight requests get to finish on stop",
        "service"),
+    _s("server", "text", "mucp", "server protocol: mucp, grpc, or mucp,grpc (both, on two "
+       "ports, both nodes registered)", "service"),
+    _s("grpc_address", "text", None, "host:port of the gRPC server when serving both "
+       "(default: the server_address host, a free port)", "service"),
+    _s("grpc_package", "text", None, "gRPC package of the methods /<package>.<Handler>/"
+       "<Method> (default: the service name)", "service"),
     # -- discovery
     _s("registry", "text", "mdns", "registry backend: mdns, etcd, nats, consul, kubernetes, "
        "memory", "registry"),
@@ -413,6 +419,8 @@ SETTINGS: tuple[Setting, ...] = (
        "(0: one second's worth)", "resilience"),
     _s("resilience_rate_key", "text", None, "server: metadata key naming the client "
        "(default: its remote address)", "resilience"),
+    _s("client", "text", "auto", "protocol of calls: auto (grpc to nodes registered with "
+       "protocol=grpc, mucp to the others), mucp, grpc", "client"),
     # -- reaching a remote environment through micro proxy (the laptop side)
     _s("proxy_address", "text", None, "reach the services through this micro proxy "
        "(host:port, http:// or https://): the registry, calls and events go through it",

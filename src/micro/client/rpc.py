@@ -28,6 +28,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from micro import metadata as md
@@ -76,11 +77,13 @@ if TYPE_CHECKING:
         RetryBudgetPolicy,
     )
     from micro.client.sync import BlockingClient
+    from micro.grpc.client import GrpcCaller
 
-__all__ = ["RpcClient"]
+__all__ = ["RpcClient", "node_address"]
 
 T = TypeVar("T")
 _CACHE_LIMIT = 1024
+_NO_HEADER: Mapping[str, str] = MappingProxyType({})
 
 
 class RpcClient(Client):
@@ -113,6 +116,9 @@ class RpcClient(Client):
         backoff: seconds to wait before retry ``n`` (default: 10^n ms with +-50 % jitter).
         broker: a Broker, a backend name, or None (``MICRO_BROKER``, else ``http``) for
             :meth:`publish`; built and connected on the first publish.
+        protocol: ``auto`` (gRPC to nodes registered with ``protocol=grpc``, mucp to the
+            others), ``mucp`` or ``grpc`` (every call, also by ``address=`` to any gRPC
+            server); setting ``client``, else ``auto``. See :mod:`micro.grpc`.
         proxy: a ``micro proxy`` to send every call, stream and publish through
             (``host:port`` or ``http(s)://host:port``; ``MICRO_PROXY_ADDRESS``, else none):
             see :mod:`micro.client.proxy`. Its token and TLS files come from ``settings``
@@ -155,6 +161,7 @@ class RpcClient(Client):
         retry_on: RetryPredicate = retry_on_error,
         backoff: Backoff = exponential_backoff,
         broker: Broker | str | None = None,
+        protocol: str | None = None,
         proxy: str | None = None,
         breaker: BreakerPolicy | bool | None = None,
         bulkhead: BulkheadPolicy | int | None = None,
@@ -164,6 +171,8 @@ class RpcClient(Client):
     ) -> None:
         s = settings if settings is not None else load(groups=BACKEND_GROUPS)
         self.settings = s
+        self.protocol = _protocol(protocol or s.get("client") or "auto")
+        self._grpc: GrpcCaller | None = None
         self.content_type = content_type or s["content_type"]
         self.timeout = s["client_request_timeout"] if timeout is None else parse_duration(timeout)
         self.retries = s["client_retries"] if retries is None else retries
@@ -274,6 +283,8 @@ class RpcClient(Client):
         for stream in list(self._streams):
             await stream.close()
         await self._pool.close()
+        if self._grpc is not None:
+            await self._grpc.close()
         if self.broker is not None and self._own_broker:
             try:
                 await self.broker.disconnect()
@@ -536,7 +547,7 @@ class RpcClient(Client):
     def _fixed_next(self, addresses: tuple[str, ...]) -> Next:
         nxt = self._fixed.get(addresses)
         if nxt is None:
-            nodes = [Node(id=address, address=address) for address in addresses]
+            nodes = [_fixed_node(address) for address in addresses]
             nxt = itertools.cycle(nodes).__next__
             if len(self._fixed) >= _CACHE_LIMIT:
                 self._fixed.clear()
@@ -545,6 +556,8 @@ class RpcClient(Client):
 
     async def _call_node(self, node: Node, req: Request, opts: CallOptions) -> Any:
         """One attempt: the innermost CallFunc, below the wrappers."""
+        if self.speaks_grpc(node):
+            return await self.grpc.call(node, req, opts, self.grpc_header(opts.metadata))
         check_transport(node, self.transport.name)
         loop = asyncio.get_running_loop()
         body = self.codec(req.content_type).encode(req.body)
@@ -593,6 +606,40 @@ class RpcClient(Client):
         return self.decode(response, req.content_type, req.response_type)
 
     # -- helpers shared with streams ----------------------------------------------------
+
+    def speaks_grpc(self, node: Node) -> bool:
+        """Whether calls to ``node`` go over gRPC (see ``protocol``)."""
+        if self.protocol == "auto":
+            return bool(node.metadata) and node.metadata.get("protocol") == "grpc"
+        return self.protocol == "grpc"
+
+    @property
+    def grpc(self) -> GrpcCaller:
+        """The gRPC side of the client (channels per address), made on first use.
+
+        Raises:
+            PluginNotFound: grpcio is not installed (with the pip command that installs it).
+        """
+        if self._grpc is None:
+            try:
+                from micro.grpc.client import GrpcCaller
+            except ImportError as exc:
+                raise PluginNotFound(
+                    f"gRPC calls are not available ({exc}); install it with: "
+                    f"{plugins.install_hint('grpc')}",
+                    id="go.micro.plugins",
+                ) from exc
+            self._grpc = GrpcCaller()
+        return self._grpc
+
+    def grpc_header(self, metadata: Mapping[str, str] | None) -> Mapping[str, str]:
+        """The metadata a gRPC call carries: the context's, ``metadata``, the caller."""
+        if not metadata and not self.from_service and not md.get():
+            return _NO_HEADER
+        header = md.outgoing(metadata)
+        if self.from_service:
+            header["Micro-From-Service"] = self.from_service
+        return header
 
     def codec(self, content_type: str) -> Codec:
         """The codec for a content type (cached)."""
@@ -684,6 +731,28 @@ def _any_resilience(s: Settings) -> bool:
         or s.get("resilience_retry_budget")
         or (s.get("resilience_hedge_after") and s.get("resilience_hedge_endpoints"))
     )
+
+
+def node_address(node: Node) -> str:
+    """``node``'s address as ``call(address=...)`` takes it: ``grpc://host:port`` for a node
+    that speaks gRPC, so that a call by address picks the node's protocol."""
+    if node.metadata and node.metadata.get("protocol") == "grpc":
+        return f"grpc://{node.address}"
+    return node.address
+
+
+def _fixed_node(address: str) -> Node:
+    """The node of an ``address=`` target: ``grpc://host:port`` speaks gRPC."""
+    scheme, found, rest = address.partition("://")
+    if found and scheme in ("grpc", "mucp"):
+        return Node(id=address, address=rest, metadata={"protocol": scheme})
+    return Node(id=address, address=address)
+
+
+def _protocol(name: str) -> str:
+    if name not in ("auto", "mucp", "rpc", "grpc"):
+        raise ValueError(f"client protocol {name!r}: expected auto, mucp or grpc")
+    return "mucp" if name == "rpc" else name
 
 
 def _addresses(address: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from micro.transport import Message, Socket
 
 if TYPE_CHECKING:
     from micro.client.rpc import RpcClient
+    from micro.grpc.client import GrpcStream
 
 __all__ = ["RpcStream"]
 
@@ -61,6 +62,7 @@ class RpcStream(Stream):
         self._metadata = metadata
         self._deadline: float | None = None
         self._socket: Socket | None = None
+        self._grpc: GrpcStream | None = None  # the stream, when the node speaks gRPC
         self._id = ""
         self._eos = True  # the node reads our EOS (see _reads_eos)
         self._send_done = False
@@ -76,7 +78,7 @@ class RpcStream(Stream):
         return self._id
 
     async def open(self) -> Self:
-        if self._socket is not None:
+        if self._socket is not None or self._grpc is not None:
             return self
         if self._closed:
             raise ConnectionClosed("stream is closed", id="go.micro.client")
@@ -107,9 +109,16 @@ class RpcStream(Stream):
         client._streams.add(self)
         return self
 
-    async def _connect(self, node: Node, req: Request, opts: CallOptions) -> Socket:
-        """One attempt to open the stream on ``node``: dial and send the opening message."""
+    async def _connect(self, node: Node, req: Request, opts: CallOptions) -> Socket | None:
+        """One attempt to open the stream on ``node``: dial and send the opening message.
+
+        None when the node speaks gRPC: the stream is then a gRPC call (``_grpc``)."""
         client = self._client
+        if client.speaks_grpc(node):
+            header = client.grpc_header(opts.metadata)
+            self._grpc = await client.grpc.stream(node, req, header).start(self._deadline)
+            self.node = node
+            return None
         check_transport(node, client.transport.name)
         loop = asyncio.get_running_loop()
         remaining = max(opts.deadline - loop.time(), 0.0)
@@ -146,15 +155,25 @@ class RpcStream(Stream):
         return self._socket
 
     async def send(self, obj: Any) -> None:
-        sock = self._sock()
         if self._send_done:
             raise ConnectionClosed("stream: send after close_send()", id="go.micro.client")
+        if self._grpc is not None:
+            await self._bounded(self._grpc.send(obj))
+            return
+        sock = self._sock()
         body = self._client.codec(self.request.content_type).encode(obj)
         await self._bounded(sock.send(Message(self._header(), body)))
 
     async def recv(self, type: Any = Any) -> Any:
         if self._recv_done:
             raise StopAsyncIteration
+        if self._grpc is not None:
+            wanted = self.request.response_type if type is Any else type
+            try:
+                return await self._bounded(self._grpc.recv(wanted))
+            except (StopAsyncIteration, MicroError):
+                self._recv_done = True
+                raise
         sock = self._sock()
         try:
             message: Message = await self._bounded(sock.recv())
@@ -187,6 +206,10 @@ class RpcStream(Stream):
             raise Timeout(detail, id="go.micro.client") from None
 
     async def close_send(self) -> None:
+        if self._grpc is not None:
+            self._send_done = True
+            await self._grpc.close_send()
+            return
         sock = self._sock()
         if self._send_done:
             return
@@ -201,6 +224,8 @@ class RpcStream(Stream):
             return
         self._closed = True
         self._client._streams.discard(self)
+        if self._grpc is not None:
+            await self._grpc.close()
         sock, self._socket = self._socket, None
         if sock is None:
             return

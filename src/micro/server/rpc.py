@@ -275,7 +275,7 @@ class RpcServer(Server):
             if hasattr(backend, "start"):
                 await backend.start()
         self._debug.started = time.time()
-        listener = await self.transport.listen(self._address, self._router.serve)
+        listener = await self._listen()
         self._listener = listener
         self._advertised = advertise_address(listener.address, self._advertise, self._pinned)
         try:
@@ -289,6 +289,10 @@ class RpcServer(Server):
         log.info("%s serving on %s as %s", self.service_name, listener.address, self.id)
         if self.register_interval > 0:
             self._keeper = asyncio.create_task(self._keep_registered())
+
+    async def _listen(self) -> Listener:
+        """Bind and start serving; a server speaking another protocol overrides this."""
+        return await self.transport.listen(self._address, self._router.serve)
 
     async def stop(self, *, grace: float | None = None) -> None:
         if self._stopping is None:

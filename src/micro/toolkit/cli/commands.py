@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from micro.client.rpc import node_address
 from micro.errors import MicroError
 from micro.settings import Settings
 from micro.toolkit.cli import output
@@ -294,7 +295,7 @@ async def _probe(
             args.service,
             endpoint,
             {},
-            address=node.address,
+            address=node_address(node),
             timeout=timeout,
             retries=0,
             content_type=DEBUG_CONTENT_TYPE,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from micro.client.rpc import node_address
 from micro.errors import BadRequest, MicroError, NotFound
 from micro.registry import Node
 from micro.toolkit.web._context import WEB_ID, Dashboard, handler, query, send_json, stop
@@ -167,7 +168,7 @@ class NodeStats:
             service,
             endpoint,
             {},
-            address=node.address,
+            address=node_address(node),
             timeout=self._probe_timeout(),
             retries=0,
             content_type=DEBUG_CONTENT_TYPE,
