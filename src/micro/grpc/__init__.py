@@ -1,0 +1,1 @@
+"""gRPC for micro services."""

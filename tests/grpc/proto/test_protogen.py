@@ -1,0 +1,359 @@
+"""Descriptors, .proto text and converters made from handler annotations and registry schemas."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import pydantic
+import pytest
+
+from micro.errors import CodecError
+from micro.grpc._protogen import ProtoFile, default_json_name, from_endpoints, from_specs
+from micro.server import Stream
+from micro.server._endpoint import endpoint_record
+from micro.server.handler import introspect
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Inner(msgspec.Struct):
+    x: int
+    tags: list[str] = []
+
+
+class Req(msgspec.Struct):
+    name: str
+    count: int = 0
+    ratio: float | None = None
+    blob: bytes = b""
+    extra: dict[str, Any] = {}
+    anything: Any = None
+    inner: Inner | None = None
+    inners: list[Inner] = []
+    scores: dict[str, int] = {}
+    color: Color = Color.RED
+    mode: Literal["fast", "slow"] = "fast"
+    userName: str = ""
+    user_id: int = 0
+    when: datetime.datetime | None = None
+    grid: list[list[int]] = []
+    flag: bool = False
+
+
+class Rsp(msgspec.Struct):
+    msg: str
+    req: Req
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+
+
+class Model(pydantic.BaseModel):
+    title: str
+    points: list[int] = []
+
+
+class Say:
+    async def hello(self, req: Req) -> Rsp:
+        return Rsp("hi", req)
+
+    async def watch(self, req: Req) -> AsyncIterator[Rsp]:
+        yield Rsp("hi", req)
+
+    async def chat(self, stream: Stream[Point, Point]) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def model(self, req: Model) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def proto() -> ProtoFile:
+    return from_specs("go.micro.srv.greeter", introspect(Say()))
+
+
+def fields(proto: ProtoFile, message: str) -> list[tuple[str, int, str]]:
+    descriptor = proto.pool().FindMessageTypeByName(f"{proto.package}.{message}")
+    return [(f.name, f.number, f.json_name) for f in descriptor.fields]
+
+
+def test_package_services_and_stream_flags(proto: ProtoFile) -> None:
+    assert proto.package == "go.micro.srv.greeter"
+    assert proto.services == ["go.micro.srv.greeter.Say"]
+    methods = {m.name: m for m in proto.file.service[0].method}
+    assert sorted(methods) == ["Chat", "Hello", "Model", "Ping", "Watch"]
+    assert (methods["Hello"].client_streaming, methods["Hello"].server_streaming) == (False, False)
+    assert (methods["Watch"].client_streaming, methods["Watch"].server_streaming) == (False, True)
+    assert (methods["Chat"].client_streaming, methods["Chat"].server_streaming) == (True, True)
+    assert methods["Ping"].input_type == ".google.protobuf.Empty"
+    assert methods["Ping"].output_type == ".google.protobuf.Empty"
+    assert methods["Model"].output_type == ".google.protobuf.Struct"
+    assert proto.rpcs["Say.Chat"].request == "go.micro.srv.greeter.Point"
+
+
+def test_fields_numbered_in_declaration_order_with_json_names(proto: ProtoFile) -> None:
+    got = fields(proto, "Req")
+    assert [number for _, number, _ in got] == list(range(1, len(Req.__struct_fields__) + 1))
+    assert [json_name for _, _, json_name in got] == list(Req.__struct_fields__)
+    assert ("user_name", 12, "userName") in got
+    assert ("user_id", 13, "user_id") in got
+    assert fields(proto, "Model") == [("title", 1, "title"), ("points", 2, "points")]
+    assert fields(proto, "Point") == [("x", 1, "x"), ("y", 2, "y")]
+
+
+def test_proto_source_maps_types(proto: ProtoFile) -> None:
+    text = proto.source()
+    assert text.startswith('syntax = "proto3";')
+    assert "package go.micro.srv.greeter;" in text
+    assert 'import "google/protobuf/struct.proto";' in text
+    for line in [
+        "string name = 1;",
+        "int64 count = 2;",
+        "optional double ratio = 3;",
+        "bytes blob = 4;",
+        "google.protobuf.Struct extra = 5;",
+        "google.protobuf.Value anything = 6;",
+        "Inner inner = 7;",
+        "repeated Inner inners = 8;",
+        "map<string, int64> scores = 9;",
+        "Color color = 10;",
+        "ReqMode mode = 11;",
+        "string user_name = 12;",
+        'int64 user_id = 13 [json_name = "user_id"];',
+        "optional string when = 14;",
+        "repeated google.protobuf.ListValue grid = 15;",
+        "bool flag = 16;",
+        "rpc Watch(Req) returns (stream Rsp);",
+        "rpc Chat(stream Point) returns (stream Point);",
+        "fast = 0;",
+        "slow = 1;",
+    ]:
+        assert line in text, line
+
+
+def test_source_compiles_with_protoc(proto: ProtoFile, tmp_path: Path) -> None:
+    path = tmp_path / proto.file.name
+    path.parent.mkdir(parents=True)
+    path.write_text(proto.source())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{tmp_path}",
+            "--python_out",
+            str(tmp_path),
+            proto.file.name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def full_request() -> Req:
+    return Req(
+        name="n",
+        count=2**40,
+        ratio=0.5,
+        blob=b"\x00\xff",
+        extra={"a": [1, "b", None]},
+        anything="x",
+        inner=Inner(1, ["t"]),
+        inners=[Inner(2), Inner(3, ["u"])],
+        scores={"k": -9},
+        color=Color.GREEN,
+        mode="slow",
+        userName="u",
+        user_id=7,
+        when=datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        grid=[[1, 2], [3]],
+        flag=True,
+    )
+
+
+def test_round_trip_through_the_wire(proto: ProtoFile) -> None:
+    cls = proto.request_class("Say.Hello")
+    value = full_request()
+    message = proto.to_message(value, cls)
+    again = cls.FromString(message.SerializeToString())
+    assert proto.from_message(again, Req) == value
+
+
+def test_defaults_round_trip(proto: ProtoFile) -> None:
+    cls = proto.request_class("Say.Hello")
+    value = Req(name="")
+    assert proto.from_message(proto.to_message(value, cls), Req) == value
+
+
+def test_json_agrees_with_msgspec(proto: ProtoFile) -> None:
+    from google.protobuf import json_format
+
+    cls = proto.request_class("Say.Hello")
+    value = Req(name="n", userName="u", user_id=3, scores={"a": 1}, color=Color.GREEN, mode="slow")
+    parsed = json_format.Parse(msgspec.json.encode(value), cls(), ignore_unknown_fields=False)
+    assert (parsed.user_name, parsed.user_id, parsed.scores["a"]) == ("u", 3, 1)
+    printed = json_format.MessageToDict(parsed, always_print_fields_with_no_presence=True)
+    assert {"name", "userName", "user_id", "scores"} <= set(printed)
+    # enum values are named as msgspec writes them
+    assert (printed["color"], printed["mode"]) == ("green", "slow")
+
+
+def test_dataclass_and_pydantic_values(proto: ProtoFile) -> None:
+    point_cls = proto.request_class("Say.Chat")
+    assert proto.from_message(proto.to_message(Point(1.5, -2), point_cls), Point) == Point(1.5, -2)
+    model_cls = proto.request_class("Say.Model")
+    model = Model(title="t", points=[1, 2])
+    assert proto.from_message(proto.to_message(model, model_cls), Model) == model
+
+
+def test_mismatch_is_a_codec_error(proto: ProtoFile) -> None:
+    cls = proto.request_class("Say.Hello")
+    with pytest.raises(CodecError):
+        proto.to_message({"name": {"not": "a string"}}, cls)
+    with pytest.raises(CodecError):
+        proto.from_message(cls(), Point)
+
+
+def test_registry_schemas_give_the_same_file(proto: ProtoFile) -> None:
+    records = [endpoint_record(spec, {}) for spec in introspect(Say())]
+    from_registry = from_endpoints("go.micro.srv.greeter", records)
+    assert from_registry.source().replace("stream Req", "Req") == proto.source().replace(
+        "stream Req", "Req"
+    )
+
+
+def test_registry_endpoints_without_schema_and_subscribers() -> None:
+    from micro.registry import Endpoint, Value
+
+    endpoints = [
+        Endpoint(
+            name="Say.Hello",
+            request=Value(name="Request", type="Request"),
+            response=Value(name="Response", type="Response"),
+            metadata={"stream": "false"},
+        ),
+        Endpoint(name="Func", metadata={"subscriber": "true", "topic": "t"}),
+        Endpoint(
+            name="Say.Odd",
+            metadata={"request_schema": "not json", "stream": "true"},
+        ),
+    ]
+    made = from_endpoints("go-micro greeter", endpoints)
+    assert made.package == "go_micro_greeter"
+    assert list(made.rpcs) == ["Say.Hello", "Say.Odd"]
+    assert made.rpcs["Say.Hello"].request == "google.protobuf.Struct"
+    assert made.rpcs["Say.Odd"].response == "google.protobuf.Empty"
+    assert made.rpcs["Say.Odd"].server_streaming
+    assert made.rpcs["Say.Odd"].client_streaming
+
+
+def test_same_name_different_shapes_get_distinct_messages() -> None:
+    one = {"title": "Request", "type": "object", "properties": {"a": {"type": "string"}}}
+    two = {"title": "Request", "type": "object", "properties": {"b": {"type": "integer"}}}
+    from micro.grpc._protogen import from_schemas
+
+    made = from_schemas("svc", [("A.Do", one, one, False, False), ("B.Do", two, one, False, False)])
+    assert made.rpcs["A.Do"].request == "svc.Request"
+    assert made.rpcs["B.Do"].request == "svc.Request2"
+    assert made.rpcs["B.Do"].response == "svc.Request"
+
+
+class Node(msgspec.Struct):
+    value: int
+    children: list[Node] = []
+
+
+class Tree:
+    async def walk(self, req: Node) -> Node:
+        return req
+
+
+def test_recursive_types_terminate() -> None:
+    made = from_specs("tree", introspect(Tree()))
+    assert "repeated Node children = 2;" in made.source()
+    cls = made.request_class("Tree.Walk")
+    value = Node(1, [Node(2, [Node(3)])])
+    assert made.from_message(made.to_message(value, cls), Node) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "json_name"), [("user_name", "userName"), ("a", "a"), ("a_b_c", "aBC"), ("x__y", "xY")]
+)
+def test_default_json_name_is_protocs(name: str, json_name: str) -> None:
+    from google.protobuf import descriptor_pb2
+
+    assert default_json_name(name) == json_name
+    # protoc agrees: a field without a json_name option gets this one in the pool
+    file = descriptor_pb2.FileDescriptorProto(name="j.proto", package="j", syntax="proto3")
+    file.message_type.add(name="M").field.add(name=name, number=1, type=9, label=1)
+    from micro.grpc._protogen import make_pool
+
+    got = make_pool([file]).FindMessageTypeByName("j.M").fields[0].json_name
+    assert got == json_name
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 5
+
+
+class Odd(msgspec.Struct):
+    level: Level
+    word: Literal["class", "two words", "red"]
+    other: Literal["red", "blue"] = "blue"
+
+
+class OddHandler:
+    async def do(self, req: Odd) -> Odd:
+        return req
+
+
+def test_enums_that_cannot_keep_their_names(tmp_path: Path) -> None:
+    made = from_specs("odd", introspect(OddHandler()))
+    text = made.source()
+    assert "LEVEL_UNSPECIFIED = 0;" in text
+    assert "LEVEL_5 = 5;" in text
+    # the schema lists a Literal's values sorted; names that are no identifiers get a prefix
+    assert "ODD_WORD_CLASS_ = 0;" in text
+    assert "ODD_WORD_TWO_WORDS = 2;" in text
+    assert "red = 1;" in text  # first come, first named: the second "red" is prefixed
+    assert "ODD_OTHER_RED = 1;" in text
+    cls = made.request_class("OddHandler.Do")
+    for value in (Odd(Level.HIGH, "two words", "red"), Odd(Level.LOW, "class")):
+        assert made.from_message(made.to_message(value, cls), Odd) == value
+    path = tmp_path / made.file.name
+    path.write_text(text)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{tmp_path}",
+            "--python_out",
+            str(tmp_path),
+            made.file.name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
