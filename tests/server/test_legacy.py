@@ -171,3 +171,11 @@ async def test_client_round_trip_proto_rpc(
             content_type="application/proto-rpc",
             retries=0,
         )
+
+
+@pytest.mark.parametrize("content_type", ["application/json-rpc", "application/proto-rpc"])
+async def test_client_refuses_streams_in_envelopes(client: RpcClient, content_type: str) -> None:
+    with pytest.raises(errors.CodecError, match="carries no streams"):
+        await client.stream(
+            SERVICE, "Say.Count", {}, address="127.0.0.1:1", content_type=content_type
+        )

@@ -49,7 +49,7 @@ from micro.client.options import timeout_header
 from micro.client.pool import Pool, check_transport
 from micro.client.retries import exponential_backoff, retry_on_error
 from micro.client.stream import RpcStream
-from micro.codec import Codec, Envelope, EnvelopeCodec, lookup
+from micro.codec import Codec, CodecError, Envelope, EnvelopeCodec, lookup
 from micro.errors import (
     ConnectError,
     ConnectionClosed,
@@ -409,6 +409,8 @@ class RpcClient(Client):
         req = Request(
             service, endpoint, request, content_type or self.content_type, response_type, True
         )
+        if isinstance(self.codec(req.content_type), EnvelopeCodec):
+            raise CodecError(f"{req.content_type} carries no streams (its envelopes are unary)")
         return RpcStream(
             self,
             req,
