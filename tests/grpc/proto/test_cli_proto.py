@@ -12,17 +12,21 @@ from typing import Any
 
 import pytest
 
+from micro.grpc._protogen import from_specs
+from micro.server.handler import introspect
+from tests.grpc.proto import rich_service
 from tests.toolkit.cli.conftest import GREETER, base_env, micro, unique, wait_registered
 
 pytestmark = pytest.mark.integration
 
+RICH = Path(rich_service.__file__)
 
-@pytest.fixture(scope="module")
-def greeter() -> Iterator[str]:
-    """One real greeter process for the module (its name is unique: mDNS is shared)."""
-    name = unique("greeter")
+
+def serve(script: Path, prefix: str) -> Iterator[str]:
+    """One real service process (its name is unique: mDNS is shared); yields its name."""
+    name = unique(prefix)
     proc = subprocess.Popen(
-        [sys.executable, str(GREETER), "--server_name", name],
+        [sys.executable, str(script), "--server_name", name],
         env=base_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -33,6 +37,16 @@ def greeter() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def greeter() -> Iterator[str]:
+    yield from serve(GREETER, "greeter")
+
+
+@pytest.fixture(scope="module")
+def shop() -> Iterator[str]:
+    yield from serve(RICH, "shop")
 
 
 def compile_proto(source: str, name: str, tmp_path: Path) -> Any:
@@ -110,3 +124,22 @@ def test_help_describes_the_command() -> None:
     assert done.returncode == 0
     assert "--package" in done.stdout
     assert "micro proto greeter" in done.stdout
+
+
+def test_rich_types_over_the_registry_match_the_in_process_file(shop: str, tmp_path: Path) -> None:
+    done = micro("proto", shop, "--package", "shop")
+    assert done.returncode == 0, done.stderr
+    local = from_specs("shop", introspect(rich_service.Shop())).source()
+    # the registry says only that a stream streams: both of its sides are written streaming
+    assert done.stdout == local.replace("rpc Track(Order)", "rpc Track(stream Order)")
+    module = compile_proto(done.stdout, "shop.proto", tmp_path)
+    order = module.DESCRIPTOR.message_types_by_name["Order"]
+    assert [f.json_name for f in order.fields] == list(rich_service.Order.__struct_fields__)
+    assert order.fields_by_name["customer_name"].json_name == "customerName"
+    assert order.fields_by_name["items"].message_type.name == "Item"
+    assert order.fields_by_name["prices"].message_type.GetOptions().map_entry
+    assert order.fields_by_name["color"].enum_type.name == "Color"
+    methods = module.DESCRIPTOR.services_by_name["Shop"].methods_by_name
+    assert methods["Chat"].client_streaming
+    assert methods["Chat"].server_streaming
+    assert methods["Ping"].input_type.full_name == "google.protobuf.Empty"
