@@ -16,7 +16,7 @@ table is in docs/grpc-proto.md. Requires ``protobuf`` (the ``grpc`` extra).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ import msgspec
 from micro.codec._msgspec import dec_hook, enc_hook
 from micro.codec.schema import json_schema
 from micro.errors import CodecError
-from micro.grpc._protoschema import EMPTY, WKT_FILES, SchemaBuilder, ident
+from micro.grpc._protoschema import EMPTY, VALUE, WKT_FILES, SchemaBuilder, ident
 from micro.grpc._prototext import default_json_name, render
 
 if TYPE_CHECKING:
@@ -110,6 +110,8 @@ class ProtoFile:
         """
         from google.protobuf import json_format
 
+        if value is None and cls.DESCRIPTOR.full_name != VALUE:
+            return cls()  # no response (Empty), or an optional request not sent
         try:
             data = msgspec.to_builtins(value, enc_hook=enc_hook)
             data = self._enums(data, cls.DESCRIPTOR, to_proto=True)
@@ -125,6 +127,8 @@ class ProtoFile:
         """
         from google.protobuf import json_format
 
+        if tp is None or tp is type(None):
+            return None
         data = json_format.MessageToDict(
             message, always_print_fields_with_no_presence=True, use_integers_for_enums=True
         )
@@ -133,6 +137,35 @@ class ProtoFile:
             return msgspec.convert(data, tp, strict=False, dec_hook=dec_hook)
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
             raise CodecError(str(exc)) from None
+
+    def decoder(self, full_name: str, tp: Any = Any) -> Callable[[bytes], Any]:
+        """A function from the wire bytes of message ``full_name`` to a value of ``tp``: a
+        gRPC request deserializer for a handler typed with ``tp``.
+
+        The function raises :class:`CodecError` on bytes that are no such message or a
+        message that does not fit ``tp``.
+        """
+        cls = self.message_class(full_name)
+
+        def decode(data: bytes) -> Any:
+            try:
+                message = cls.FromString(data)
+            except Exception as exc:  # DecodeError, or odd bytes the parser rejects
+                raise CodecError(f"malformed {full_name} message: {exc}") from None
+            return self.from_message(message, tp)
+
+        return decode
+
+    def encoder(self, full_name: str) -> Callable[[Any], bytes]:
+        """A function from a value to the wire bytes of message ``full_name``: a gRPC
+        response serializer (raises :class:`CodecError` for a value that does not fit)."""
+        cls = self.message_class(full_name)
+
+        def encode(value: Any) -> bytes:
+            data: bytes = self.to_message(value, cls).SerializeToString()
+            return data
+
+        return encode
 
     def _enums(self, data: Any, descriptor: Descriptor, *, to_proto: bool) -> Any:
         """Swap enum values for their numbers (to_proto) or back, walking ``descriptor``."""

@@ -357,3 +357,27 @@ def test_enums_that_cannot_keep_their_names(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_wire_encoder_and_decoder(proto: ProtoFile) -> None:
+    rpc = proto.rpcs["Say.Hello"]
+    encode = proto.encoder(rpc.request)
+    decode = proto.decoder(rpc.request, Req)
+    value = full_request()
+    assert decode(encode(value)) == value
+    with pytest.raises(CodecError):
+        decode(b"\xff\xff\xff")  # no message: a truncated varint key
+    with pytest.raises(CodecError):
+        encode({"name": 5.5, "count": "many"})
+
+
+def test_empty_and_any_endpoints(proto: ProtoFile) -> None:
+    ping = proto.rpcs["Say.Ping"]
+    assert proto.encoder(ping.response)(None) == b""
+    assert proto.decoder(ping.request, None)(b"") is None
+    model = proto.rpcs["Say.Model"]  # returns dict[str, Any]: a Struct
+    encode, decode = proto.encoder(model.response), proto.decoder(model.response, dict[str, Any])
+    assert decode(encode({"a": [1, "x", None], "b": {"c": True}})) == {
+        "a": [1, "x", None],
+        "b": {"c": True},
+    }
