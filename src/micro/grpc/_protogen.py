@@ -283,7 +283,9 @@ def from_schemas(service: str, rows: Iterable[Row], *, package: str | None = Non
     from google.protobuf import descriptor_pb2
 
     pkg = package_name(package or service)
-    builder = SchemaBuilder(pkg)
+    rows = list(rows)
+    handlers = {ident(name.partition(".")[0], "Handler") for name, *_ in rows}
+    builder = SchemaBuilder(pkg, reserved=handlers)
     rpcs: dict[str, Rpc] = {}
     for name, request, response, client_streaming, server_streaming in rows:
         handler, _, method = name.partition(".")

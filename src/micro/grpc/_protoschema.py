@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import keyword
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "VALUE",
     "WKT_FILES",
     "SchemaBuilder",
+    "default_json_name",
     "ident",
 ]
 
@@ -59,8 +61,9 @@ class _Type:
 
 
 class SchemaBuilder:
-    def __init__(self, package: str) -> None:
+    def __init__(self, package: str, reserved: Iterable[str] = ()) -> None:
         self.package = package
+        self.reserved = set(reserved)  # the package's other names: its services
         self.messages: dict[str, DescriptorProto] = {}  # by short name
         self.enum_protos: dict[str, Any] = {}
         self.enums: dict[str, dict[int, Any]] = {}
@@ -152,14 +155,14 @@ class SchemaBuilder:
         known = self._seen.get(canonical)
         if known is not None:
             return f"{self.package}.{known}"
-        name = self._free(ident(str(schema.get("title") or hint), "Message"))
+        name = self._free(_type_name(str(schema.get("title") or hint), "Message"))
         self._seen[canonical] = name
         from google.protobuf import descriptor_pb2
 
         message = descriptor_pb2.DescriptorProto(name=name)
         self.messages[name] = message  # claimed before the fields: recursive types end
         required = set(schema.get("required", ()))
-        used: set[str] = set()
+        used: tuple[set[str], set[str], set[str]] = (set(), set(), set(props))
         for number, (key, sub) in enumerate(props.items(), start=1):
             t = self.type_of(sub, defs, name + _camel(ident(key, "Field")))
             if (
@@ -172,14 +175,29 @@ class SchemaBuilder:
             self._field(message, key, number, t, used)
         return f"{self.package}.{name}"
 
-    def _field(self, message: Any, key: str, number: int, t: _Type, used: set[str]) -> None:
-        name = _field_name(key)
-        while name in used:
-            name += "_"
-        used.add(name)
-        fd = message.field.add(name=name, number=number, json_name=key, label=_OPTIONAL)
+    def _field(
+        self, message: Any, key: str, number: int, t: _Type, used: tuple[set[str], ...]
+    ) -> None:
+        """Add field ``key``; ``used``: the field (and map entry) names so far, their default
+        JSON names, and every JSON key of the message (protoc wants the default JSON names distinct,
+        and distinct from the other fields' JSON names)."""
+        names, defaults, keys = used
+        base = name = _field_name(key)
+        n = 1
+        while (
+            name in names
+            or _entry_name(name) in names  # a map's entry type, named after its field
+            or (json := default_json_name(name)) in defaults
+            or (json != key and json in keys)
+        ):
+            n += 1
+            name = f"{base}{n}"
+        names.update((name, _entry_name(name)))
+        defaults.add(default_json_name(name))
+        json_name = key if _json_name_ok(key) else default_json_name(name)
+        fd = message.field.add(name=name, number=number, json_name=json_name, label=_OPTIONAL)
         if t.map_value is not None:
-            entry = message.nested_type.add(name=_camel(name) + "Entry")
+            entry = message.nested_type.add(name=_entry_name(name))
             entry.options.map_entry = True
             entry.field.add(name="key", number=1, type=_STRING, label=_OPTIONAL, json_name="key")
             value = entry.field.add(name="value", number=2, label=_OPTIONAL, json_name="value")
@@ -205,7 +223,7 @@ class SchemaBuilder:
         canonical = json.dumps(["enum", values], default=str)
         known = self._seen.get(canonical)
         if known is None:
-            known = self._free(ident(hint, "Enum"))
+            known = self._free(_type_name(hint, "Enum"))
             self._seen[canonical] = known
             self._add_enum(known, values)
         return _Type(_ENUM, f"{self.package}.{known}")
@@ -223,7 +241,7 @@ class SchemaBuilder:
         else:
             numbers = dict(enumerate(values))
             labels = {n: self._label(str(v), prefix) for n, v in numbers.items()}
-        for number in sorted(labels):
+        for number in sorted(labels, key=lambda n: (n != 0, n)):  # proto3: 0 comes first
             label = labels[number]
             self._enum_values.add(label)
             enum.value.add(name=label, number=number)
@@ -231,8 +249,9 @@ class SchemaBuilder:
         self.enums[f"{self.package}.{name}"] = numbers
 
     def _label(self, value: str, prefix: str) -> str:
-        taken = self._enum_values | self.messages.keys() | self.enum_protos.keys()
-        if value and ident(value, "") == value and value not in taken:
+        taken = self._enum_values | self.messages.keys() | self.enum_protos.keys() | self.reserved
+        free = value not in taken and value not in _KEYWORDS
+        if value and ident(value, "") == value and free:
             return value
         label = f"{prefix}_{_upper_snake(ident(value, 'V'))}"
         while label in taken:
@@ -240,7 +259,7 @@ class SchemaBuilder:
         return label
 
     def _free(self, name: str) -> str:
-        taken = self.messages.keys() | self.enum_protos.keys() | self._enum_values
+        taken = self.messages.keys() | self.enum_protos.keys() | self._enum_values | self.reserved
         candidate, n = name, 1
         while candidate in taken:
             n += 1
@@ -274,10 +293,80 @@ def ident(text: str, fallback: str) -> str:
     return out + "_" if keyword.iskeyword(out) else out
 
 
+# words that would read as a statement where an enum value's name stands
+_KEYWORDS = frozenset(
+    [
+        "option",
+        "reserved",
+        "message",
+        "enum",
+        "extend",
+        "extensions",
+        "syntax",
+        "edition",
+        "package",
+        "import",
+        "service",
+        "rpc",
+        "returns",
+        "stream",
+        "oneof",
+        "map",
+        "optional",
+        "repeated",
+        "required",
+        "group",
+        "true",
+        "false",
+        "inf",
+        "nan",
+    ]
+)
+
+
+def _type_name(text: str, fallback: str) -> str:
+    """A message or enum name: an identifier with a capital first letter (so it is never a
+    lowercase keyword such as ``message`` where a field's type stands)."""
+    name = ident(text, fallback)
+    return name[:1].upper() + name[1:]
+
+
+def default_json_name(name: str) -> str:
+    """protoc's json_name for a field name: underscores dropped, the next letter upper."""
+    out, upper = [], False
+    for ch in name:
+        if ch == "_":
+            upper = True
+        else:
+            out.append(ch.upper() if upper else ch)
+            upper = False
+    return "".join(out)
+
+
+def _json_name_ok(key: str) -> bool:
+    """Whether protoc takes ``key`` as a json_name: not ``[...]`` (that reads as an
+    extension), no NUL. Other keys get the default JSON name (JSON then disagrees there)."""
+    return "\x00" not in key and not (key.startswith("[") and key.endswith("]"))
+
+
 def _field_name(key: str) -> str:
     """A JSON key as a snake_case field name: ``userName`` -> ``user_name``."""
     snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", ident(key, "field")).lower()
-    return snake if snake[0] != "_" or len(snake) > 1 else "field"
+    bare = snake.lstrip("_")
+    return snake if bare and bare[0].isalpha() else "f" + snake  # a map entry needs a letter
+
+
+def _entry_name(field: str) -> str:
+    """protoc's name for a map field's entry type: underscores dropped, the letter after one
+    (and the first) upper-cased, then ``Entry``."""
+    out, upper = [], True
+    for ch in field:
+        if ch == "_":
+            upper = True
+        else:
+            out.append(ch.upper() if upper else ch)
+            upper = False
+    return "".join(out) + "Entry"
 
 
 def _camel(name: str) -> str:

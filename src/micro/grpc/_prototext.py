@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from micro.grpc._protoschema import SCALARS
+from micro.grpc._protoschema import SCALARS, default_json_name
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor_pb2 import FileDescriptorProto
@@ -18,18 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["default_json_name", "render"]
 
 _MESSAGE, _ENUM, _REPEATED = 11, 14, 3
-
-
-def default_json_name(name: str) -> str:
-    """protoc's json_name for a field name: underscores dropped, the next letter upper."""
-    out, upper = [], False
-    for ch in name:
-        if ch == "_":
-            upper = True
-        else:
-            out.append(ch.upper() if upper else ch)
-            upper = False
-    return "".join(out)
 
 
 def render(file: FileDescriptorProto) -> str:
