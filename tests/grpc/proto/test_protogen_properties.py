@@ -8,12 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import grpc_tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from micro.grpc._protogen import from_schemas
 
-WKT = Path(__import__("grpc_tools").__file__).parent / "_proto"  # the well-known types
+WKT = Path(str(grpc_tools.__file__)).parent / "_proto"  # the well-known types
 SCALARS: list[dict[str, Any]] = [
     {"type": "string"},
     {"type": "integer"},
@@ -29,7 +30,7 @@ SCALARS: list[dict[str, Any]] = [
 # any JSON key but NUL, which a descriptor's json_name cannot hold (C strings end there);
 # keys like "[x]", which protoc refuses as json_name, get the default one
 keys = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
+    st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=12,
 )
 
