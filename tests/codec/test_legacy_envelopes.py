@@ -154,3 +154,16 @@ def test_json_rpc_round_trips(method: str, seq: str, value: object) -> None:
     reply = JSON.unpack(JSON.pack(Envelope(method, seq, body), response=True), response=True)
     assert reply.id == seq
     assert json.loads(reply.body or b"null") == value
+
+
+@given(st.binary(max_size=300), st.booleans())
+@pytest.mark.parametrize("codec", [JSON, PROTO], ids=["json-rpc", "proto-rpc"])
+def test_any_bytes_unpack_or_fail_with_a_codec_error(
+    codec: EnvelopeCodec, data: bytes, response: bool
+) -> None:
+    try:
+        envelope = codec.unpack(data, response=response)
+    except CodecError:
+        return
+    assert isinstance(envelope, Envelope)
+    assert isinstance(envelope.method, str)
