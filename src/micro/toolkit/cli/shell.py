@@ -39,7 +39,7 @@ _LOOKUP_TIMEOUT = 1.0
 
 HELP = """commands (each takes --help):
   list services | list nodes <service> | services
-  get service <service>
+  get service <service>                   proto <service> [--package p]
   call <service> <endpoint> [json]        stream <service> <endpoint> [json]
   publish <topic> [json]                  health <service>   stats <service>
   register service <json>                 deregister service <json>
