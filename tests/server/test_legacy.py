@@ -179,3 +179,8 @@ async def test_client_refuses_streams_in_envelopes(client: RpcClient, content_ty
         await client.stream(
             SERVICE, "Say.Count", {}, address="127.0.0.1:1", content_type=content_type
         )
+
+
+async def test_content_type_case_and_parameters_do_not_matter(server: RpcServer) -> None:
+    [(_, body)] = await exchange(server, post("Application/JSON-RPC; charset=utf-8", SAMPLE_BODY))
+    assert body == SAMPLE_REPLY

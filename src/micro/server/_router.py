@@ -190,8 +190,9 @@ class Router:
     async def _dispatch(self, conn: Conn, msg: Message) -> bool:
         """Serve one message and count it; False when the connection must close after it."""
         header = msg.header
-        if "-rpc" in (header.get("Content-Type") or ""):  # cheap: only legacy types have it
-            codec = self._codec(header["Content-Type"])
+        content_type = header.get("Content-Type") or ""
+        if "-rpc" in content_type or "-RPC" in content_type:  # cheap: only legacy types
+            codec = self._codec(content_type)
             if isinstance(codec, EnvelopeCodec):
                 return await self._enveloped(conn, msg, codec)
         endpoint = _endpoint(header)
