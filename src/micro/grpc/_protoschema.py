@@ -165,13 +165,10 @@ class SchemaBuilder:
         used: tuple[set[str], set[str], set[str]] = (set(), set(), set(props))
         for number, (key, sub) in enumerate(props.items(), start=1):
             t = self.type_of(sub, defs, name + _camel(ident(key, "Field")))
-            if (
-                key not in required
-                and t.kind != _MESSAGE
-                and not t.repeated
-                and t.map_value is None
-            ):
-                t = _Type(t.kind, t.name, optional=t.optional or _nullable(sub))
+            if key not in required and not t.repeated and t.map_value is None:
+                # a field with a default: presence, so that "not sent" gets the Python
+                # default (qty = 1, color = RED), not protobuf's zero value
+                t = _Type(t.kind, t.name, optional=True)
             self._field(message, key, number, t, used)
         return f"{self.package}.{name}"
 
@@ -271,13 +268,6 @@ def _set_type(fd: Any, t: _Type) -> None:
     fd.type = t.kind
     if t.kind in (_MESSAGE, _ENUM):
         fd.type_name = "." + t.name
-
-
-def _nullable(schema: Any) -> bool:
-    if not isinstance(schema, dict):
-        return False
-    members = schema.get("anyOf") or schema.get("oneOf") or ()
-    return any(isinstance(m, dict) and m.get("type") == "null" for m in members)
 
 
 # -- names ----------------------------------------------------------------------------------

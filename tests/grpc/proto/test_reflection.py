@@ -17,6 +17,7 @@ import pytest
 from micro.grpc._protogen import ProtoFile, from_specs
 from micro.grpc._reflection import reflection_handlers
 from micro.server.handler import introspect
+from tests.grpc.proto import rich_service
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +111,51 @@ async def test_json_call_goes_through_the_dynamic_classes(server: str) -> None:
 async def test_unknown_symbol_is_not_found(server: str) -> None:
     done = await grpcurl(server, "describe", "greeter.Nope")
     assert done.returncode != 0
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[str]:
+    """Shop.Place served through ProtoFile.decoder/encoder, with reflection."""
+    proto = from_specs("shop", introspect(rich_service.Shop()))
+    rpc = proto.rpcs["Shop.Place"]
+    decode = proto.decoder(rpc.request, rich_service.Order)
+    encode = proto.encoder(rpc.response)
+
+    async def place(order: rich_service.Order, context: Any) -> rich_service.Receipt:
+        total = sum(order.prices.get(item.sku, 0.0) * item.qty for item in order.items)
+        note = f"{order.customerName}:{order.color.value}:{order.speed}"
+        return rich_service.Receipt(order_id=order.id, total=total, lines=[rich_service.Item(note)])
+
+    method = grpc.unary_unary_rpc_method_handler(
+        place, request_deserializer=decode, response_serializer=encode
+    )
+    srv = grpc.aio.server()
+    handler = grpc.method_handlers_generic_handler("shop.Shop", {"Place": method})
+    srv.add_generic_rpc_handlers([handler, *reflection_handlers([proto.file])])
+    port = srv.add_insecure_port("127.0.0.1:0")
+    await srv.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await srv.stop(None)
+
+
+async def test_grpcurl_json_with_enums_maps_and_camel_keys(shop: str) -> None:
+    order = {
+        "id": 7,
+        "items": [{"sku": "a", "qty": 2}, {"sku": "b"}],
+        "color": "green",
+        "speed": "fast",
+        "prices": {"a": 1.5, "b": 10},
+        "customerName": "Ann",
+    }
+    done = await grpcurl("-d", json.dumps(order), shop, "shop.Shop/Place")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "order_id": "7",
+        "total": 13.0,
+        "lines": [{"sku": "Ann:green:fast", "qty": "1"}],  # grpcurl leaves out empty lists
+    }
+    described = await grpcurl(shop, "describe", "shop.Color")
+    assert described.returncode == 0, described.stderr
+    assert "green = 0;" in described.stdout
