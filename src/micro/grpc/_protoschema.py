@@ -61,6 +61,9 @@ class _Type:
 
 
 class SchemaBuilder:
+    """Collects the messages and enums of one package while endpoints' schemas are read;
+    one schema (by its text) is one message however many endpoints use it."""
+
     def __init__(self, package: str, reserved: Iterable[str] = ()) -> None:
         self.package = package
         self.reserved = set(reserved)  # the package's other names: its services
@@ -105,6 +108,10 @@ class SchemaBuilder:
         if isinstance(kind, list):  # ["integer", "string"]: protobuf's int64 as JSON gives
             rest = [k for k in kind if k != "null"]
             kind = "integer" if "integer" in rest else (rest[0] if len(rest) == 1 else None)
+            if kind in ("string", "integer", "number", "boolean") and len(rest) < len(
+                schema["type"]
+            ):
+                return _Type(self.type_of({**schema, "type": kind}, defs, hint).kind, optional=True)
         if kind == "string":
             encoded = schema.get("contentEncoding") == "base64"
             return _Type(_BYTES if encoded else _STRING)
