@@ -25,7 +25,14 @@ import msgspec
 from micro.codec._msgspec import dec_hook, enc_hook
 from micro.codec.schema import json_schema
 from micro.errors import CodecError
-from micro.grpc._protoschema import EMPTY, VALUE, WKT_FILES, SchemaBuilder, ident
+from micro.grpc._protoschema import (
+    EMPTY,
+    VALUE,
+    WKT_FILES,
+    SchemaBuilder,
+    ident,
+    value_schema,
+)
 from micro.grpc._prototext import default_json_name, render
 
 if TYPE_CHECKING:
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
     from google.protobuf.descriptor_pool import DescriptorPool
     from google.protobuf.message import Message
 
-    from micro.registry import Endpoint
+    from micro.registry import Endpoint, Value
     from micro.server.handler import EndpointSpec
 
 __all__ = [
@@ -249,21 +256,23 @@ def from_endpoints(
 
     Subscriber endpoints (``subscriber`` metadata) are left out. A streaming endpoint
     (``stream: true``) becomes a bidirectional rpc: the registry does not say which side
-    streams. An endpoint with no schema gets ``google.protobuf.Struct`` (any object).
+    streams. An endpoint with no JSON Schema (a go-micro service's) is read from its Value
+    tree; one with neither takes or returns ``google.protobuf.Empty``.
     """
     rows = []
     for endpoint in endpoints:
         meta = endpoint.metadata or {}
         if meta.get("subscriber") == "true" or "." not in endpoint.name:
             continue
-        request = _schema(meta.get("request_schema"), endpoint.request is not None)
-        response = _schema(meta.get("response_schema"), endpoint.response is not None)
+        request = _schema(meta.get("request_schema"), endpoint.request)
+        response = _schema(meta.get("response_schema"), endpoint.response)
         stream = meta.get("stream") == "true"
         rows.append((endpoint.name, request, response, stream, stream))
     return from_schemas(service, rows, package=package)
 
 
-def _schema(text: str | None, present: bool) -> dict[str, Any] | None:
+def _schema(text: str | None, value: Value | None) -> dict[str, Any] | None:
+    """The endpoint's JSON Schema, else one from its Value tree (a Go service's), else none."""
     if text:
         try:
             schema = json.loads(text)
@@ -271,7 +280,7 @@ def _schema(text: str | None, present: bool) -> dict[str, Any] | None:
             schema = None
         if isinstance(schema, dict):
             return schema
-    return {"type": "object"} if present else None
+    return None if value is None else value_schema(value)
 
 
 Row = tuple[str, dict[str, Any] | None, dict[str, Any] | None, bool, bool]

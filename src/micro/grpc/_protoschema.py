@@ -26,6 +26,7 @@ __all__ = [
     "WKT_FILES",
     "SchemaBuilder",
     "default_json_name",
+    "value_schema",
     "ident",
 ]
 
@@ -55,6 +56,60 @@ class _Type:
     repeated: bool = False
     optional: bool = False
     map_value: _Type | None = None  # a map<string, map_value>
+
+
+# -- go-micro Value trees -> JSON Schema ----------------------------------------------------
+
+_GO_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "[]uint8": {"type": "string", "contentEncoding": "base64"},
+    "[]byte": {"type": "string", "contentEncoding": "base64"},
+    "float32": {"type": "number"},
+    "float64": {"type": "number"},
+    "Time": {"type": "string", "format": "date-time"},
+    "interface{}": {},
+    **{
+        name: {"type": "integer"}
+        for name in [
+            "int",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+        ]
+    },
+}
+
+
+def value_schema(value: Any) -> dict[str, Any]:
+    """A JSON Schema for a go-micro ``Value`` tree (what Go services register instead).
+
+    Structs with fields become objects with those properties in order; ``[]T`` arrays,
+    ``map[K]V`` objects of ``V``; a struct past go-micro's depth limit (no fields listed)
+    any object. Field names are the JSON names Go's tags give; every field is required (a
+    Go field is never unset: its zero value is its default, as in proto3).
+    """
+    kind = str(value.type).lstrip("*")
+    children = value.values or []
+    if kind.startswith("[]") and kind not in _GO_TYPES:
+        item = children[0] if children else type(value)(name="", type=kind[2:])
+        return {"type": "array", "items": value_schema(item)}
+    if kind.startswith("map[") and "]" in kind:
+        inner = type(value)(name="", type=kind.partition("]")[2])
+        return {"type": "object", "additionalProperties": value_schema(inner)}
+    if kind in _GO_TYPES:
+        return dict(_GO_TYPES[kind])
+    props = {child.name: value_schema(child) for child in children if child is not None}
+    schema: dict[str, Any] = {"title": kind.rpartition(".")[2] or "Message", "type": "object"}
+    if not props:
+        return schema
+    return {**schema, "properties": props, "required": list(props)}  # Go has no unset
 
 
 # -- JSON Schema -> messages ----------------------------------------------------------------

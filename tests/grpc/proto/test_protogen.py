@@ -404,3 +404,70 @@ def test_empty_and_any_endpoints(proto: ProtoFile) -> None:
         "a": [1, "x", None],
         "b": {"c": True},
     }
+
+
+# a go-micro v1.0 greeter's registry record (its mDNS TXT, decoded): Value trees, no schemas
+GO_GREETER = (
+    '{"Service":"go.micro.srv.greeter","Version":"latest","Endpoints":[{"name":"Say.Fail",'
+    '"request":{"name":"Request","type":"Request","values":[{"name":"name","type":"string",'
+    '"values":null}]},"response":{"name":"Response","type":"Response","values":[{"name":"msg",'
+    '"type":"string","values":null}]},"metadata":{"stream":"false"}},{"name":"Say.Hello",'
+    '"request":{"name":"Request","type":"Request","values":[{"name":"name","type":"string",'
+    '"values":null}]},"response":{"name":"Response","type":"Response","values":[{"name":"msg",'
+    '"type":"string","values":null}]},"metadata":{"stream":"false"}},{"name":"Say.Stream",'
+    '"request":{"name":"Context","type":"Context","values":null},"response":{"name":"Stream",'
+    '"type":"Stream","values":null},"metadata":{"stream":"true"}},{"name":"Func","request":'
+    '{"name":"Event","type":"Event","values":[{"name":"id","type":"string","values":null},'
+    '{"name":"message","type":"string","values":null}]},"response":null,"metadata":'
+    '{"subscriber":"true","topic":"go.micro.topic.greeting"}}],"Metadata":{}}'
+)
+
+
+def test_a_go_services_value_trees() -> None:
+    from micro.registry import Endpoint
+
+    record = msgspec.json.decode(GO_GREETER)
+    endpoints = msgspec.convert(record["Endpoints"], list[Endpoint])
+    made = from_endpoints(record["Service"], endpoints)
+    assert list(made.rpcs) == ["Say.Fail", "Say.Hello", "Say.Stream"]
+    text = made.source()
+    assert "rpc Hello(Request) returns (Response);" in text
+    assert (
+        "rpc Stream(stream google.protobuf.Struct) returns (stream google.protobuf.Struct);" in text
+    )
+    assert fields(made, "Request") == [("name", 1, "name")]
+    assert fields(made, "Response") == [("msg", 1, "msg")]
+
+
+def test_go_value_types() -> None:
+    from micro.registry import Endpoint, Value
+
+    leaf = [
+        Value(name="id", type="int32"),
+        Value(name="score", type="float64"),
+        Value(name="ok", type="bool"),
+        Value(name="data", type="[]uint8"),
+        Value(name="tags", type="[]string", values=[Value(name="", type="string")]),
+        Value(name="counts", type="map[string]int64"),
+        Value(name="any", type="interface{}"),
+        Value(name="at", type="*Time"),
+        Value(name="items", type="[]Item", values=[Value(name="", type="Item")]),
+        Value(name="deep", type="Deep"),  # past go-micro's depth 3: no fields listed
+    ]
+    endpoint = Endpoint(name="H.M", request=Value(name="Req", type="Req", values=leaf))
+    text = from_endpoints("go", [endpoint]).source()
+    lines = {line.strip() for line in text.splitlines()}
+    for line in [
+        "int64 id = 1;",
+        "double score = 2;",
+        "bool ok = 3;",
+        "bytes data = 4;",
+        "repeated string tags = 5;",
+        "map<string, int64> counts = 6;",
+        "google.protobuf.Value any = 7;",
+        "string at = 8;",
+        "repeated google.protobuf.Struct items = 9;",
+        "google.protobuf.Struct deep = 10;",
+        "rpc M(Req) returns (google.protobuf.Empty);",
+    ]:
+        assert line in lines, line
