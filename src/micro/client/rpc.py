@@ -52,7 +52,7 @@ from micro.client.options import timeout_header
 from micro.client.pool import Pool, check_transport
 from micro.client.retries import exponential_backoff, retry_on_error
 from micro.client.stream import RpcStream
-from micro.codec import Codec, lookup
+from micro.codec import Codec, CodecError, Envelope, EnvelopeCodec, lookup
 from micro.errors import (
     ConnectError,
     ConnectionClosed,
@@ -464,6 +464,8 @@ class RpcClient(Client):
         req = Request(
             service, endpoint, request, content_type or self.content_type, response_type, True
         )
+        if isinstance(self.codec(req.content_type), EnvelopeCodec):
+            raise CodecError(f"{req.content_type} carries no streams (its envelopes are unary)")
         return RpcStream(
             self,
             req,
@@ -560,7 +562,8 @@ class RpcClient(Client):
             return await self.grpc.call(node, req, opts, self.grpc_header(opts.metadata))
         check_transport(node, self.transport.name)
         loop = asyncio.get_running_loop()
-        body = self.codec(req.content_type).encode(req.body)
+        codec = self.codec(req.content_type)
+        body = codec.encode(req.body)
         base = self.base_headers(req.service, req.endpoint, req.content_type)
         if opts.metadata is None and not md.get():
             header = base.copy()
@@ -574,6 +577,8 @@ class RpcClient(Client):
             conn = await pool.get(node.address, timeout=min(opts.dial_timeout, remaining))
         header["Timeout"] = timeout_header(opts.deadline - loop.time())
         header["Micro-Id"] = str(next(self._ids))
+        if isinstance(codec, EnvelopeCodec):  # go-micro's legacy json-rpc / proto-rpc
+            body = codec.pack(Envelope(req.endpoint, header["Micro-Id"], body), response=False)
         message = Message(header, body)
         sent = False
         try:
@@ -657,6 +662,11 @@ class RpcClient(Client):
         if error:
             raise MicroError.parse(error)
         codec = self.codec(header.get("Content-Type") or content_type)
+        if isinstance(codec, EnvelopeCodec):
+            envelope = codec.unpack(message.body, response=True)
+            if envelope.error:
+                raise MicroError.parse(envelope.error)
+            return codec.decode(envelope.body, type)
         return codec.decode(message.body, type)
 
     def base_headers(self, service: str, endpoint: str, content_type: str) -> dict[str, str]:

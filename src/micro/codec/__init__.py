@@ -4,18 +4,24 @@
     application/msgpack       MsgpackCodec
     application/protobuf      ProtoCodec (protobuf message classes)
     application/octet-stream  BytesCodec (the body untouched)
+    application/json-rpc      JsonRpcCodec (go-micro's legacy JSON-RPC envelope)
+    application/proto-rpc     ProtoRpcCodec (go-micro's legacy netstring envelope)
 
 ``decode(data, type)`` validates against ``type``: a msgspec Struct, a dataclass, a TypedDict,
 a ``dict``, a pydantic model (when pydantic is installed) or a protobuf message class. A
 body that does not fit raises :class:`CodecError` (a 400), whose detail says where. An empty
 body decodes as an empty object (``{}``), as go-micro clients send for an empty request.
 Endpoint schemas for the registry come from :mod:`micro.codec.schema`.
+
+The legacy codecs are envelope codecs (:class:`EnvelopeCodec`): a request's or response's
+body is an envelope that carries the method, a sequence id and (for responses) the error
+beside the inner body; events and the inner bodies are bare JSON or protobuf, as in go-micro.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, NamedTuple
 
 from micro.errors import CodecError
 
@@ -24,6 +30,8 @@ __all__ = [
     "Buffer",
     "Codec",
     "CodecError",
+    "Envelope",
+    "EnvelopeCodec",
     "lookup",
     "register",
     "supported",
@@ -67,6 +75,47 @@ class Codec(abc.ABC):
         return True
 
 
+class Envelope(NamedTuple):
+    """What a legacy RPC envelope carries around its inner body."""
+
+    method: str  # Handler.Method
+    id: str  # the sequence number, as go-micro carries it in Micro-Id
+    body: bytes  # the inner body (JSON or protobuf); empty for none
+    error: str = ""  # a response's error text ("" for success)
+
+
+class EnvelopeCodec(Codec):
+    """A codec whose RPC bodies are envelopes (go-micro's json-rpc and proto-rpc).
+
+    ``encode``/``decode`` handle the bare inner body (events are sent bare, and the server
+    decodes a request's inner body with them); ``pack``/``unpack`` add and take off the
+    envelope. Envelopes are sans-IO: bytes in, bytes out.
+    """
+
+    inner: Codec
+
+    def encode(self, obj: Any) -> bytes:
+        return self.inner.encode(obj)
+
+    def decode(self, data: bytes, type: Any = Any) -> Any:
+        return self.inner.decode(data, type)
+
+    def carries(self, tp: Any) -> bool:
+        return self.inner.carries(tp)
+
+    @abc.abstractmethod
+    def pack(self, envelope: Envelope, *, response: bool) -> bytes:
+        """The envelope as bytes (a request's, or with ``response`` a response's)."""
+
+    @abc.abstractmethod
+    def unpack(self, data: bytes, *, response: bool) -> Envelope:
+        """Read an envelope.
+
+        Raises:
+            CodecError: the bytes are no well-formed envelope (a 400 at the server).
+        """
+
+
 _codecs: dict[str, Codec] = {}
 _builtin_loaded = False
 
@@ -85,6 +134,7 @@ def _ensure_builtin() -> None:
     _builtin_loaded = True
     from micro.codec import bytes as bytes_codec
     from micro.codec import json as json_codec
+    from micro.codec import jsonrpc, protorpc
     from micro.codec import msgpack as msgpack_codec
     from micro.codec import proto as proto_codec
 
@@ -93,6 +143,8 @@ def _ensure_builtin() -> None:
         (msgpack_codec.MsgpackCodec(), ("application/x-msgpack",)),
         (proto_codec.ProtoCodec(), ("application/x-protobuf",)),
         (bytes_codec.BytesCodec(), ()),
+        (jsonrpc.JsonRpcCodec(), ()),
+        (protorpc.ProtoRpcCodec(), ()),
     ]
     for codec, aliases in builtin:
         for content_type in (codec.content_type, *aliases):

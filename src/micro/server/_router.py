@@ -18,7 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 from micro import metadata as md
-from micro.codec import DEFAULT_CONTENT_TYPE, Codec, CodecError, lookup, supported
+from micro.codec import (
+    DEFAULT_CONTENT_TYPE,
+    Codec,
+    CodecError,
+    Envelope,
+    EnvelopeCodec,
+    lookup,
+    supported,
+)
 from micro.errors import (
     BadRequest,
     ConnectionClosed,
@@ -27,7 +35,7 @@ from micro.errors import (
     NotFound,
     Timeout,
 )
-from micro.server import HandlerFunc, Request
+from micro.server import HandlerFunc, Request, _legacy
 from micro.server._stream import EOS, ServerStream
 from micro.server.handler import NO_REQUEST, EndpointSpec, wire_types
 from micro.transport import Message, Socket
@@ -61,8 +69,10 @@ class Route:
         return known
 
     def content_types(self) -> list[str]:
-        """The content types this endpoint speaks, for error details."""
-        return [name for name in supported() if self.speaks(lookup(name))]
+        """The content types this endpoint speaks, for error details (legacy envelopes,
+        which wrap JSON and protobuf, go unnamed)."""
+        codecs = ((name, lookup(name)) for name in supported())
+        return [n for n, c in codecs if not isinstance(c, EnvelopeCodec) and self.speaks(c)]
 
 
 class Conn:
@@ -185,6 +195,11 @@ class Router:
     async def _dispatch(self, conn: Conn, msg: Message) -> bool:
         """Serve one message and count it; False when the connection must close after it."""
         header = msg.header
+        content_type = header.get("Content-Type") or ""
+        if "-rpc" in content_type or "-RPC" in content_type:  # cheap: only legacy types
+            codec = self._codec(content_type)
+            if isinstance(codec, EnvelopeCodec):
+                return await self._enveloped(conn, msg, codec)
         endpoint = _endpoint(header)
         route = self.routes.get(endpoint)
         counted = route is None or route.counted
@@ -241,6 +256,30 @@ class Router:
         finally:
             if counted:
                 self.active -= 1
+
+    async def _enveloped(self, conn: Conn, msg: Message, codec: EnvelopeCodec) -> bool:
+        """A json-rpc or proto-rpc request: served unwrapped, answered in an envelope."""
+        try:
+            inner, envelope = _legacy.unwrap(msg, codec)
+        except CodecError as exc:
+            self.requests += 1
+            reply = _reply(msg.header, _endpoint(msg.header), self.service)
+            answer = _legacy.EnvelopeSocket(conn.sock, codec, Envelope("", "", b""))
+            await self._send_error(answer, reply, BadRequest(exc.detail, id=SERVER_ID), True)
+            return True
+        sock = conn.sock
+        conn.sock = _legacy.EnvelopeSocket(sock, codec, envelope)
+        try:
+            route = self.routes.get(_endpoint(inner.header))
+            if route is not None and route.spec.kind != "unary":
+                self.requests += 1
+                detail = f"{route.spec.name} is a stream: {codec.content_type} carries no streams"
+                reply = _reply(inner.header, route.spec.name, self.service)
+                await self._send_error(conn.sock, reply, BadRequest(detail, id=SERVER_ID), True)
+                return True
+            return await self._dispatch(conn, inner)
+        finally:
+            conn.sock = sock
 
     async def _call(
         self, conn: Conn, msg: Message, route: Route, codec: Codec, content_type: str

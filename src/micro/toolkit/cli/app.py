@@ -39,6 +39,7 @@ examples:
   micro stream counter Counter.Count '{"to": 3}'
   micro publish user.created '{"id": 1}'
   micro health greeter
+  micro proto greeter > greeter.proto
   micro --registry etcd --registry-address 127.0.0.1:2379 list services
   micro new helloworld && cd helloworld && micro run
 
@@ -123,6 +124,16 @@ def _registry_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                "micro get service greeter")  # fmt: skip
     get.add_argument("what", choices=["service"])
     get.add_argument("service")
+    proto = _sub(
+        sub, common, "proto",
+        "print a running service's endpoints as a .proto file (proto3, for protoc or buf)",
+        "micro proto greeter > greeter.proto\n"
+        "  micro proto go.micro.srv.greeter --package greeter.v1",
+    )  # fmt: skip
+    proto.add_argument("service", help="service name, e.g. greeter")
+    proto.add_argument(
+        "--package", help="protobuf package (default: the service name, as gRPC routes it)"
+    )
     for name, text in (("register", "add"), ("deregister", "remove")):
         cmd = _sub(
             sub, common, name, f"{text} a service's nodes in the registry (go-micro JSON)",

@@ -1,4 +1,5 @@
-"""The data commands: list, get, register, deregister, call, stream, publish, health, stats.
+"""The data commands: list, get, proto, register, deregister, call, stream, publish, health,
+stats.
 
 Each ``cmd_*`` coroutine takes a :class:`~micro.toolkit.cli.runtime.Runtime` and the parsed
 arguments, prints its result (a table, or one JSON document with ``--output json``) and
@@ -17,6 +18,7 @@ from typing import Any
 
 from micro.client.rpc import node_address
 from micro.errors import MicroError
+from micro.plugins import install_hint
 from micro.settings import Settings
 from micro.toolkit.cli import output
 from micro.toolkit.cli.app import CliError, cli_settings
@@ -95,6 +97,30 @@ async def cmd_get(rt: Runtime, args: argparse.Namespace) -> int:
     async with output.waiting(f"looking up {args.service}"):
         services = await rt.services(args.service)
     show(args, output.service_json(services), lambda: output.service_view(services))
+    return 0
+
+
+async def cmd_proto(rt: Runtime, args: argparse.Namespace) -> int:
+    """The service's .proto, from the JSON Schema its endpoints carry in the registry."""
+    async with output.waiting(f"looking up {args.service}"):
+        services = await rt.services(args.service)
+    try:
+        from micro.grpc._protogen import from_endpoints
+    except ImportError as exc:
+        raise CliError(f"micro proto needs protobuf ({exc}): {install_hint('grpc')}") from None
+    endpoints: dict[str, Any] = {}
+    for service in services:  # every version's endpoints; the first listed wins a name
+        for endpoint in service.endpoints or ():
+            endpoints.setdefault(endpoint.name, endpoint)
+    made = from_endpoints(args.service, endpoints.values(), package=args.package)
+    if not made.rpcs:
+        raise CliError(f"{args.service} lists no RPC endpoints in the registry")
+    source = made.source()
+    if output_mode(args) == "json":
+        data = {"name": made.file.name, "package": made.package, "services": made.services}
+        output.print_json({**data, "source": source})
+    else:
+        sys.stdout.write(source)
     return 0
 
 
@@ -329,6 +355,7 @@ async def cmd_debug(rt: Runtime, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "list": cmd_list,
     "get": cmd_get,
+    "proto": cmd_proto,
     "register": cmd_register,
     "deregister": cmd_register,
     "call": cmd_call,

@@ -33,13 +33,13 @@ __all__ = ["MicroCompleter", "run"]
 
 SHELL_WORDS = ["help", "quit", "exit"]
 NOT_IN_SHELL = {"cli", "run", "api", "web", "proxy", "bot"}
-_SERVICE_AFTER = {"get": 2, "call": 1, "stream": 1, "health": 1, "stats": 1}
+_SERVICE_AFTER = {"get": 2, "proto": 1, "call": 1, "stream": 1, "health": 1, "stats": 1}
 _CACHE_SECONDS = 3.0
 _LOOKUP_TIMEOUT = 1.0
 
 HELP = """commands (each takes --help):
   list services | list nodes <service> | services
-  get service <service>
+  get service <service>                   proto <service> [--package p]
   call <service> <endpoint> [json]        stream <service> <endpoint> [json]
   publish <topic> [json]                  health <service>   stats <service>
   register service <json>                 deregister service <json>
