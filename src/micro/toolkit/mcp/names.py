@@ -10,7 +10,8 @@ further dot is escaped, so the last two dots of a name always split it::
     parse_tool_name("go.micro.srv.greeter.Greeter.SayHello") == ("go.micro.srv.greeter",
                                                                   "Greeter.SayHello")
 
-An endpoint without a dot gets an empty handler part (``svc..Ping``). The environment's own
+An endpoint without a dot (or with an empty handler or method part) gets an empty handler part
+and keeps all of its dots escaped (``svc..Ping``). The environment's own
 tools (``services``, ``describe``, ``call``, ``health``, ``publish``) have no dot, so they never
 meet an endpoint's name.
 """
@@ -19,10 +20,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_LENGTH", "parse_tool_name", "tool_name"]
+__all__ = ["MAX_LENGTH", "TOOL_NAME", "parse_tool_name", "tool_name"]
 
 MAX_LENGTH = 128
 """MCP's longest tool name; longer endpoints are reachable through the ``call`` tool."""
+
+TOOL_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""MCP's tool-name rule (SEP-986)."""
 
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _ESCAPE = re.compile(r"_([0-9a-f]{2})")
@@ -56,7 +60,7 @@ def _unescape(text: str) -> str:
 def tool_name(service: str, endpoint: str) -> str:
     """The tool name of ``endpoint`` of ``service`` (may exceed :data:`MAX_LENGTH`)."""
     handler, dot, method = endpoint.partition(".")
-    if not dot:
+    if not (dot and handler and method):
         handler, method = "", endpoint
     return ".".join(
         (_escape(service, dots=True), _escape(handler, dots=False), _escape(method, dots=False))
