@@ -108,7 +108,7 @@ class McpGateway(ToolkitApp[McpOptions]):
             on_subscriptions_listen=self.listen,
             get_tool_input_schema=self.calls.input_schema,
         )
-        self.server.middleware.append(self._track_sessions)
+        self.server.middleware += [self._track_sessions, self.calls.cached_list]
         self.sessions: StreamableHTTPSessionManager | None = None
         self._exits: contextlib.AsyncExitStack | None = None
         self._app = self._route
