@@ -140,7 +140,16 @@ def test_object_schema_inlines_refs_and_wraps_the_rest() -> None:
         "$ref": "#/$defs/A",
         "$defs": {"A": {"type": "object", "properties": {"x": {}}}},
     }
-    assert object_schema(ref, "request") == ({**ref["$defs"]["A"], "$defs": ref["$defs"]}, False)
+    assert object_schema(ref, "request") == ({"type": "object", "properties": {"x": {}}}, False)
+    nested: dict[str, Any] = {
+        "$ref": "#/$defs/A",
+        "$defs": {
+            "A": {"type": "object", "properties": {"b": {"$ref": "#/$defs/B"}}},
+            "B": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}},
+        },
+    }
+    inlined, _ = object_schema(nested, "request")
+    assert inlined == {**nested["$defs"]["A"], "$defs": nested["$defs"]}  # B refers to A
     listed, wrapped = object_schema({"type": "array", "items": {"type": "integer"}}, "result")
     assert wrapped
     assert listed == {

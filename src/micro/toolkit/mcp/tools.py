@@ -44,7 +44,9 @@ def _parse(text: str | None) -> dict[str, Any] | None:
 
 
 def object_schema(schema: dict[str, Any] | None, key: str) -> tuple[dict[str, Any] | None, bool]:
-    """``schema`` with a root ``$ref`` inlined, and whether it had to be wrapped in an object
+    """``schema`` with a root ``$ref`` inlined (its definition dropped from ``$defs`` unless
+    something still refers to it: every byte is sent to, and parsed by, the client for each
+    listing), and whether it had to be wrapped in an object
     under ``key`` (MCP's schemas are objects at the root). None when there is no schema, or
     it says nothing (``{}``: any value)."""
     if not schema:
@@ -55,7 +57,13 @@ def object_schema(schema: dict[str, Any] | None, key: str) -> tuple[dict[str, An
     if isinstance(ref, str) and ref.startswith("#/$defs/") and isinstance(defs, dict):
         target = defs.get(ref[len("#/$defs/") :])
         if isinstance(target, dict):
-            root = {**target, "$defs": defs}
+            root = dict(target)
+            rest = {k: v for k, v in defs.items() if v is not target}
+            if ref in json.dumps([target, rest]):  # still referenced (a recursive type)
+                rest = defs
+            if rest:
+                root["$defs"] = rest
+            defs = rest
     if root.get("type") == "object":
         return root, False
     inner = {k: v for k, v in root.items() if k != "$defs"}
