@@ -113,7 +113,7 @@ def endpoint_tool(service: Service, ep: Endpoint) -> EndpointTool:
     safe = is_safe(md)
     annotations = types.ToolAnnotations(
         title=f"{service.name} {ep.name}",
-        read_only_hint=safe,
+        read_only_hint=True if safe else None,
         idempotent_hint=True if safe or md.get("idempotent") == "true" else None,
         open_world_hint=False,
     )
