@@ -240,3 +240,27 @@ def test_stdio_exits_when_stdin_closes() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
+
+
+def test_sigterm_stops_stdio_with_exit_0() -> None:
+    proc = subprocess.Popen(
+        [PY, "-m", "micro.toolkit.mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=base_env(), cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None
+        hello_ = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        proc.stdin.write((json.dumps(hello_) + "\n").encode())
+        proc.stdin.flush()
+        assert proc.stdout is not None
+        answer = json.loads(proc.stdout.readline())  # it serves: an answer to the ping
+        assert answer["id"] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -178,10 +178,15 @@ class McpGateway(ToolkitApp[McpOptions]):
         cancelled); starts and closes the gateway around it."""
         from mcp.server.stdio import stdio_server
 
+        from micro.toolkit.mcp._stdio import pipes
+
         await self.start()
         try:
-            async with stdio_server() as (read, write):
-                await self.server.run(read, write, self.server.create_initialization_options())
+            async with pipes() as lines:
+                stdin, stdout = lines if lines is not None else (None, None)
+                async with stdio_server(stdin, stdout) as (read, write):
+                    options = self.server.create_initialization_options()
+                    await self.server.run(read, write, options)
         finally:
             await self.close()
 
