@@ -76,13 +76,21 @@ async def measure(call: Callable[[], Awaitable[Any]], seconds: float) -> dict[st
     }
 
 
-async def wait_tools(list_tools: Callable[[], Awaitable[Any]], want: int) -> int:
+async def wait_tools(list_tools: Callable[[], Awaitable[Any]], service: str, want: int) -> int:
+    """Wait until the listing has the service's ``want`` tools; the listing's size."""
     deadline = time.monotonic() + 30
     while True:
-        count = len((await list_tools()).tools)
-        if count >= want or time.monotonic() > deadline:
-            return count
+        tools = (await list_tools()).tools
+        if sum(t.name.startswith(service + ".") for t in tools) >= want:
+            return len(tools)
+        assert time.monotonic() < deadline, f"{service}'s {want} tools never listed"
         await asyncio.sleep(0.2)
+
+
+async def check_call(call: Callable[[], Awaitable[Any]]) -> None:
+    """Fail the run when the measured call does not succeed (a tool error is no figure)."""
+    result = await call()
+    assert not getattr(result, "is_error", False), result
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,7 +131,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             command=PY, args=["-m", "micro.toolkit.mcp", *quiet], env=env(), cwd=str(ROOT)
         )
         async with Client(params, cache=None) as mcp:
-            results["tools"] = await wait_tools(mcp.list_tools, want)
+            results["tools"] = await wait_tools(mcp.list_tools, service, want)
+            await check_call(lambda: mcp.call_tool(tool, REQUEST))
             results["stdio call"] = await measure(
                 lambda: mcp.call_tool(tool, REQUEST), args.seconds
             )
@@ -146,7 +155,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
             transport = streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)
             async with Client(transport, cache=None) as mcp:
-                await wait_tools(mcp.list_tools, want)
+                await wait_tools(mcp.list_tools, service, want)
+                await check_call(lambda: mcp.call_tool(tool, REQUEST))
                 results["http call"] = await measure(
                     lambda: mcp.call_tool(tool, REQUEST), args.seconds
                 )
@@ -172,9 +182,11 @@ async def _in_process(client: Any, service: str, tool: str, want: int, seconds: 
     try:
         ctx: Any = SimpleNamespace(request=None)
         deadline = time.monotonic() + 30
-        while len(gateway.index.tools) < want and time.monotonic() < deadline:
+        while sum(e.service == service for e in gateway.index.tools.values()) < want:
+            assert time.monotonic() < deadline, f"{service}'s tools never indexed"
             await asyncio.sleep(0.2)
         params = types.CallToolRequestParams(name=tool, arguments=REQUEST)
+        await check_call(lambda: gateway.calls.call_tool(ctx, params))
 
         async def listed() -> None:
             result = await gateway.calls.list_tools(ctx, None)
