@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from micro import metadata as md
 from micro.broker.memory import MemoryBroker
 from micro.client.rpc import RpcClient
 from micro.registry.memory import MemoryRegistry
@@ -184,3 +185,23 @@ def test_policy_lists_read_only_and_scopes() -> None:
         parse_scopes(["a=b", "nothing"])
     with pytest.raises(ValueError, match="max_result"):
         McpOptions(max_result=0).check()
+
+
+class Meta:
+    async def show(self, req: dict[str, Any]) -> dict[str, str]:
+        return dict(md.get())
+
+
+async def test_calls_carry_the_tool_name_and_the_callers_metadata(
+    stack: Stack,
+) -> None:
+    await stack.serve("meta", Meta())
+    async with stack.mcp() as client:
+        await client.list_tools()
+        direct = await client.call_tool("meta.Meta.Show", {})
+        assert direct.structured_content["Micro-Mcp-Tool"] == "meta.Meta.Show"
+        args = {"service": "meta", "endpoint": "Meta.Show", "metadata": {"x-trace-id": "t1"}}
+        seen = (await client.call_tool("call", args)).structured_content
+        assert isinstance(seen, dict)
+        assert seen["X-Trace-Id"] == "t1"
+        assert seen["Micro-Mcp-Tool"] == "call"
