@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "BOT_GROUPS",
     "GROUPS",
+    "MCP_GROUPS",
     "PROXY_GROUPS",
     "SERVICE_GROUPS",
     "SETTINGS",
@@ -170,7 +171,7 @@ class Setting:
         help: one line for ``--help`` and the docs.
         group: ``service``, ``registry``, ``mdns``, ``selector``, ``transport``, ``broker``,
             ``client``, ``resilience``, ``remote``, ``observability``, ``api``, ``web``,
-            ``proxy``, ``bot`` or ``cli``.
+            ``proxy``, ``bot``, ``mcp`` or ``cli``.
         env: the environment variables read, first set wins (default ``MICRO_<NAME>``).
         flags: the flag spellings (default ``--name-with-dashes`` and ``--name_with_under``).
         backends: ``((kind, keywords), ...)``: the backends it configures and, for each, the
@@ -577,6 +578,44 @@ SETTINGS: tuple[Setting, ...] = (
        flags=("--no-access-log",)),
     _s("proxy_log_level", "text", "info", "debug, info, warning, error", "proxy",
        flags=("--log-level",)),
+    # -- micro mcp
+    _s("mcp_address", "text", None, "serve Streamable HTTP on this host:port (default: stdio, "
+       "for a client that spawns micro mcp)", "mcp", flags=("--address",)),
+    _s("mcp_allow", "list", (), "tools offered, shell globs over service.Handler.Method, "
+       "comma-separated (default: every endpoint)", "mcp", flags=("--allow",)),
+    _s("mcp_deny", "list", (), "tools never offered, shell globs (beats --allow)", "mcp",
+       flags=("--deny",)),
+    _s("mcp_read_only", "bool", False, "offer only endpoints whose metadata says safe=true, "
+       "and no publish", "mcp", flags=("--read-only",)),
+    _s("mcp_enable_publish", "bool", False, "offer the publish tool (events to any topic)",
+       "mcp", flags=("--enable-publish",)),
+    _s("mcp_timeout", "duration", None, "time per tool call (default: the client's)", "mcp",
+       flags=("--timeout",)),
+    _s("mcp_max_result", "size", 1024 * 1024, "largest tool result in bytes of JSON (an "
+       "error result beyond)", "mcp", flags=("--max-result",)),
+    _s("mcp_rate_limit", "number", 0.0, "tool calls/s per client: token, else address, "
+       "else the stdio peer (0: off)", "mcp", flags=("--rate-limit",)),
+    _s("mcp_rate_burst", "count", 0, "rate limit bucket size (0: the rate)", "mcp",
+       flags=("--rate-burst",)),
+    _s("mcp_max_body", "size", 4 * 1024 * 1024, "largest HTTP request body (413 beyond)",
+       "mcp", flags=("--max-body",)),
+    _s("mcp_auth_tokens", "list", (), "accepted bearer tokens (HTTP)", "mcp",
+       flags=("--auth-tokens",)),
+    _s("mcp_auth_function", "text", None, "module:function(token, scope) checking tokens "
+       "(HTTP)", "mcp", flags=("--auth-function",)),
+    _s("mcp_auth_service", "text", None, "a service checking tokens (HTTP)", "mcp",
+       flags=("--auth-service",)),
+    _s("mcp_auth_endpoint", "text", "Auth.Verify", "the endpoint of that service", "mcp",
+       flags=("--auth-endpoint",)),
+    _s("mcp_auth_scopes", "list", (), "tools each token may see and call: TOKEN=GLOB|GLOB, "
+       "comma-separated; TOKEN * for the others (default: every tool)", "mcp",
+       flags=("--auth-scopes",)),
+    _s("mcp_no_access_log", "bool", False, "do not log each HTTP request", "mcp",
+       flags=("--no-access-log",)),
+    _s("mcp_no_audit_log", "bool", False, "do not log each tool call (micro.mcp.audit)",
+       "mcp", flags=("--no-audit-log",)),
+    _s("mcp_log_level", "text", "info", "debug, info, warning, error (to stderr)", "mcp",
+       flags=("--log-level",)),
     # -- micro bot
     _s("bot_inputs", "list", (), "inputs to run, comma-separated (terminal, slack)", "bot",
        flags=("--inputs",)),
@@ -645,7 +684,7 @@ SETTINGS: tuple[Setting, ...] = (
 # fmt: on
 
 GROUPS = ("service", "registry", "mdns", "selector", "transport", "broker", "client",
-          "resilience", "remote", "observability", "api", "web", "proxy", "bot",
+          "resilience", "remote", "observability", "api", "web", "proxy", "bot", "mcp",
           "cli")  # fmt: skip
 """The groups in the order ``--help`` and the docs show them."""
 
@@ -662,6 +701,9 @@ PROXY_GROUPS = ("proxy", *(g for g in BACKEND_GROUPS if g != "remote"))
 
 BOT_GROUPS = ("bot", *BACKEND_GROUPS)
 """What ``micro bot`` reads: its own group and the backends'."""
+
+MCP_GROUPS = ("mcp", *BACKEND_GROUPS)
+"""What ``micro mcp`` reads: its own group and the backends'."""
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

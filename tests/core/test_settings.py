@@ -40,7 +40,7 @@ def test_names_flags_and_env_vars_are_unique() -> None:
     # (the proxy to go through), as in go-micro
     commands = {
         "service": {*SERVICE_GROUPS, "cli"},
-        **{app: {*SERVICE_GROUPS, "cli", app} for app in ("api", "web", "bot")},
+        **{app: {*SERVICE_GROUPS, "cli", app} for app in ("api", "web", "bot", "mcp")},
         "proxy": set(PROXY_GROUPS),
     }
     for command, groups in commands.items():

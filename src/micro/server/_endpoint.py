@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import msgspec
@@ -34,8 +35,19 @@ def endpoint_record(spec: EndpointSpec, extra: dict[str, str] | Any) -> Endpoint
     if spec.response_type not in (None, type(None)):
         response = value_tree(spec.response_type)
         metadata["response_schema"] = _json.encode(json_schema(spec.response_type)).decode()
+    summary = _summary(spec.func)
+    if summary:
+        metadata["description"] = summary
     metadata.update(extra)
     return Endpoint(name=spec.name, request=request, response=response, metadata=metadata)
+
+
+def _summary(func: Any) -> str:
+    """The first line of the method's docstring, at most 200 characters: what the CLI,
+    OpenAPI and MCP show; short, as every byte rides in each registration (mDNS TXT)."""
+    doc = inspect.getdoc(func) or ""
+    line = doc.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= 200 else line[:199] + "\u2026"
 
 
 def _check_decodable(spec: EndpointSpec) -> None:

@@ -26,6 +26,7 @@ TOOLKIT = {
     "web": "the web dashboard",
     "proxy": "the proxy / sidecar",
     "bot": "the chat bot",
+    "mcp": "the MCP server: every endpoint as a tool for AI agents",
 }
 _VALUE_FLAGS = {
     flag for s in SETTINGS if s.group in CLI_GROUPS and s.kind != "bool" for flag in s.flags
@@ -258,7 +259,7 @@ def _command_index(argv: Sequence[str]) -> int:
 
 
 def _toolkit(argv: Sequence[str]) -> int | None:
-    """Dispatch ``micro api|web|proxy|bot ...`` to its app, or None for other commands."""
+    """Dispatch ``micro api|web|proxy|bot|mcp ...`` to its app, or None for other commands."""
     i = _command_index(argv)
     if i >= len(argv) or argv[i] not in TOOLKIT or "-h" in argv[:i] or "--help" in argv[:i]:
         return None
@@ -273,6 +274,8 @@ def _toolkit(argv: Sequence[str]) -> int | None:
             from micro.toolkit.web.cli import main as app_main
         elif name == "bot":
             from micro.toolkit.bot.cli import main as app_main
+        elif name == "mcp":
+            from micro.toolkit.mcp.cli import main as app_main
         else:
             from micro.toolkit.proxy.cli import WRONG_ADDRESS_FLAG
             from micro.toolkit.proxy.cli import main as app_main
