@@ -7,6 +7,10 @@ gRPC hides the ``content-type`` subtype from handlers, so the format is the endp
 * a protobuf class pair given for an endpoint with msgspec/dataclass/pydantic types (the seam
   a ``.proto`` generator fills): protobuf on the wire, converted through JSON to the handler's
   types, validated as mucp validates them;
+* msgspec/dataclass/pydantic types with messages generated from them
+  (:mod:`micro.grpc._protogen`, what the server does by default): protobuf on the wire in
+  the generated messages (what reflection describes and ``micro proto`` prints), and
+  ``application/grpc+json`` for a client that says it sends JSON;
 * anything else: ``application/grpc+json``, the body being what micro's JSON codec makes of
   the value, with the same validation and 400-naming-the-field errors as mucp.
 
@@ -18,6 +22,7 @@ protobuf's JSON mapping.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from micro.codec import Codec, lookup
@@ -35,6 +40,8 @@ PROTO_TYPES = frozenset(
 )
 
 ProtoPair = tuple[type, type]
+Generated = tuple[Callable[[bytes], Any], Callable[[Any], bytes]]
+"""An endpoint's generated messages: (request bytes -> request value, response -> bytes)."""
 
 
 def _strip(tp: Any) -> Any:
@@ -52,9 +59,23 @@ def pick_codec(content_type: str, body: Any, response_type: Any) -> tuple[Codec,
 class Wire:
     """Decodes one endpoint's requests and encodes its responses (bytes <-> values)."""
 
-    __slots__ = ("_as_is", "_json", "_proto", "_req_pb", "_rsp_pb", "content_type", "spec")
+    __slots__ = (
+        "_as_is",
+        "_generated",
+        "_json",
+        "_proto",
+        "_req_pb",
+        "_rsp_pb",
+        "content_type",
+        "spec",
+    )
 
-    def __init__(self, spec: EndpointSpec, pair: ProtoPair | None = None) -> None:
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        pair: ProtoPair | None = None,
+        generated: Generated | None = None,
+    ) -> None:
         self.spec = spec
         self._json = lookup("application/json")
         self._proto = lookup("application/protobuf")
@@ -63,7 +84,8 @@ class Wire:
         self._rsp_pb: Any = pair[1] if pair else (rsp if is_proto_class(rsp) else None)
         self._as_is = is_proto_class(req)  # the handler takes the protobuf message itself
         proto = self._req_pb is not None or self._rsp_pb is not None
-        self.content_type = GRPC_PROTO if proto else GRPC_JSON
+        self._generated = None if proto else generated
+        self.content_type = GRPC_PROTO if proto or self._generated else GRPC_JSON
 
     @property
     def proto(self) -> bool:
@@ -81,6 +103,8 @@ class Wire:
         target = spec.request_type
         pb = self._req_pb
         if pb is None:
+            if self._generated is not None and not json:
+                return self._generated[0](data)
             return self._json.decode(data, target)
         # protobuf's JSON mapping when the client sent JSON
         message = _from_json(data, pb) if json else self._proto.decode(data, pb)
@@ -96,6 +120,8 @@ class Wire:
         """
         pb = self._rsp_pb
         if pb is None:
+            if self._generated is not None and not json:
+                return self._generated[1](value)
             return self._json.encode(value)
         if type(value) is pb and not json:  # the common case, without the codec's checks
             try:

@@ -9,16 +9,23 @@ stop. Unary endpoints are ``unary_unary`` methods, server streams ``unary_stream
 ``Stream[Req, Rsp]`` handlers ``stream_stream`` (which also serves client streaming: the
 handler reads until the end and sends one message).
 
+Handlers typed with msgspec, dataclass or pydantic types get protobuf messages generated
+from their types when the server starts (:mod:`micro.grpc._protogen`, the same file
+``micro proto`` prints from the registry): a generic gRPC client speaks protobuf to them, and
+server reflection (on by default) describes them, so ``grpcurl`` lists, describes and calls
+the service with no ``.proto`` at hand. micro's own client sends JSON (it says so in
+metadata) and keeps msgspec's decoding. Handlers typed with protobuf classes are served with
+their own messages and left out of the generated file (their ``.proto`` is the user's).
+
 ``grpc.health.v1.Health`` answers ``SERVING`` while the server runs and ``NOT_SERVING`` from
 the moment it starts draining. ``extra_services`` adds more ``grpc.GenericRpcHandler`` s
-(server reflection, other servicers) to the same port.
+(other servicers) to the same port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -34,8 +41,10 @@ from micro.errors import (
     Timeout,
 )
 from micro.grpc import _metadata
+from micro.grpc._protogen import ProtoFile, from_specs
+from micro.grpc._protogen import package_name as _package_name
 from micro.grpc._status import to_status
-from micro.grpc._wire import CONTENT_KEY, ProtoPair, Wire
+from micro.grpc._wire import CONTENT_KEY, GRPC_JSON, Generated, ProtoPair, Wire
 from micro.registry import Node
 from micro.server import EndOfStream, Request, Stream
 from micro.server._router import SERVER_ID, Route, shutting_down
@@ -46,14 +55,14 @@ __all__ = ["GrpcServer", "package_name"]
 
 log = logging.getLogger("micro.server")
 
-_NOT_PACKAGE = re.compile(r"[^A-Za-z0-9_.]")
 _JSON_VALUE = "application/json"
 _CONTENT_HEADER = md.canonical(CONTENT_KEY)
 
 
 def package_name(service: str) -> str:
-    """The default gRPC package of ``service``: its name, made a valid proto package."""
-    return _NOT_PACKAGE.sub("_", service).strip(".") or "micro"
+    """The default gRPC package of ``service``: its name, made a valid proto package (each
+    dot-separated part an identifier), as ``micro proto`` names it."""
+    return _package_name(service)
 
 
 class GrpcServer(RpcServer):
@@ -65,8 +74,9 @@ class GrpcServer(RpcServer):
         proto_types: per endpoint (``"Greeter.SayHello"``), a protobuf (request, response)
             class pair to speak on the wire instead of JSON, for handlers typed with msgspec,
             dataclass or pydantic types (handlers typed with protobuf classes need none).
-        extra_services: more generic handlers served on the same port (reflection...).
+        extra_services: more generic handlers served on the same port.
         health: serve ``grpc.health.v1.Health``.
+        reflection: serve gRPC server reflection (v1 and v1alpha) of the generated file.
         options: ``grpc.aio.server`` channel options.
         **kwargs: :class:`~micro.server.rpc.RpcServer`'s options.
     """
@@ -80,6 +90,7 @@ class GrpcServer(RpcServer):
         proto_types: Mapping[str, ProtoPair] | None = None,
         extra_services: Iterable[grpc.GenericRpcHandler] = (),
         health: bool = True,
+        reflection: bool = True,
         options: Iterable[tuple[str, Any]] = (),
         **kwargs: Any,
     ) -> None:
@@ -90,6 +101,9 @@ class GrpcServer(RpcServer):
         self.proto_types = dict(proto_types or {})
         self.extra_services = list(extra_services)
         self._health_on = health
+        self._reflection_on = reflection
+        self.protofile: ProtoFile | None = None
+        """The messages and services generated from the handlers' types (set at start)."""
         self._options = list(options)
         self._health: Any = None
         self._grpc: grpc.aio.Server | None = None
@@ -121,6 +135,11 @@ class GrpcServer(RpcServer):
             self._health = await _health(server, self.service_name, self.package)
         for extra in self.extra_services:
             server.add_generic_rpc_handlers((extra,))
+        self.protofile = self._generate()
+        if self._reflection_on and self.protofile is not None:
+            from micro.grpc._reflection import reflection_handlers
+
+            server.add_generic_rpc_handlers(tuple(reflection_handlers([self.protofile.file])))
         server.add_generic_rpc_handlers((_Routes(self._lookup),))
         host, _, port = self._address.rpartition(":")
         bind = f"{host or '0.0.0.0'}:{port or 0}"
@@ -146,9 +165,38 @@ class GrpcServer(RpcServer):
             self._methods[path] = found
         return found
 
+    def _generate(self) -> ProtoFile | None:
+        """The file for every endpoint not typed with protobuf classes (None: no such
+        endpoint, or types the generator cannot describe: then JSON only, and said so)."""
+        specs = [
+            route.spec
+            for route in self._router.routes.values()
+            if route.counted  # not the internal Debug.* (unlisted, as in the registry)
+            and route.spec.name not in self.proto_types
+            and not _proto_typed(route.spec)
+        ]
+        if not specs:
+            return None
+        try:
+            return from_specs(self.service_name, specs, package=self.package)
+        except Exception as exc:  # a type the generator refuses: serve JSON, no reflection
+            log.warning("no protobuf messages for %s (JSON only): %s", self.service_name, exc)
+            return None
+
+    def _generated(self, name: str) -> Generated | None:
+        protofile = self.protofile
+        rpc = protofile.rpcs.get(name) if protofile is not None else None
+        if protofile is None or rpc is None:
+            return None
+        route = self._router.routes[name]
+        return (
+            protofile.decoder(rpc.request, route.spec.request_type),
+            protofile.encoder(rpc.response),
+        )
+
     def _method(self, route: Route) -> grpc.RpcMethodHandler:
         spec = route.spec
-        wire = Wire(spec, self.proto_types.get(spec.name))
+        wire = Wire(spec, self.proto_types.get(spec.name), self._generated(spec.name))
         # Requests are read as streams whatever the kind: grpcio never answers a unary
         # request that ends without a whole message (the caller would wait for its deadline),
         # while a stream's read returns EOF, which gets a status here.
@@ -163,7 +211,9 @@ class GrpcServer(RpcServer):
             if error is None:
                 try:
                     data = await _first(context, route)
-                    request = self._request(route, wire, header, wire.decode(data, json=json))
+                    json = json or _looks_json(data, wire)
+                    body = wire.decode(data, json=json)
+                    request = self._request(route, wire, header, body, json=json)
                     result = await _bounded(route, context, route.call(request))
                     return wire.encode(result, json=json)
                 except Exception as exc:
@@ -182,8 +232,13 @@ class GrpcServer(RpcServer):
             if error is None:
                 try:
                     io = GrpcServerStream(context, wire, json=json, reads=reads)
-                    body = io if reads else wire.decode(await _first(context, route), json=json)
-                    request = self._request(route, wire, header, body, io)
+                    if reads:
+                        body: Any = io
+                    else:
+                        data = await _first(context, route)
+                        io.json = json = json or _looks_json(data, wire)
+                        body = wire.decode(data, json=json)
+                    request = self._request(route, wire, header, body, io, json=json)
                     await _bounded(route, context, route.call(request))
                     return
                 except Exception as exc:
@@ -201,12 +256,14 @@ class GrpcServer(RpcServer):
         header: dict[str, str],
         body: Any,
         io: Stream[Any, Any] | None = None,
+        *,
+        json: bool,
     ) -> Request:
         md.set_incoming(header)
         return Request(
             service=self.service_name,
             endpoint=route.spec.name,
-            content_type=wire.content_type,
+            content_type=GRPC_JSON if json else wire.content_type,
             header=header,
             metadata=md.get(),
             body=body,
@@ -268,7 +325,7 @@ class GrpcServerStream(Stream[Any, Any]):
     ) -> None:
         self._context = context
         self._wire = wire
-        self._json = json
+        self.json = json  # JSON both ways: said in metadata, or the client's first message
         self._reads = reads
 
     async def recv(self) -> Any:
@@ -277,11 +334,12 @@ class GrpcServerStream(Stream[Any, Any]):
         data = await self._context.read()
         if data is grpc.aio.EOF:
             raise EndOfStream
-        return self._wire.decode(data, json=self._json)
+        self.json = self.json or _looks_json(data, self._wire)
+        return self._wire.decode(data, json=self.json)
 
     async def send(self, message: Any) -> None:
         try:
-            data = self._wire.encode(message, json=self._json)
+            data = self._wire.encode(message, json=self.json)
         except MicroError as exc:
             raise InternalServerError(f"{self._wire.spec.name}: {exc.detail}") from None
         await self._context.write(data)
@@ -311,6 +369,21 @@ class _Routes(grpc.GenericRpcHandler):  # type: ignore[misc]
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         return self._lookup(handler_call_details.method)
+
+
+def _looks_json(data: bytes, wire: Wire) -> bool:
+    """Whether a message to a protobuf endpoint is JSON without the metadata saying so: a
+    body starting ``{`` or ``[``, which as protobuf would open a group (field 15 or 11,
+    wire type 3), something proto3 never writes. So a gRPC client sending
+    ``application/grpc+json`` bodies (whose content-type grpcio hides from the server) is
+    understood and answered in JSON."""
+    return wire.proto and data[:1] in (b"{", b"[")
+
+
+def _proto_typed(spec: Any) -> bool:
+    from micro.codec._types import is_proto_class
+
+    return bool(is_proto_class(spec.request_type) or is_proto_class(spec.response_type))
 
 
 def _missing(server: GrpcServer, path: str) -> grpc.RpcMethodHandler:

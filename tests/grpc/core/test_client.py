@@ -190,11 +190,15 @@ async def test_metadata_travels_as_grpc_metadata(
     assert got["Micro-From-Service"] == "caller"
     assert not any(key.lower().startswith("grpc-") for key in got)
     async with grpc.aio.insecure_channel(json_server.address) as channel:
-        raw = await channel.unary_unary("/greeter.Greeter/Who")(
-            b"", metadata=(("x-trace", "t1"), ("x-bin-bin", b"\x00"))
-        )
+        who = channel.unary_unary("/greeter.Greeter/Who")
+        pairs = (("x-trace", "t1"), ("x-bin-bin", b"\x00"))
+        raw = await who(b"", metadata=(*pairs, ("micro-content-type", "application/json")))
+        # without the JSON mark: the generated message (a map of strings, as protobuf)
+        as_proto = await who(b"", metadata=pairs)
     assert b'"X-Trace":"t1"' in raw
     assert b"X-Bin-Bin" not in raw
+    assert b"X-Trace" in as_proto
+    assert not as_proto.startswith(b"{")
 
 
 async def test_json_calls_reach_a_protobuf_handler(
