@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc  # type: ignore[import-untyped]
 
@@ -49,7 +49,7 @@ from micro.registry import Node
 from micro.server import EndOfStream, Request, Stream
 from micro.server._router import SERVER_ID, Route, shutting_down
 from micro.server.rpc import RpcServer
-from micro.transport import Listener
+from micro.transport import Listener, Socket
 
 __all__ = ["GrpcServer", "package_name"]
 
@@ -207,7 +207,7 @@ class GrpcServer(RpcServer):
     def _unary(self, route: Route, wire: Wire) -> Callable[..., Any]:
         async def unary(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             header, json = _header(context)
-            error = self._enter(route)
+            error = self._enter(route, header, context)
             if error is None:
                 try:
                     data = await _first(context, route)
@@ -228,7 +228,7 @@ class GrpcServer(RpcServer):
     def _stream(self, route: Route, wire: Wire, reads: bool) -> Callable[..., Any]:
         async def stream(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             header, json = _header(context)
-            error = self._enter(route)
+            error = self._enter(route, header, context)
             if error is None:
                 try:
                     io = GrpcServerStream(context, wire, json=json, reads=reads)
@@ -273,12 +273,20 @@ class GrpcServer(RpcServer):
 
     # -- counts and draining, shared with the mucp router's Debug.Stats -------------------
 
-    def _enter(self, route: Route) -> MicroError | None:
+    def _enter(
+        self, route: Route, header: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> MicroError | None:
         router = self._router
         router.requests += route.counted
         if router.draining:
             router.errors += route.counted
             return shutting_down()
+        if router.admit is not None and route.counted:  # load shedding, rate limit
+            active = router.active + 1  # this call included, as the mucp router counts it
+            refused = router.admit(cast(Socket, _Peer(context.peer())), header, active)
+            if refused is not None:
+                router.errors += route.counted
+                return refused
         router.inflight += 1
         router.active += route.counted
         return None
@@ -343,6 +351,16 @@ class GrpcServerStream(Stream[Any, Any]):
         except MicroError as exc:
             raise InternalServerError(f"{self._wire.spec.name}: {exc.detail}") from None
         await self._context.write(data)
+
+
+class _Peer:
+    """What the admission checks read of a caller: its address (``remote``)."""
+
+    __slots__ = ("remote",)
+
+    def __init__(self, peer: str) -> None:
+        # grpcio's "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000" -> "127.0.0.1:5000" / "[::1]:5000"
+        self.remote = peer.partition(":")[2] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
 class _GrpcListener(Listener):

@@ -327,3 +327,37 @@ async def test_grpcurl_calls_unary_stream_and_health(
     )
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout) == {"status": "SERVING"}
+
+
+async def test_load_shedding_and_the_rate_limit_apply_to_grpc_calls(
+    registry: MemoryRegistry,
+) -> None:
+    server = GrpcServer(
+        name="greeter",
+        address="127.0.0.1:0",
+        registry=registry,
+        register_interval=0,
+        max_in_flight=1,
+        rate_limit=1.0,
+        settings=None,
+    )
+    server.handle(Greeter())
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            sleep = channel.unary_unary("/greeter.Greeter/Sleep")
+            json_md = (("micro-content-type", "application/json"),)
+            # burst of one second's worth (1 call): the first is served, slowly
+            first = asyncio.ensure_future(sleep(b'{"seconds": 0.5}', metadata=json_md))
+            await asyncio.sleep(0.1)
+            with pytest.raises(grpc.aio.AioRpcError) as shed:  # one in flight already
+                await sleep(b'{"seconds": 0}', metadata=json_md)
+            assert shed.value.code() == grpc.StatusCode.UNAVAILABLE
+            await first
+            with pytest.raises(grpc.aio.AioRpcError) as limited:  # the bucket is empty
+                await sleep(b'{"seconds": 0}', metadata=json_md)
+            assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        stats = server.resilience_stats()
+        assert (stats["shed"], stats["rate_limited"]) == (1, 1)
+    finally:
+        await server.stop(grace=1)
