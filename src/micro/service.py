@@ -356,6 +356,7 @@ class Service:
         if obs is not None:
             server.debug.latency = obs.latency
             obs.watch(lambda: (getattr(client, "_pool", None), client.selector))
+            obs.watch_resilience(server.debug.resilience)
         return server, client, broker
 
     def _observe(self, broker: Broker) -> Observability | None:

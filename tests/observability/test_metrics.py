@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -101,6 +102,9 @@ async def test_metrics_count_exactly() -> None:
     assert samples[("micro_registry_cache_services", ())] == 1
     assert samples[("micro_client_pool_idle_connections", ())] >= 1
     assert samples[("micro_selector_blacklisted_nodes", ())] == 0
+    # the resilience counts are series too (every mechanism is off here: all 0)
+    assert samples[("micro_resilience_shed_total", ())] == 0
+    assert samples[("micro_resilience_breakers_open", ())] == 0
     assert stats["requests"] == 7
     assert 0 < stats["latency_p50_us"] <= stats["latency_p95_us"] <= stats["latency_p99_us"]
 
@@ -131,3 +135,44 @@ def test_percentiles_of_the_latency_histogram() -> None:
     assert 0.050 <= histogram.percentile(0.5) <= 0.050 * 1.05
     assert 0.099 <= histogram.percentile(0.99) <= 0.099 * 1.05
     assert 0.100 <= histogram.percentile(1.0) <= 0.100 * 1.05
+
+
+async def test_resilience_counts_are_series() -> None:
+    """A server that sheds load: the refusals counted in /metrics as in Debug.Stats."""
+    name = f"shed-{uuid.uuid4().hex[:8]}"
+    service = micro.Service(
+        name,
+        registry="memory",
+        transport="memory",
+        broker="memory",
+        metrics_address="127.0.0.1:0",
+        max_in_flight=1,
+        handle_signals=False,
+    )
+    gate = asyncio.Event()
+
+    class Slow:
+        async def wait(self) -> dict[str, bool]:
+            await gate.wait()
+            return {"ok": True}
+
+    service.handle(Slow())
+    async with service:
+        client = service.client
+        first = asyncio.ensure_future(client.call(name, "Slow.Wait", {}))
+        await eventually(lambda: _busy(service))  # the first call holds the one slot
+        for _ in range(3):
+            with pytest.raises(errors.ServiceUnavailable):
+                await client.call(name, "Slow.Wait", {}, retries=0)
+        gate.set()
+        assert await first == {"ok": True}
+        assert service.observability is not None
+        server = service.observability.metrics_server
+        assert server is not None
+        samples = await _scrape(server.address)
+        stats = await client.call(name, "Debug.Stats", {})
+    assert samples[("micro_resilience_shed_total", ())] == stats["shed"] == 3
+
+
+def _busy(service: micro.Service) -> bool:
+    return service.server._router.active == 1

@@ -19,7 +19,7 @@ extra is missing. See ``docs/observability.md``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from micro import plugins
@@ -85,6 +85,11 @@ class Observability:
         """Report the (pool, selector) ``source`` returns in the metrics' gauges."""
         if self.metrics is not None:
             self.metrics.watch(source)
+
+    def watch_resilience(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Report the resilience counts ``source`` returns in the metrics."""
+        if self.metrics is not None:
+            self.metrics.watch_resilience(source)
 
     async def start(self) -> None:
         """Serve /metrics (when an address is set)."""

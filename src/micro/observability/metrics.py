@@ -19,6 +19,12 @@ Every :class:`Metrics` owns its own ``CollectorRegistry``, so two services in on
 ``micro_client_pool_idle_connections``                     kept-alive connections in the pool
 ``micro_selector_blacklisted_nodes``                       nodes the selector skips for now
 ``micro_registry_cache_services``                          services the selector has cached
+``micro_resilience_<count>_total``                         calls refused or saved: ``shed``,
+                                                           ``rate_limited``, ``breaker_rejected``,
+                                                           ``bulkhead_rejected``,
+                                                           ``retries_denied``, ``hedges``
+``micro_resilience_breakers_open``                         breakers open or half-open now
+``micro_resilience_ejected_nodes``                         nodes the selector ejected now
 ``micro_http_requests_total{app,method,code}``             a toolkit app's HTTP requests
 ``micro_http_request_duration_seconds{app,method}``        histogram of their answer time
 =========================================================  ======================================
@@ -37,11 +43,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from micro.client import CallFunc, CallOptions, CallWrapper, PublishFunc, PublishWrapper
@@ -99,13 +105,35 @@ class LatencyHistogram:
         return self._BOUNDS[-1]
 
 
+_RESILIENCE_GAUGES = {
+    "breakers_open": ("micro_resilience_breakers_open", "breakers open or half-open now"),
+    "ejected": ("micro_resilience_ejected_nodes", "nodes the selector ejected for failures now"),
+}
+
+
 class _Gauges(Collector):
-    """Pool, selector-blacklist and registry-cache gauges, read at scrape time."""
+    """Pool, selector-blacklist and registry-cache gauges, and the resilience counts
+    (``Debug.resilience``), read at scrape time."""
 
     def __init__(self) -> None:
         self.sources: list[Callable[[], tuple[Any, Any]]] = []
+        self.resilience: list[Callable[[], Mapping[str, int]]] = []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield from self._tables()
+        counts: dict[str, int] = {}
+        for source in self.resilience:
+            for name, value in source().items():
+                counts[name] = counts.get(name, 0) + value
+        for name, value in counts.items():
+            if name in _RESILIENCE_GAUGES:
+                metric, text = _RESILIENCE_GAUGES[name]
+                yield GaugeMetricFamily(metric, text, value)
+            else:
+                text = f"calls counted as {name.replace('_', ' ')} (docs/resilience.md)"
+                yield CounterMetricFamily(f"micro_resilience_{name}", text, value)
+
+    def _tables(self) -> Iterator[GaugeMetricFamily]:
         idle = blacklisted = cached = 0
         now = time.monotonic()
         for source in self.sources:
@@ -215,6 +243,11 @@ class Metrics:
     def watch(self, source: Callable[[], tuple[Any, Any]]) -> None:
         """Report the (pool, selector) ``source`` returns in the gauges at each scrape."""
         self.gauges.sources.append(source)
+
+    def watch_resilience(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Report the resilience counts ``source`` returns (``Debug.resilience``) at each
+        scrape: totals as counters, ``breakers_open`` and ``ejected`` as gauges."""
+        self.gauges.resilience.append(source)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
