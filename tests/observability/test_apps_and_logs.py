@@ -7,7 +7,6 @@ import logging
 import uuid
 
 import httpx
-import msgspec
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,17 +18,7 @@ import micro
 from micro import errors
 from micro.settings import BACKEND_GROUPS, load
 from micro.toolkit.api import ApiOptions, Gateway
-
-
-class Ping(msgspec.Struct):
-    n: int
-
-
-class Echo:
-    async def echo(self, req: Ping) -> Ping:
-        if req.n < 0:
-            raise errors.BadRequest("negative", id="echo")
-        return req
+from tests.observability.handlers import Echo
 
 
 async def test_the_gateway_serves_metrics_and_counts_its_calls() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import httpx
-import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,17 +13,7 @@ import micro
 from micro import errors
 from micro.observability.metrics import LatencyHistogram
 from micro.testing import eventually
-
-
-class Ping(msgspec.Struct):
-    n: int
-
-
-class Echo:
-    async def echo(self, req: Ping) -> Ping:
-        if req.n < 0:
-            raise errors.BadRequest("negative", id="echo")
-        return req
+from tests.observability.handlers import Echo
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -162,6 +162,20 @@ def _split(address: str) -> tuple[str, int | None]:
     return host, int(port) if port.isdigit() else None
 
 
+def _rpc_attributes(service: str, endpoint: str, address: str) -> dict[str, Any]:
+    """The RPC semantic-convention attributes of a call to ``endpoint`` at ``address``."""
+    host, port = _host_port(address)
+    attributes: dict[str, Any] = {
+        "rpc.system": "micro",
+        "rpc.service": service,
+        "rpc.method": endpoint,
+        "server.address": host,
+    }
+    if port is not None:
+        attributes["server.port"] = port
+    return attributes
+
+
 def _failed(span: Span, exc: BaseException) -> None:
     """Mark ``span`` failed by ``exc``: the micro code, ``error.type`` and the event."""
     if isinstance(exc, MicroError):
@@ -206,15 +220,7 @@ class Tracing:
 
         def wrap(next: HandlerFunc) -> HandlerFunc:
             async def handle(req: Request) -> Any:
-                host, port = _host_port(self._address())
-                attributes: dict[str, Any] = {
-                    "rpc.system": "micro",
-                    "rpc.service": req.service,
-                    "rpc.method": req.endpoint,
-                    "server.address": host,
-                }
-                if port is not None:
-                    attributes["server.port"] = port
+                attributes = _rpc_attributes(req.service, req.endpoint, self._address())
                 caller = req.header.get("Micro-From-Service")
                 if caller:
                     attributes["rpc.micro.from_service"] = caller
@@ -249,15 +255,7 @@ class Tracing:
 
         def wrap(next: CallFunc) -> CallFunc:
             async def call(node: Node, req: CallRequest, opts: CallOptions) -> Any:
-                host, port = _host_port(node.address)
-                attributes: dict[str, Any] = {
-                    "rpc.system": "micro",
-                    "rpc.service": req.service,
-                    "rpc.method": req.endpoint,
-                    "server.address": host,
-                }
-                if port is not None:
-                    attributes["server.port"] = port
+                attributes = _rpc_attributes(req.service, req.endpoint, node.address)
                 span = tracer.start_span(
                     f"{req.service}/{req.endpoint}", kind=SpanKind.CLIENT, attributes=attributes
                 )

@@ -4,11 +4,9 @@ and a stub generated from ``micro proto``'s file call it; micro's own client kee
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.resources
 import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,19 +19,7 @@ from micro.grpc._protogen import from_endpoints
 from micro.grpc.server import GrpcServer
 from micro.registry.memory import MemoryRegistry
 from tests.grpc.core.handlers import Greeter
-
-GRPCURL = str(Path(sys.executable).with_name("grpcurl"))
-
-
-async def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [GRPCURL, "-plaintext", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+from tests.grpc.proto.test_reflection import grpcurl
 
 
 async def test_reflection_lists_and_describes_the_generated_service(
