@@ -1,5 +1,6 @@
-"""A node whose ``transport`` metadata names another transport is refused with one clear,
-unretried error, for calls and streams alike; a node without it is dialed as it is."""
+"""A node whose ``transport`` metadata names another transport is passed over for one that
+speaks this client's; with none, the call is refused with one clear, unretried error, for calls
+and streams alike; a node without the metadata is dialed as it is."""
 
 from __future__ import annotations
 
@@ -44,3 +45,19 @@ async def test_a_node_on_this_transport_or_without_the_metadata_is_called(
     await registry.register(Service(name="same", version="1", nodes=[same]))
     await client.call("same", "Test.Echo", {"x": 1}, retries=0)
     assert transport.dialed  # both reached the server
+
+
+async def test_a_mixed_fleet_is_called_on_the_nodes_that_speak_this_transport(
+    client: RpcClient,
+    server: FakeServer,
+    registry: MemoryRegistry,
+    transport: RecordingTransport,
+) -> None:
+    """Two nodes of one service, one on another transport: every call goes to the one this
+    client speaks, and none fails."""
+    ours = Node(id="mixed-ours", address=server.address, metadata={"transport": transport.name})
+    theirs = Node(id="mixed-nats", address="a-subject", metadata={"transport": "nats"})
+    await registry.register(Service(name="mixed", version="1", nodes=[theirs, ours]))
+    for _ in range(10):  # the selector offers both in turn; without retries none may fail
+        assert await client.call("mixed", "Test.Echo", {"x": 1}, retries=0) == {"x": 1}
+    # (with no node on this transport the call is refused: the first test here)

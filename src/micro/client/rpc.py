@@ -499,6 +499,8 @@ class RpcClient(Client):
                 # gets its retries too, as in go-micro)
                 nxt = await self._select(selector, req, opts)
                 node = nxt()
+            if selector is not None and not self._speaks(node):
+                node = self._speakable(node, nxt)
             if guard is not None:  # skips nodes whose breaker is open (all open: CircuitOpen)
                 node = guard.pick(req.service, node, nxt)
             try:
@@ -526,6 +528,28 @@ class RpcClient(Client):
                 return response
             attempt += 1
             await self._wait(attempt, req, opts, error)
+
+    def _speaks(self, node: Node) -> bool:
+        """Whether this client can call ``node``: over gRPC, or its transport is ours (or it
+        does not say)."""
+        theirs = node.metadata.get("transport") if node.metadata else None
+        return not theirs or theirs == self.transport.name or self.speaks_grpc(node)
+
+    def _speakable(self, node: Node, nxt: Next) -> Node:
+        """A node of the selection this client can call, in place of ``node`` (a mixed fleet:
+        some nodes on another transport). ``node`` itself when none can be: the attempt then
+        fails with ``TransportMismatch``, which names both transports."""
+        seen = {node.id}
+        while True:
+            try:
+                other = nxt()
+            except NoneAvailable:
+                return node
+            if self._speaks(other):
+                return other
+            if other.id in seen:  # round the whole selection: nobody speaks it
+                return node
+            seen.add(other.id)
 
     async def _wait(self, attempt: int, req: Request, opts: CallOptions, error: MicroError) -> None:
         delay = self.backoff(attempt)
