@@ -80,6 +80,11 @@ async def test_metrics_count_exactly() -> None:
     assert samples[("micro_server_errors_total", bad)] == 2
     assert ("micro_server_errors_total", ok) not in samples
     assert samples[("micro_server_request_duration_seconds_count", ep)] == 7
+    every = tuple(sorted((*ep, ("le", "+Inf"))))
+    assert samples[("micro_server_request_duration_seconds_bucket", every)] == 7
+    fast = tuple(sorted((*ep, ("le", "10.0"))))  # cumulative: every call took under 10 s
+    assert samples[("micro_server_request_duration_seconds_bucket", fast)] == 7
+    assert 0 < samples[("micro_server_request_duration_seconds_sum", ep)] < 7 * 10
     assert samples[("micro_server_in_flight", ep)] == 0
     assert samples[("micro_client_requests_total", ok)] == 5
     assert samples[("micro_client_errors_total", bad)] == 2

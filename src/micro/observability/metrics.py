@@ -46,8 +46,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from micro.client import CallFunc, CallOptions, CallWrapper, PublishFunc, PublishWrapper
@@ -157,26 +161,72 @@ class _Gauges(Collector):
         )
 
 
-class _Children:
-    """The (in-flight, requests with code 200, duration) series of each (service, endpoint),
-    looked up once: ``labels()`` takes a lock and builds a key, ~5 us a call."""
+_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+"""prometheus-client's default histogram buckets (seconds), kept for the RPC histograms."""
 
-    def __init__(self, in_flight: Gauge, requests: Counter, duration: Histogram) -> None:
-        self._metrics = (in_flight, requests, duration)
-        self._found: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
-    def of(self, service: str, endpoint: str) -> tuple[Any, Any, Any]:
-        found = self._found.get((service, endpoint))
+class _Endpoint:
+    """The counts of one (service, endpoint): plain ints, updated on the event loop."""
+
+    __slots__ = ("buckets", "codes", "in_flight", "ok", "seconds")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.ok = 0  # answered with code 200
+        self.codes: dict[str, int] = {}  # answered with an error, by code
+        self.buckets = [0] * (len(_DEFAULT_BUCKETS) + 1)
+        self.seconds = 0.0
+
+    def done(self, elapsed: float) -> None:
+        self.in_flight -= 1
+        self.buckets[bisect.bisect_left(_DEFAULT_BUCKETS, elapsed)] += 1
+        self.seconds += elapsed
+
+    def failed(self, code: str) -> None:
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+
+class _Rpc(Collector):
+    """One side's RPC series (``micro_<side>_requests_total`` and the rest), counted in
+    plain ints and turned into metric families at scrape time.
+
+    prometheus-client's ``Counter``/``Gauge``/``Histogram`` take a lock on every update; four
+    of them a call cost ~9 us of a 33 us call with 64 in flight. Every update here runs on
+    the event loop (wrappers are coroutines), so no lock is needed.
+    """
+
+    def __init__(self, side: str, what: tuple[str, str, str, str]) -> None:
+        self.side = side
+        self.what = what  # help texts: requests, errors, duration, in flight
+        self.endpoints: dict[tuple[str, str], _Endpoint] = {}
+
+    def of(self, service: str, endpoint: str) -> _Endpoint:
+        found = self.endpoints.get((service, endpoint))
         if found is None:
-            in_flight, requests, duration = self._metrics
-            found = (
-                in_flight.labels(service, endpoint),
-                requests.labels(service, endpoint, "200"),
-                duration.labels(service, endpoint),
-            )
-            if len(self._found) < 4096:  # endpoints are few; a flood of names is not kept
-                self._found[(service, endpoint)] = found
+            found = self.endpoints[(service, endpoint)] = _Endpoint()
         return found
+
+    def collect(self) -> Iterator[Any]:
+        side, (requests, errors, duration, in_flight) = self.side, self.what
+        by_code, by_endpoint = ["service", "endpoint", "code"], ["service", "endpoint"]
+        req = CounterMetricFamily(f"micro_{side}_requests", requests, labels=by_code)
+        err = CounterMetricFamily(f"micro_{side}_errors", errors, labels=by_code)
+        name = "request_duration_seconds"
+        hist = HistogramMetricFamily(f"micro_{side}_{name}", duration, labels=by_endpoint)
+        live = GaugeMetricFamily(f"micro_{side}_in_flight", in_flight, labels=by_endpoint)
+        for (service, endpoint), e in list(self.endpoints.items()):
+            if e.ok:
+                req.add_metric([service, endpoint, "200"], e.ok)
+            for code, count in e.codes.items():  # counted in both families
+                req.add_metric([service, endpoint, code], count)
+                err.add_metric([service, endpoint, code], count)
+            cumulative, running = [], 0
+            for bound, count in zip((*_DEFAULT_BUCKETS, math.inf), e.buckets, strict=True):
+                running += count
+                cumulative.append(("+Inf" if bound == math.inf else repr(bound), running))
+            hist.add_metric([service, endpoint], cumulative, e.seconds)
+            live.add_metric([service, endpoint], e.in_flight)
+        yield from (req, err, hist, live)
 
 
 class Metrics:
@@ -185,32 +235,18 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        by_code = ("service", "endpoint", "code")
-        by_endpoint = ("service", "endpoint")
-        self.server_requests = Counter(
-            "micro_server_requests", "requests answered", by_code, registry=r
-        )
-        self.server_errors = Counter(
-            "micro_server_errors", "requests answered with an error", by_code, registry=r
-        )
-        self.server_duration = Histogram(
-            "micro_server_request_duration_seconds", "handling time", by_endpoint, registry=r
-        )
-        self.server_in_flight = Gauge(
-            "micro_server_in_flight", "requests being handled", by_endpoint, registry=r
-        )
-        self.client_requests = Counter(
-            "micro_client_requests", "call attempts answered", by_code, registry=r
-        )
-        self.client_errors = Counter(
-            "micro_client_errors", "call attempts that failed", by_code, registry=r
-        )
-        self.client_duration = Histogram(
-            "micro_client_request_duration_seconds", "attempt time", by_endpoint, registry=r
-        )
-        self.client_in_flight = Gauge(
-            "micro_client_in_flight", "attempts waiting for an answer", by_endpoint, registry=r
-        )
+        self.server = _Rpc(
+            "server",
+            ("requests answered", "requests answered with an error", "handling time",
+             "requests being handled"),
+        )  # fmt: skip
+        self.client = _Rpc(
+            "client",
+            ("call attempts answered", "call attempts that failed", "attempt time",
+             "attempts waiting for an answer"),
+        )  # fmt: skip
+        r.register(self.server)
+        r.register(self.client)
         self.published = Counter(
             "micro_broker_published", "events handed to the broker", ("topic",), registry=r
         )
@@ -254,56 +290,48 @@ class Metrics:
         return generate_latest(self.registry)
 
     def handler_wrapper(self) -> HandlerWrapper:
-        m = self
-        children = _Children(self.server_in_flight, self.server_requests, self.server_duration)
+        series, latency = self.server, self.latency
 
         def wrap(next: HandlerFunc) -> HandlerFunc:
             async def handle(req: Request) -> Any:
-                in_flight, ok, duration = children.of(req.service, req.endpoint)
-                in_flight.inc()
+                counts = series.of(req.service, req.endpoint)
+                counts.in_flight += 1
                 started = time.perf_counter()
                 try:
                     result = await next(req)
                 except BaseException as exc:
-                    code = _code(exc)
-                    m.server_errors.labels(req.service, req.endpoint, code).inc()
-                    m.server_requests.labels(req.service, req.endpoint, code).inc()
+                    counts.failed(_code(exc))
                     raise
                 else:
-                    ok.inc()
+                    counts.ok += 1
                     return result
                 finally:
                     elapsed = time.perf_counter() - started
-                    in_flight.dec()
-                    duration.observe(elapsed)
-                    m.latency.observe(elapsed)
+                    counts.done(elapsed)
+                    latency.observe(elapsed)
 
             return handle
 
         return wrap
 
     def call_wrapper(self) -> CallWrapper:
-        m = self
-        children = _Children(self.client_in_flight, self.client_requests, self.client_duration)
+        series = self.client
 
         def wrap(next: CallFunc) -> CallFunc:
             async def call(node: Node, req: CallRequest, opts: CallOptions) -> Any:
-                in_flight, ok, duration = children.of(req.service, req.endpoint)
-                in_flight.inc()
+                counts = series.of(req.service, req.endpoint)
+                counts.in_flight += 1
                 started = time.perf_counter()
                 try:
                     result = await next(node, req, opts)
                 except BaseException as exc:
-                    code = _code(exc)
-                    m.client_errors.labels(req.service, req.endpoint, code).inc()
-                    m.client_requests.labels(req.service, req.endpoint, code).inc()
+                    counts.failed(_code(exc))
                     raise
                 else:
-                    ok.inc()
+                    counts.ok += 1
                     return result
                 finally:
-                    in_flight.dec()
-                    duration.observe(time.perf_counter() - started)
+                    counts.done(time.perf_counter() - started)
 
             return call
 
