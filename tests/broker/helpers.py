@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -116,6 +117,14 @@ class PrivateServer(abc.ABC):
     async def start(self) -> None:
         self.spawn()
         await wait_port(self.port)
+
+    async def __aenter__(self) -> Self:
+        """Started; killed on exit (a fixture: ``async with PrivateX(tmp_path) as s: yield s``)."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL its process group: the crash case, no clean shutdown."""

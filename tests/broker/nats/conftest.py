@@ -19,12 +19,8 @@ __all__ = ["PrivateNats"]
 
 @pytest.fixture
 async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
-    server = PrivateNats(tmp_path)
-    await server.start()
-    try:
+    async with PrivateNats(tmp_path) as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

@@ -19,12 +19,8 @@ __all__ = ["PrivateRedis"]
 
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    await server.start()
-    try:
+    async with PrivateRedis(tmp_path) as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -43,16 +45,26 @@ def registry() -> MemoryRegistry:
     return MemoryRegistry()
 
 
+@asynccontextmanager
+async def serving(
+    registry: MemoryRegistry, handler: object, service: str = "greeter", **options: Any
+) -> AsyncIterator[GrpcServer]:
+    """``handler`` served over gRPC as ``service``, registered in ``registry``; ``options``
+    go to ``handle``."""
+    server = GrpcServer(name=service, address="127.0.0.1:0", registry=registry, register_interval=0)
+    server.handle(handler, **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(grace=1)
+
+
 @pytest.fixture
 async def json_server(registry: MemoryRegistry) -> AsyncIterator[GrpcServer]:
     """The msgspec greeter served over gRPC as service ``greeter``."""
-    server = GrpcServer(
-        name="greeter", address="127.0.0.1:0", registry=registry, register_interval=0
-    )
-    server.handle(Greeter())
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+    async with serving(registry, Greeter()) as server:
+        yield server
 
 
 @pytest.fixture
@@ -60,10 +72,5 @@ async def proto_server(
     registry: MemoryRegistry, stubs: tuple[ModuleType, ModuleType]
 ) -> AsyncIterator[GrpcServer]:
     """The protobuf-typed greeter served over gRPC as service ``greeter``."""
-    server = GrpcServer(
-        name="greeter", address="127.0.0.1:0", registry=registry, register_interval=0
-    )
-    server.handle(proto_greeter(stubs[0]), name="Greeter")
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+    async with serving(registry, proto_greeter(stubs[0]), name="Greeter") as server:
+        yield server

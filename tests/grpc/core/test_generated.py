@@ -18,6 +18,7 @@ from micro.client.rpc import RpcClient
 from micro.grpc._protogen import from_endpoints
 from micro.grpc.server import GrpcServer
 from micro.registry.memory import MemoryRegistry
+from tests.grpc.core.conftest import serving
 from tests.grpc.core.handlers import Greeter
 from tests.grpc.proto.test_reflection import grpcurl
 
@@ -56,13 +57,8 @@ async def test_grpcurl_calls_unary_and_streams_through_reflection(
 async def gen_server(registry: MemoryRegistry) -> AsyncIterator[GrpcServer]:
     """The msgspec greeter as ``gen.greeter``: a package of its own, since the generated
     module's messages go into protobuf's process-wide pool beside other tests' ``greeter``."""
-    server = GrpcServer(
-        name="gen.greeter", address="127.0.0.1:0", registry=registry, register_interval=0
-    )
-    server.handle(Greeter())
-    await server.start()
-    yield server
-    await server.stop(grace=1)
+    async with serving(registry, Greeter(), service="gen.greeter") as server:
+        yield server
 
 
 async def test_a_stub_generated_from_the_registry_file_calls_it(

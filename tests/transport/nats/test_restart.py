@@ -22,12 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
-    server = PrivateNats(tmp_path)
-    await server.start()
-    try:
+    async with PrivateNats(tmp_path) as server:
         yield server
-    finally:
-        server.kill()
 
 
 async def test_calls_fail_fast_while_nats_is_down_and_recover(private_nats: PrivateNats) -> None:

@@ -55,12 +55,8 @@ class MonitoredNats(PrivateNats):
 
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[MonitoredNats]:
-    server = MonitoredNats(tmp_path)
-    await server.start()
-    try:
+    async with MonitoredNats(tmp_path) as server:
         yield server
-    finally:
-        server.kill()
 
 
 class Hello(msgspec.Struct):
