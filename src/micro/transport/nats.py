@@ -193,7 +193,6 @@ class NatsTransport(Transport):
         self.servers = parse_servers(address)
         self.max_body = max_body
         self.ping_interval = ping_interval
-        self.connect_timeout = connect_timeout
         self._options = Options(
             servers=tuple(self.servers),
             user=username,
